@@ -1,0 +1,1 @@
+"""The Melo server: FastAPI + SQLAlchemy 2 (async) + Redis."""

@@ -1,0 +1,218 @@
+"""Admin API (admin role): users, bans, sessions, registration, keys, stats and the audit log."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from melo_protocol.wire import (
+    AdminKeyList,
+    AdminPasswordReset,
+    AdminPasswordResetOut,
+    AdminUserDetail,
+    AdminUserList,
+    AdminUserSummary,
+    AuditList,
+    BanRequest,
+    KeyRotateRequest,
+    KeyRotateResult,
+    RegistrationModeBody,
+    RegistrationTokenCreate,
+    RegistrationTokenList,
+    RegistrationTokenOut,
+    StatsOut,
+)
+from server.accounts import service as accounts_service
+from server.admin import service
+from server.auth import service as auth_service
+from server.deps import AdminCaller, DbSession, StateDep
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+@router.get("/users")
+async def list_users(
+    caller: AdminCaller,
+    state: StateDep,
+    db: DbSession,
+    search: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AdminUserList:
+    async def run() -> AdminUserList:
+        return AdminUserList(users=await service.list_users(db, search, limit, offset))
+
+    return await service.audited(state, caller, "users.list", search, run)
+
+
+@router.get("/users/{username}")
+async def show_user(username: str, caller: AdminCaller, state: StateDep, db: DbSession) -> AdminUserDetail:
+    async def run() -> AdminUserDetail:
+        return await service.user_detail(db, await service.find_user(db, username))
+
+    return await service.audited(state, caller, "users.show", username, run)
+
+
+@router.post("/users/{username}/ban")
+async def ban_user(
+    username: str, body: BanRequest, caller: AdminCaller, state: StateDep, db: DbSession
+) -> AdminUserSummary:
+    async def run() -> AdminUserSummary:
+        user = await service.find_user(db, username)
+        await service.ban(state, db, caller, user, body.reason)
+        return service.summary(user)
+
+    return await service.audited(state, caller, "users.ban", username, run, {"reason": body.reason})
+
+
+@router.post("/users/{username}/unban")
+async def unban_user(username: str, caller: AdminCaller, state: StateDep, db: DbSession) -> AdminUserSummary:
+    async def run() -> AdminUserSummary:
+        user = await service.find_user(db, username)
+        await service.unban(db, user)
+        return service.summary(user)
+
+    return await service.audited(state, caller, "users.unban", username, run)
+
+
+@router.post("/users/{username}/deactivate")
+async def deactivate_user(
+    username: str, caller: AdminCaller, state: StateDep, db: DbSession
+) -> AdminUserSummary:
+    async def run() -> AdminUserSummary:
+        user = await service.find_user(db, username)
+        await service.deactivate(state, db, caller, user)
+        return service.summary(user)
+
+    return await service.audited(state, caller, "users.deactivate", username, run)
+
+
+@router.post("/users/{username}/reset-password")
+async def reset_password(
+    username: str, body: AdminPasswordReset, caller: AdminCaller, state: StateDep, db: DbSession
+) -> AdminPasswordResetOut:
+    async def run() -> AdminPasswordResetOut:
+        user = await service.find_user(db, username)
+        generated, revoked = await service.reset_password(state, db, user, body.new_password)
+        return AdminPasswordResetOut(username=user.username, temporary_password=generated, sessions_revoked=revoked)
+
+    return await service.audited(state, caller, "users.reset_password", username, run)
+
+
+@router.post("/users/{username}/promote")
+async def promote(username: str, caller: AdminCaller, state: StateDep, db: DbSession) -> AdminUserSummary:
+    async def run() -> AdminUserSummary:
+        user = await service.find_user(db, username)
+        await service.set_admin(db, caller, user, True)
+        return service.summary(user)
+
+    return await service.audited(state, caller, "users.promote", username, run)
+
+
+@router.post("/users/{username}/demote")
+async def demote(username: str, caller: AdminCaller, state: StateDep, db: DbSession) -> AdminUserSummary:
+    async def run() -> AdminUserSummary:
+        user = await service.find_user(db, username)
+        await service.set_admin(db, caller, user, False)
+        return service.summary(user)
+
+    return await service.audited(state, caller, "users.demote", username, run)
+
+
+@router.post("/users/{username}/sessions/revoke-all")
+async def revoke_user_sessions(
+    username: str, caller: AdminCaller, state: StateDep, db: DbSession
+) -> dict[str, int]:
+    async def run() -> dict[str, int]:
+        user = await service.find_user(db, username)
+        return {"revoked": await auth_service.revoke_user_sessions(state, db, user.id, reason="admin")}
+
+    return await service.audited(state, caller, "sessions.revoke_all", username, run)
+
+
+@router.get("/registration")
+async def get_registration(caller: AdminCaller, state: StateDep, db: DbSession) -> RegistrationModeBody:
+    async def run() -> RegistrationModeBody:
+        return RegistrationModeBody(mode=await accounts_service.registration_mode(state, db))
+
+    return await service.audited(state, caller, "registration.show", None, run)
+
+
+@router.put("/registration")
+async def set_registration(
+    body: RegistrationModeBody, caller: AdminCaller, state: StateDep, db: DbSession
+) -> RegistrationModeBody:
+    async def run() -> RegistrationModeBody:
+        await accounts_service.set_registration_mode(db, body.mode)
+        return body
+
+    return await service.audited(state, caller, "registration.set", body.mode.value, run)
+
+
+@router.post("/registration-tokens", status_code=201)
+async def create_token(
+    body: RegistrationTokenCreate, caller: AdminCaller, state: StateDep, db: DbSession
+) -> RegistrationTokenOut:
+    async def run() -> RegistrationTokenOut:
+        return await service.create_token(db, caller, body)
+
+    return await service.audited(state, caller, "tokens.create", None, run, body.model_dump())
+
+
+@router.get("/registration-tokens")
+async def list_tokens(caller: AdminCaller, state: StateDep, db: DbSession) -> RegistrationTokenList:
+    async def run() -> RegistrationTokenList:
+        return RegistrationTokenList(tokens=await service.list_tokens(db))
+
+    return await service.audited(state, caller, "tokens.list", None, run)
+
+
+@router.delete("/registration-tokens/{token}")
+async def revoke_token(token: str, caller: AdminCaller, state: StateDep, db: DbSession) -> RegistrationTokenOut:
+    async def run() -> RegistrationTokenOut:
+        return await service.revoke_token(db, token)
+
+    return await service.audited(state, caller, "tokens.revoke", token[:8] + "…", run)
+
+
+@router.get("/stats")
+async def stats(caller: AdminCaller, state: StateDep, db: DbSession) -> StatsOut:
+    async def run() -> StatsOut:
+        return await service.stats(db)
+
+    return await service.audited(state, caller, "stats.show", None, run)
+
+
+@router.get("/audit")
+async def audit(
+    caller: AdminCaller,
+    state: StateDep,
+    db: DbSession,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+) -> AuditList:
+    # Reading the log is itself recorded, after the read, so the answer shows what came before it.
+    async def run() -> AuditList:
+        return AuditList(entries=await service.audit_entries(db, limit, action))
+
+    return await service.audited(state, caller, "audit.show", None, run)
+
+
+@router.get("/keys")
+async def list_keys(caller: AdminCaller, state: StateDep) -> AdminKeyList:
+    async def run() -> AdminKeyList:
+        rows = await state.keys.list_keys()
+        return AdminKeyList(keys=[service.key_out(r, state.keys.active_kid) for r in rows])
+
+    return await service.audited(state, caller, "keys.list", None, run)
+
+
+@router.post("/keys/rotate")
+async def rotate_keys(body: KeyRotateRequest, caller: AdminCaller, state: StateDep) -> KeyRotateResult:
+    async def run() -> KeyRotateResult:
+        rotated = []
+        if body.jwt:
+            row = await state.keys.rotate()
+            rotated.append(service.key_out(row, state.keys.active_kid))
+        return KeyRotateResult(rotated=rotated)
+
+    return await service.audited(state, caller, "keys.rotate", "jwt" if body.jwt else None, run)

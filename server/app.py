@@ -1,0 +1,104 @@
+"""create_app(settings): the FastAPI application and its lifespan (database, Redis, keys)."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from melo_protocol import __version__
+from server.accounts.router import router as accounts_router
+from server.admin.router import router as admin_router
+from server.auth import service as auth_service
+from server.auth.router import router as auth_router
+from server.config import Settings
+from server.core.errors import install_error_handlers
+from server.core.jwt_keys import JwtKeyRing
+from server.core.logging import RequestContextMiddleware
+from server.core.passwords import Passwords
+from server.core.ratelimit import RateLimiter
+from server.core.revocation import MemoryRevocations, RedisRevocations, RevocationStore
+from server.core.secrets import SecretBox, load_secret
+from server.db.engine import create_engine, session_factory
+from server.health import Metrics
+from server.health import router as health_router
+from server.state import AppState
+
+
+async def open_state(settings: Settings) -> AppState:
+    """Open the database engine and Redis and load keys: everything a request needs."""
+    engine = create_engine(settings.effective_database_url)
+    sessions = session_factory(engine)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    secret = settings.secret_key.get_secret_value() if settings.secret_key else None
+    box = SecretBox(load_secret(settings.data_dir, secret))
+    keys = JwtKeyRing(
+        sessions,
+        box,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        access_ttl_s=settings.access_token_ttl_seconds,
+    )
+    revocation_ttl = settings.access_token_ttl_seconds + 60
+    revocations: RevocationStore = (
+        RedisRevocations(redis, settings.redis_prefix, revocation_ttl)
+        if redis is not None
+        else MemoryRevocations(revocation_ttl)
+    )
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        redis=redis,
+        box=box,
+        keys=keys,
+        passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
+        limiter=RateLimiter(settings.redis_url, settings.redis_prefix),
+        revocations=revocations,
+    )
+    await keys.ensure()
+    await auth_service.load_recent_revocations(state)
+    return state
+
+
+async def close_state(state: AppState) -> None:
+    if state.redis is not None:
+        await state.redis.aclose()
+    await state.engine.dispose()
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            from server.db.migrate import upgrade_async
+
+            await upgrade_async(settings.effective_database_url)
+        state = await open_state(settings)
+        state.metrics = app.state.metrics  # type: ignore[attr-defined]
+        app.state.melo = state
+        try:
+            yield
+        finally:
+            await close_state(state)
+
+    app = FastAPI(
+        title="Melo",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.metrics = Metrics()
+    install_error_handlers(app)
+    for router in (health_router, auth_router, accounts_router, admin_router):
+        app.include_router(router)
+
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        large_body_paths={"/v1/account/avatar": settings.max_avatar_bytes},
+        metrics=app.state.metrics,
+    )
+    return app

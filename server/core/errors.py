@@ -1,0 +1,96 @@
+"""Domain errors and the one place they become HTTP: ``{"error": {"code", "message", "details"}}``."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from melo_protocol.wire import ErrorCode
+
+log = logging.getLogger("melo.errors")
+
+
+class ApiError(Exception):
+    """Raised by services; mapped to the error shape by one handler."""
+
+    def __init__(
+        self,
+        status: int,
+        code: ErrorCode | str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = str(code)
+        self.message = message
+        self.details = details or {}
+        self.headers = headers
+
+
+def not_found(code: ErrorCode, message: str, **details: Any) -> ApiError:
+    return ApiError(404, code, message, details)
+
+
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details or {}}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+_STATUS_CODES = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHENTICATED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    429: ErrorCode.RATE_LIMITED,
+}
+
+
+def _safe_validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    """Field paths and messages only: never echo the submitted values (they may be passwords)."""
+    errors = []
+    code = ErrorCode.VALIDATION_ERROR
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            code = ErrorCode.MALFORMED_JSON
+        errors.append(
+            {"loc": [str(p) for p in err.get("loc", ())], "type": err.get("type"), "msg": err.get("msg")}
+        )
+    return code, errors
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        code, errors = _safe_validation_errors(exc)
+        message = "request body is not valid JSON" if code == ErrorCode.MALFORMED_JSON else "invalid request"
+        return error_response(422 if code == ErrorCode.VALIDATION_ERROR else 400, code, message,
+                              {"errors": errors})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
+        message = exc.detail if isinstance(exc.detail, str) else code.value
+        return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+        return error_response(500, ErrorCode.INTERNAL, "internal server error")

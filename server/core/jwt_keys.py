@@ -1,0 +1,232 @@
+"""JWT signing keys: RS256 access tokens with kid, pinned verification, JWKS and rotation.
+
+Keys live in the database (private halves sealed with the server secret) so every worker signs and
+verifies with the same ring. A rotated-out key stays published until the last token it signed expires.
+"""
+
+import asyncio
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import jwt
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from melo_protocol.wire import ErrorCode
+from server.core.errors import ApiError
+from server.core.secrets import SecretBox
+from server.db.models import ServerState, SigningKey
+from server.db.types import utcnow
+
+ALGORITHM = "RS256"
+ACTIVE_KID_STATE = "jwt.active_kid"
+ACCESS_TYPE = "access"
+REQUIRED_CLAIMS = ["exp", "iat", "jti", "sub", "sid", "did", "aud", "iss", "typ"]
+_STALE_AFTER_S = 10.0
+_RELOAD_MIN_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: int
+    session_id: str
+    device_id: str
+    jti: str
+    expires_at: int
+
+
+@dataclass
+class _LoadedKey:
+    kid: str
+    private: Any
+    public: Any
+    public_jwk: dict[str, Any]
+
+
+def _unauthorized(code: ErrorCode, message: str) -> ApiError:
+    return ApiError(401, code, message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+class JwtKeyRing:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        box: SecretBox,
+        *,
+        issuer: str,
+        audience: str,
+        access_ttl_s: int,
+    ) -> None:
+        self._sessions = sessions
+        self._box = box
+        self.issuer = issuer
+        self.audience = audience
+        self.access_ttl_s = access_ttl_s
+        self._keys: dict[str, _LoadedKey] = {}
+        self._active_kid: str | None = None
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    # -- loading ---------------------------------------------------------------------------------------
+    async def ensure(self) -> None:
+        """Make the first key on first start (race-safe across workers), then load the ring."""
+        async with self._sessions() as db:
+            state = await db.get(ServerState, ACTIVE_KID_STATE)
+            if state is None:
+                row = self._new_key_row()
+                db.add(row)
+                db.add(ServerState(key=ACTIVE_KID_STATE, value=row.kid))
+                try:
+                    await db.commit()
+                except IntegrityError:
+                    await db.rollback()  # another worker won; use its key
+        await self.reload()
+
+    async def reload(self) -> None:
+        async with self._lock:
+            now = utcnow()
+            async with self._sessions() as db:
+                rows = (await db.scalars(select(SigningKey).where(SigningKey.kind == "jwt"))).all()
+                state = await db.get(ServerState, ACTIVE_KID_STATE)
+            keys: dict[str, _LoadedKey] = {}
+            for row in rows:
+                if row.retired_at is not None and row.retired_at <= now:
+                    continue
+                try:
+                    pem = self._box.open(row.private_sealed, context=row.kid.encode())
+                except InvalidTag:
+                    raise RuntimeError(
+                        f"cannot open signing key {row.kid}: this server's secret (MELO_SECRET_KEY or "
+                        "secret.key in the data dir) is not the one that sealed it"
+                    ) from None
+                private = serialization.load_pem_private_key(pem, password=None)
+                keys[row.kid] = _LoadedKey(row.kid, private, private.public_key(), json.loads(row.public_jwk))
+            self._keys = keys
+            self._active_kid = state.value if state else None
+            self._loaded_at = time.monotonic()
+
+    async def _refresh_if_stale(self) -> None:
+        if time.monotonic() - self._loaded_at > _STALE_AFTER_S:
+            await self.reload()
+
+    def _new_key_row(self) -> SigningKey:
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        kid = "jwt-" + utcnow().strftime("%Y%m%d") + "-" + secrets.token_hex(4)
+        pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        jwk = json.loads(RSAAlgorithm.to_jwk(private.public_key()))
+        jwk.update({"kid": kid, "alg": ALGORITHM, "use": "sig"})
+        return SigningKey(
+            kid=kid,
+            kind="jwt",
+            algorithm=ALGORITHM,
+            private_sealed=self._box.seal(pem, context=kid.encode()),
+            public_jwk=json.dumps(jwk),
+        )
+
+    # -- rotation --------------------------------------------------------------------------------------
+    async def rotate(self) -> SigningKey:
+        """New key, active at once and published; old ones retire when their last token expires."""
+        row = self._new_key_row()
+        retire_at = utcnow() + timedelta(seconds=self.access_ttl_s + 60)
+        async with self._sessions() as db, db.begin():
+            for old in (
+                await db.scalars(
+                    select(SigningKey).where(SigningKey.kind == "jwt", SigningKey.retired_at.is_(None))
+                )
+            ).all():
+                old.retired_at = retire_at
+            db.add(row)
+            state = await db.get(ServerState, ACTIVE_KID_STATE)
+            if state is None:
+                db.add(ServerState(key=ACTIVE_KID_STATE, value=row.kid))
+            else:
+                state.value = row.kid
+        await self.reload()
+        return row
+
+    async def list_keys(self) -> list[SigningKey]:
+        async with self._sessions() as db:
+            return list((await db.scalars(select(SigningKey).order_by(SigningKey.created_at))).all())
+
+    @property
+    def active_kid(self) -> str | None:
+        return self._active_kid
+
+    # -- tokens ----------------------------------------------------------------------------------------
+    async def sign_access(self, *, user_id: int, session_id: str, device_id: str) -> str:
+        await self._refresh_if_stale()
+        if self._active_kid not in self._keys:
+            await self.reload()
+        key = self._keys[self._active_kid or ""]
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": str(user_id),
+            "sid": session_id,
+            "did": device_id,
+            "typ": ACCESS_TYPE,
+            "jti": uuid.uuid4().hex,
+            "iat": now,
+            "nbf": now - 5,
+            "exp": now + self.access_ttl_s,
+        }
+        return jwt.encode(claims, key.private, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": "JWT"})
+
+    async def verify_access(self, token: str) -> AccessClaims:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise _unauthorized(ErrorCode.INVALID_TOKEN, "malformed access token") from None
+        if header.get("alg") != ALGORITHM:
+            raise _unauthorized(ErrorCode.INVALID_TOKEN, "unexpected token algorithm")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise _unauthorized(ErrorCode.INVALID_TOKEN, "access token has no key id")
+        key = self._keys.get(kid)
+        if key is None and time.monotonic() - self._loaded_at > _RELOAD_MIN_INTERVAL_S:
+            await self.reload()  # a key rotated on another worker
+            key = self._keys.get(kid)
+        if key is None:
+            raise _unauthorized(ErrorCode.INVALID_TOKEN, "unknown signing key")
+        try:
+            claims = jwt.decode(
+                token,
+                key.public,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": REQUIRED_CLAIMS},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError:
+            raise _unauthorized(ErrorCode.TOKEN_EXPIRED, "access token expired") from None
+        except jwt.PyJWTError:
+            raise _unauthorized(ErrorCode.INVALID_TOKEN, "invalid access token") from None
+        if claims.get("typ") != ACCESS_TYPE:
+            raise _unauthorized(ErrorCode.INVALID_TOKEN, "not an access token")
+        try:
+            return AccessClaims(
+                user_id=int(claims["sub"]),
+                session_id=str(claims["sid"]),
+                device_id=str(claims["did"]),
+                jti=str(claims["jti"]),
+                expires_at=int(claims["exp"]),
+            )
+        except (TypeError, ValueError):
+            raise _unauthorized(ErrorCode.INVALID_TOKEN, "invalid access token claims") from None
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [k.public_jwk for k in self._keys.values()]}

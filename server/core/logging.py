@@ -1,0 +1,173 @@
+"""Structured (JSON) logs with a request id; secrets never reach them.
+
+Nothing here logs request bodies, headers or query strings: tokens and passwords travel only there.
+"""
+
+import contextvars
+import json
+import logging
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        rid = request_id_var.get()
+        if rid:
+            out["request_id"] = rid
+        for key, value in record.__dict__.items():
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            out["exc_type"] = record.exc_info[0].__name__
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def configure_logging(level: str = "info", json_logs: bool = True) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if json_logs:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("melo")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False
+    # uvicorn's access log prints the raw request line; ours (below) prints the path only.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+access_log = logging.getLogger("melo.access")
+
+
+class RequestContextMiddleware:
+    """Assigns a request id (echoed as X-Request-ID), logs one access line per request,
+    and refuses bodies over the limit before the app reads them."""
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, large_body_paths: dict[str, int], metrics: Any = None
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.large_body_paths = large_body_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = uuid.uuid4().hex[:16]
+        token = request_id_var.set(rid)
+        start = time.perf_counter()
+        status_holder = {"status": 0}
+        limit = self.large_body_paths.get(scope["path"], self.max_body_bytes)
+
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _send_too_large(send, rid, limit)
+            self._log(scope, 413, start)
+            request_id_var.reset(token)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge()
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLarge:
+            if status_holder["status"] == 0:
+                await _send_too_large(send, rid, limit)
+                status_holder["status"] = 413
+        finally:
+            self._log(scope, status_holder["status"], start)
+            request_id_var.reset(token)
+
+    def _log(self, scope: Scope, status: int, start: float) -> None:
+        elapsed = time.perf_counter() - start
+        if self.metrics is not None:
+            route = scope.get("route")
+            name = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(scope.get("method"), name, str(status)).inc()
+            self.metrics.latency.labels(scope.get("method"), name).observe(elapsed)
+        access_log.info(
+            "%s %s %s",
+            scope.get("method"),
+            scope.get("path"),
+            status,
+            extra={
+                "method": scope.get("method"),
+                "path": scope.get("path"),
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+            },
+        )
+
+
+class _BodyTooLarge(HTTPException):
+    """An HTTPException so that FastAPI's body parsing re-raises it instead of answering 400."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "request body too large")
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _send_too_large(send: Send, rid: str, limit: int) -> None:
+    body = json.dumps(
+        {"error": {"code": "payload_too_large", "message": "request body too large",
+                   "details": {"max_bytes": limit}}}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", rid.encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,113 @@
+"""Route dependencies: database session, the caller's identity, admin-only access."""
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from melo_protocol.wire import ErrorCode
+from server.core.errors import ApiError
+from server.core.jwt_keys import AccessClaims
+from server.db.models import DeviceSession, User
+from server.db.types import utcnow
+from server.state import AppState
+
+LAST_SEEN_EVERY_S = 60.0
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.melo  # type: ignore[no-any-return]
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+async def get_db(state: StateDep) -> AsyncIterator[AsyncSession]:
+    async with state.sessions() as db:
+        yield db
+
+
+DbSession = Annotated[AsyncSession, Depends(get_db)]
+
+
+def client_ip(request: Request, state: AppState) -> str:
+    if state.settings.trust_forwarded_for:
+        fwd = request.headers.get("x-forwarded-for")
+        if fwd:
+            return fwd.split(",")[0].strip()[:64]
+    return request.client.host if request.client else "unknown"
+
+
+@dataclass
+class Caller:
+    user: User
+    claims: AccessClaims
+
+    @property
+    def session_id(self) -> str:
+        return self.claims.session_id
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, ErrorCode.UNAUTHENTICATED, "authentication required",
+                       headers={"WWW-Authenticate": "Bearer"})
+    return token.strip()
+
+
+async def authenticate(state: AppState, db: AsyncSession, token: str) -> Caller:
+    """Verify an access token and load its user; shared by REST and (later) the WebSocket."""
+    claims = await state.keys.verify_access(token)
+    if await state.revocations.is_revoked(claims.session_id):
+        raise ApiError(401, ErrorCode.SESSION_REVOKED, "this session has been revoked")
+    user = await db.get(User, claims.user_id)
+    if user is None:
+        raise ApiError(401, ErrorCode.INVALID_TOKEN, "unknown user")
+    if user.banned_at is not None:
+        raise ApiError(401, ErrorCode.ACCOUNT_BANNED, "this account is banned")
+    if user.deactivated_at is not None:
+        raise ApiError(401, ErrorCode.ACCOUNT_DEACTIVATED, "this account is deactivated")
+    return Caller(user=user, claims=claims)
+
+
+async def _touch_last_seen(state: AppState, db: AsyncSession, caller: Caller, request: Request) -> None:
+    now = time.monotonic()
+    sid = caller.session_id
+    if now - state.last_seen_written.get(sid, 0.0) < LAST_SEEN_EVERY_S:
+        return
+    state.last_seen_written[sid] = now
+    if len(state.last_seen_written) > 50_000:
+        state.last_seen_written.clear()
+    ts = utcnow()
+    await db.execute(
+        update(DeviceSession)
+        .where(DeviceSession.id == sid)
+        .values(last_seen_at=ts, ip=client_ip(request, state))
+    )
+    await db.execute(update(User).where(User.id == caller.user.id).values(last_seen_at=ts))
+    await db.commit()
+
+
+async def get_caller(request: Request, state: StateDep, db: DbSession) -> Caller:
+    caller = await authenticate(state, db, _bearer(request))
+    await state.limiter.hit(state.settings.rate_user, "user", str(caller.user.id))
+    await _touch_last_seen(state, db, caller, request)
+    return caller
+
+
+CurrentCaller = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_admin(caller: CurrentCaller) -> Caller:
+    if not caller.user.is_admin:
+        raise ApiError(403, ErrorCode.ADMIN_REQUIRED, "this action needs the admin role")
+    return caller
+
+
+AdminCaller = Annotated[Caller, Depends(get_admin)]

@@ -1,0 +1,29 @@
+"""Everything a running app holds: settings, database, Redis, keys, stores. One per create_app()."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from server.config import Settings
+from server.core.jwt_keys import JwtKeyRing
+from server.core.passwords import Passwords
+from server.core.ratelimit import RateLimiter
+from server.core.revocation import RevocationStore
+from server.core.secrets import SecretBox
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    redis: Redis | None
+    box: SecretBox
+    keys: JwtKeyRing
+    passwords: Passwords
+    limiter: RateLimiter
+    revocations: RevocationStore
+    last_seen_written: dict[str, float] = field(default_factory=dict)
+    metrics: Any = None
