@@ -1,0 +1,82 @@
+"""The application object: global options, built once by the root callback, handed to every command."""
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from melo_cli.output import Output
+    from melo_protocol.client import CredentialStore, MeloClient
+
+DEFAULT_SERVER = "http://127.0.0.1:8088"
+T = TypeVar("T")
+
+
+@dataclass
+class Application:
+    server: str | None  # None: the profile's server, else DEFAULT_SERVER
+    profile: str
+    home: Path | None
+    json_mode: bool = False
+    verbosity: int = 0
+    _output: "Output | None" = field(default=None, repr=False)
+
+    @property
+    def output(self) -> "Output":
+        if self._output is None:
+            from melo_cli.output import Output
+
+            self._output = Output(json_mode=self.json_mode, verbosity=self.verbosity)
+        return self._output
+
+    def want_json(self, flag: bool) -> None:
+        """A command's own --json (``melo whoami --json``) counts like the global one."""
+        if flag and not self.json_mode:
+            self.json_mode = True
+            if self._output is not None:
+                self._output.json_mode = True
+
+    def store(self) -> "CredentialStore":
+        from melo_protocol.client import CredentialStore
+
+        return CredentialStore(self.home, self.profile)
+
+    def server_url(self, store: "CredentialStore") -> str:
+        return self.server or store.stored_server() or DEFAULT_SERVER
+
+    def client(self) -> "MeloClient":
+        from melo_protocol import __version__
+        from melo_protocol.client import MeloClient
+
+        store = self.store()
+        url = self.server_url(store)
+        self.output.debug(f"server {url}, profile {self.profile}, home {store.home}")
+        return MeloClient(url, store=store, user_agent=f"melo-cli/{__version__}")
+
+    def run(self, action: Callable[["MeloClient"], Awaitable[T]]) -> T:
+        """Run ``action`` with a client; any SDK error becomes its exit code here."""
+        from melo_cli.errors import abort
+        from melo_protocol.client import MeloError
+
+        async def go() -> T:
+            async with self.client() as client:
+                return await action(client)
+
+        try:
+            return asyncio.run(go())
+        except MeloError as exc:
+            abort(self.output, exc)
+
+
+def get_app(ctx: typer.Context, json_flag: bool = False) -> Application:
+    app = ctx.find_object(Application)
+    if app is None:  # a command invoked without the root callback (not through `melo`)
+        app = Application(server=None, profile=os.environ.get("MELO_PROFILE", "default"), home=None)
+        ctx.obj = app
+    app.want_json(json_flag)
+    return app

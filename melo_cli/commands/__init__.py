@@ -1,0 +1,1 @@
+"""One module per command group; each command imports its heavy dependencies in its body."""

@@ -1,0 +1,68 @@
+"""Exit codes, and the one place SDK exceptions become them."""
+
+from enum import IntEnum
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from melo_cli.output import Output
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    USER_ERROR = 1  # not found, forbidden, bad value, conflict, rate limited, wrong password
+    USAGE = 2  # bad command line
+    SERVER = 3  # server unreachable or failing
+    AUTH = 4  # not logged in, or the session was revoked
+    TRUST = 5  # an end-to-end trust problem (key changed, unverified device)
+    SMOKE = 6  # `melo smoke` found a failure
+
+
+EXIT_CODES_EPILOG = (
+    "Exit codes: 0 ok · 1 user error (not found, forbidden, bad value, conflict, rate limited) · "
+    "2 usage · 3 server unreachable or failing · 4 not logged in or session revoked · "
+    "5 E2E trust problem · 6 smoke failure"
+)
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    from melo_protocol.client import errors as e
+
+    if isinstance(exc, e.ServerUnreachable):
+        return ExitCode.SERVER
+    if isinstance(exc, e.NotLoggedIn | e.SessionRevoked | e.NotAuthenticated):
+        return ExitCode.AUTH
+    if isinstance(exc, e.MeloError):
+        return ExitCode.USER_ERROR
+    return ExitCode.USER_ERROR
+
+
+def describe(exc: BaseException) -> tuple[str, str]:
+    """(code, human message) for an SDK error; never includes secrets (the SDK's messages hold none)."""
+    from melo_protocol.client import errors as e
+
+    if isinstance(exc, e.NotLoggedIn):
+        return "not_logged_in", f"{exc.message}; run `melo login USERNAME` first"
+    if isinstance(exc, e.SessionRevoked):
+        return exc.code, f"{exc.message}; run `melo login USERNAME` to sign in again"
+    if isinstance(exc, e.NotAuthenticated):
+        return exc.code, f"{exc.message}; run `melo login USERNAME` to sign in again"
+    if isinstance(exc, e.RateLimited):
+        wait = f"; retry in {exc.retry_after:g} s" if exc.retry_after is not None else ""
+        return exc.code, exc.message + wait
+    if isinstance(exc, e.ApiError):
+        return exc.code, exc.message
+    if isinstance(exc, e.ServerUnreachable):
+        return "server_unreachable", exc.message
+    if isinstance(exc, e.MeloError):
+        return "error", exc.message
+    return "error", str(exc)
+
+
+def abort(output: "Output", exc: BaseException) -> NoReturn:
+    """Report an SDK error on stderr and exit with its code."""
+    import typer
+
+    code = exit_code_for(exc)
+    error_code, message = describe(exc)
+    output.error(message, code=error_code, exit_code=int(code))
+    raise typer.Exit(int(code))
