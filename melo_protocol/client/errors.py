@@ -130,8 +130,10 @@ def parse_error_body(status: int, body: bytes) -> tuple[str, str, dict[str, Any]
 
 def _retry_after(details: Mapping[str, Any], headers: Mapping[str, str]) -> float | None:
     for raw in (details.get("retry_after"), headers.get("retry-after")):
+        if raw is None:
+            continue
         try:
-            return float(raw) if raw is not None else None
+            return float(raw)
         except (TypeError, ValueError):
             continue
     return None
