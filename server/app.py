@@ -1,17 +1,21 @@
 """create_app(settings): the FastAPI application and its lifespan (database, Redis, keys)."""
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from melo_protocol import __version__
+from melo_protocol.wire.realtime import CloseCode
 from server.accounts.router import router as accounts_router
 from server.admin.router import router as admin_router
 from server.auth import service as auth_service
 from server.auth.router import router as auth_router
+from server.chats.router import router as chats_router
 from server.config import Settings
+from server.core.data_keys import DataKeyRing
 from server.core.errors import install_error_handlers
 from server.core.jwt_keys import JwtKeyRing
 from server.core.logging import RequestContextMiddleware
@@ -22,7 +26,28 @@ from server.core.secrets import SecretBox, load_secret
 from server.db.engine import create_engine, session_factory
 from server.health import Metrics
 from server.health import router as health_router
+from server.messages.router import router as messages_router
+from server.realtime import router as realtime_router
+from server.realtime.bus import BusEvent, LocalBus, RedisBus
+from server.realtime.hub import Hub
+from server.realtime.presence import MemoryPresence, RedisPresence
 from server.state import AppState
+
+
+class BroadcastRevocations:
+    """The revocation store, and a bus message so every worker closes that session's sockets now."""
+
+    def __init__(self, store: RevocationStore, bus: LocalBus | RedisBus) -> None:
+        self._store = store
+        self._bus = bus
+
+    async def revoke(self, session_ids: Iterable[str]) -> None:
+        ids = list(session_ids)
+        await self._store.revoke(ids)
+        await self._bus.publish(BusEvent(kind="revoke", session_ids=ids))
+
+    async def is_revoked(self, session_id: str) -> bool:
+        return await self._store.is_revoked(session_id)
 
 
 async def open_state(settings: Settings) -> AppState:
@@ -40,11 +65,12 @@ async def open_state(settings: Settings) -> AppState:
         access_ttl_s=settings.access_token_ttl_seconds,
     )
     revocation_ttl = settings.access_token_ttl_seconds + 60
-    revocations: RevocationStore = (
+    store: RevocationStore = (
         RedisRevocations(redis, settings.redis_prefix, revocation_ttl)
         if redis is not None
         else MemoryRevocations(revocation_ttl)
     )
+    bus = RedisBus(redis, settings.redis_prefix) if redis is not None else LocalBus()
     state = AppState(
         settings=settings,
         engine=engine,
@@ -54,9 +80,15 @@ async def open_state(settings: Settings) -> AppState:
         keys=keys,
         passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
         limiter=RateLimiter(settings.redis_url, settings.redis_prefix),
-        revocations=revocations,
+        revocations=BroadcastRevocations(store, bus),
+        data_keys=DataKeyRing(sessions, box),
+        bus=bus,
+        hub=Hub(),
+        presence=RedisPresence(redis, settings.redis_prefix) if redis is not None else MemoryPresence(),
+        ws_limiter=RateLimiter(None, settings.redis_prefix),
     )
     await keys.ensure()
+    await state.data_keys.ensure()
     await auth_service.load_recent_revocations(state)
     return state
 
@@ -75,11 +107,17 @@ def create_app(settings: Settings) -> FastAPI:
 
             await upgrade_async(settings.effective_database_url)
         state = await open_state(settings)
-        state.metrics = app.state.metrics  # type: ignore[attr-defined]
+        state.metrics = app.state.metrics
         app.state.melo = state
+        state.bus.set_handler(state.hub.dispatch)
+        await state.bus.start()
+        maintenance_task = asyncio.create_task(realtime_router.maintenance(state), name="ws-maintenance")
         try:
             yield
         finally:
+            maintenance_task.cancel()
+            await state.hub.close_all(CloseCode.SERVER_SHUTDOWN, "server restarting: reconnect and resume")
+            await state.bus.stop()
             await close_state(state)
 
     app = FastAPI(
@@ -92,7 +130,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.metrics = Metrics()
     install_error_handlers(app)
-    for router in (health_router, auth_router, accounts_router, admin_router):
+    for router in (health_router, auth_router, accounts_router, admin_router, chats_router, messages_router,
+                   realtime_router.router):
         app.include_router(router)
 
     app.add_middleware(

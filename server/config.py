@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     rate_register_ip: str = "10/hour"
     rate_user: str = "600/minute"
 
+    rate_ws_commands: str = "120/10seconds"
+
+    ws_queue_size: int = Field(default=1024, ge=8)
+    ws_auth_timeout_s: float = Field(default=10.0, gt=0)
+    ws_heartbeat_s: int = Field(default=25, ge=1)
+    ws_idle_timeout_s: float = Field(default=75.0, gt=0)
+    ws_max_bad_frames: int = Field(default=20, ge=1)
+    ws_maintenance_s: float = Field(default=30.0, gt=0)
+
     argon2_time_cost: int = Field(default=3, ge=2)
     argon2_memory_kib: int = Field(default=65536, ge=19456)
     argon2_parallelism: int = Field(default=1, ge=1)

@@ -7,11 +7,15 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from server.config import Settings
+from server.core.data_keys import DataKeyRing
 from server.core.jwt_keys import JwtKeyRing
 from server.core.passwords import Passwords
 from server.core.ratelimit import RateLimiter
 from server.core.revocation import RevocationStore
 from server.core.secrets import SecretBox
+from server.realtime.bus import LocalBus, RedisBus
+from server.realtime.hub import Hub
+from server.realtime.presence import MemoryPresence, RedisPresence
 
 
 @dataclass
@@ -25,5 +29,10 @@ class AppState:
     passwords: Passwords
     limiter: RateLimiter
     revocations: RevocationStore
+    data_keys: DataKeyRing
+    bus: LocalBus | RedisBus
+    hub: Hub
+    presence: MemoryPresence | RedisPresence
+    ws_limiter: RateLimiter
     last_seen_written: dict[str, float] = field(default_factory=dict)
     metrics: Any = None

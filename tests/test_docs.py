@@ -27,3 +27,20 @@ def test_every_rest_route_is_documented(tmp_path: Path) -> None:
     assert not missing, f"routes missing from docs/protocol.md: {missing}"
     stale = sorted(documented_routes() - served - {("GET", "/openapi.json"), ("GET", "/docs")})
     assert not stale, f"docs/protocol.md lists routes the server does not serve: {stale}"
+
+
+def test_every_websocket_frame_is_documented() -> None:
+    from typing import get_args
+
+    from melo_protocol.wire import realtime
+
+    text = DOC.read_text()
+    ops = [m.model_fields["op"].annotation for m in get_args(get_args(realtime.ClientCommand)[0])]
+    server_types = [m.model_fields["type"].default for m in get_args(get_args(realtime.ServerFrame)[0])]
+    event_types = [e.value for e in realtime.EventType]
+    names = [get_args(op)[0] for op in ops] + server_types + event_types
+    assert len(names) > 20
+    missing = [n for n in names if f"`{n}`" not in text]
+    assert not missing, f"WebSocket frames missing from docs/protocol.md: {missing}"
+    codes = [str(int(c)) for c in realtime.CloseCode]
+    assert not [c for c in codes if f"| {c} |" not in text], "close codes missing from docs/protocol.md"

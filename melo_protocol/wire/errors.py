@@ -44,6 +44,24 @@ class ErrorCode(StrEnum):
     AVATAR_NOT_SET = "avatar_not_set"
     TOKEN_NOT_FOUND = "registration_token_not_found"
     CANNOT_TARGET_SELF = "cannot_target_self"
+    # chats and messages
+    CHAT_NOT_FOUND = "chat_not_found"
+    MESSAGE_NOT_FOUND = "message_not_found"
+    CHAT_ADMIN_REQUIRED = "chat_admin_required"
+    CHANNEL_READ_ONLY = "channel_read_only"
+    SLOW_MODE = "slow_mode"
+    NOT_AUTHOR = "not_author"
+    E2E_REQUIRED = "e2e_required"
+    E2E_NOT_ALLOWED = "e2e_not_allowed"
+    INVITE_INVALID = "invite_invalid"
+    INVITE_NOT_FOUND = "invite_not_found"
+    LAST_OWNER = "last_owner"
+    ALREADY_MEMBER = "already_member"
+    NOT_A_MEMBER = "not_a_member"
+    GROUP_FULL = "group_full"
+    CANNOT_DM_SELF = "cannot_dm_self"
+    WRONG_CHAT_KIND = "wrong_chat_kind"
+    REPLY_NOT_FOUND = "reply_not_found"
 
 
 class ErrorBody(Response):

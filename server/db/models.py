@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
 )
+from sqlalchemy.dialects.mysql import LONGTEXT, VARCHAR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from server.db.types import UTCDateTime, utcnow
@@ -140,3 +141,115 @@ class AuditLog(Base):
     outcome: Mapped[str] = mapped_column(String(32))
     details: Mapped[str] = mapped_column(Text, default="{}")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+# ---- conversations ---------------------------------------------------------------------------------
+class Chat(Base):
+    __tablename__ = "chats"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str | None] = mapped_column(String(128))
+    description: Mapped[str | None] = mapped_column(String(1000))
+    e2e: Mapped[bool] = mapped_column(Boolean, default=True)
+    # "<low user id>:<high user id>" for DMs: one chat per pair, enforced by the unique index
+    direct_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    slow_mode_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    # Per-chat event counter, bumped under the row lock of the transaction that adds an event, so
+    # events of one chat commit in seq order and a resume by (chat, seq) never skips one.
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    # events at or below this seq were removed by retention: an older cursor needs a resync
+    purged_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_by: Mapped[int | None] = mapped_column(BigIntId, ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ChatMember(Base):
+    """Membership, kept after leaving (left_seq) so a removed member still receives its removal."""
+
+    __tablename__ = "chat_members"
+    __table_args__ = (Index("ix_chat_members_user", "user_id", "left_seq"),)
+
+    chat_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), default="member")
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    joined_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    left_seq: Mapped[int | None] = mapped_column(BigInteger)
+    read_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    delivered_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_post_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_chat_seq", "chat_id", "seq", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("chats.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    sender_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("users.id", ondelete="CASCADE"))
+    sender_device: Mapped[str | None] = mapped_column(String(32))
+    # "text" (stored sealed under a data key for channels), "e2e" (the client's envelope, as JSON)
+    kind: Mapped[str] = mapped_column(String(8))
+    body: Mapped[str | None] = mapped_column(Text().with_variant(LONGTEXT(), "mysql"))
+    key_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    reply_to: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    pinned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MessageTxn(Base):
+    """Idempotency: (session, client transaction id) → the message it created. Written in the
+    message's own transaction, so a failed attempt leaves nothing behind."""
+
+    __tablename__ = "message_txns"
+
+    session_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    txn_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("messages.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class Reaction(Base):
+    __tablename__ = "reactions"
+
+    message_id: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    # binary collation: MySQL's *_ci collations treat distinct emoji as equal
+    emoji: Mapped[str] = mapped_column(
+        String(32).with_variant(VARCHAR(32, charset="utf8mb4", collation="utf8mb4_bin"), "mysql"),
+        primary_key=True,
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ChatEvent(Base):
+    """The resumable stream: one row per chat event, keyed by (chat, seq). Message content is not
+    copied here; message events are filled from the messages table when replayed."""
+
+    __tablename__ = "chat_events"
+
+    chat_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Invite(Base):
+    __tablename__ = "invites"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    created_by: Mapped[int | None] = mapped_column(BigIntId, ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    max_uses: Mapped[int | None] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,182 @@
+"""Chats, members, invites, messages, receipts: REST bodies and the objects inside events."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from melo_protocol.wire.base import Request, Response
+
+MAX_TEXT_BYTES = 64 * 1024
+MAX_GROUP_MEMBERS = 1000
+MAX_CIPHERTEXT_CHARS = 96 * 1024  # base64 of a 64 KiB plaintext plus Megolm overhead
+HISTORY_MAX_LIMIT = 200
+
+
+class ChatKind(StrEnum):
+    DIRECT = "direct"
+    GROUP = "group"
+    CHANNEL = "channel"
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+class UserRef(Response):
+    id: int
+    username: str
+    display_name: str | None = None
+
+
+class DirectChatCreate(Request):
+    username: str = Field(max_length=64)
+
+
+class ChatCreate(Request):
+    kind: Literal["group", "channel"]
+    title: str = Field(min_length=1, max_length=128)
+    description: str | None = Field(default=None, max_length=1000)
+    members: list[str] = Field(default_factory=list, max_length=MAX_GROUP_MEMBERS - 1)
+
+
+class ChatUpdate(Request):
+    title: str | None = Field(default=None, min_length=1, max_length=128)
+    description: str | None = Field(default=None, max_length=1000)
+    slow_mode_seconds: int | None = Field(default=None, ge=0, le=86400)
+
+
+class E2EEnvelope(Request):
+    """What an E2E client sends instead of text; the server stores and relays it, never reads it."""
+
+    algorithm: str = Field(max_length=64)
+    sender_key: str = Field(max_length=128)
+    session_id: str = Field(max_length=128)
+    ciphertext: str = Field(max_length=MAX_CIPHERTEXT_CHARS)
+    device_id: str | None = Field(default=None, max_length=64)
+
+
+class _Content(Request):
+    text: str | None = None
+    e2e: E2EEnvelope | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _text_size(cls, value: str | None) -> str | None:
+        if value is not None:
+            if len(value.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
+                raise ValueError(f"text is larger than {MAX_TEXT_BYTES} bytes")
+            if not value.strip():
+                raise ValueError("text is empty")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "_Content":
+        if (self.text is None) == (self.e2e is None):
+            raise ValueError("give exactly one of text or e2e")
+        return self
+
+
+class MessageSend(_Content):
+    txn_id: str = Field(min_length=1, max_length=64)
+    reply_to: int | None = None
+
+
+class MessageEdit(_Content):
+    pass
+
+
+class MessageOut(Response):
+    id: int
+    chat_id: int
+    seq: int
+    sender: str
+    sender_id: int
+    sender_device: str | None = None
+    text: str | None = None
+    e2e: dict[str, Any] | None = None
+    reply_to: int | None = None
+    created_at: datetime
+    edited_at: datetime | None = None
+    deleted: bool = False
+    reactions: dict[str, list[str]] = Field(default_factory=dict)
+    pinned: bool = False
+
+
+class MessagePage(Response):
+    messages: list[MessageOut]
+    has_more: bool
+
+
+class ChatOut(Response):
+    id: int
+    kind: ChatKind
+    title: str | None = None
+    description: str | None = None
+    e2e: bool
+    slow_mode_seconds: int = 0
+    created_at: datetime
+    role: Role | None = None
+    member_count: int
+    last_seq: int
+    unread_count: int = 0
+    peer: UserRef | None = None  # the other user of a DM
+    last_message: MessageOut | None = None
+
+
+class ChatList(Response):
+    chats: list[ChatOut]
+
+
+class MemberOut(Response):
+    user: UserRef
+    role: Role
+    joined_at: datetime
+    read_seq: int = 0
+    delivered_seq: int = 0
+
+
+class MemberList(Response):
+    members: list[MemberOut]
+
+
+class MemberAdd(Request):
+    username: str = Field(max_length=64)
+
+
+class RoleChange(Request):
+    role: Role
+
+
+class OwnershipTransfer(Request):
+    username: str = Field(max_length=64)
+
+
+class InviteCreate(Request):
+    expires_in_seconds: int | None = Field(default=None, ge=60, le=366 * 86400)
+    max_uses: int | None = Field(default=None, ge=1, le=100_000)
+
+
+class InviteOut(Response):
+    code: str
+    chat_id: int
+    created_at: datetime
+    expires_at: datetime | None = None
+    max_uses: int | None = None
+    uses: int
+    revoked: bool
+
+
+class InviteList(Response):
+    invites: list[InviteOut]
+
+
+class ReadMark(Request):
+    seq: int = Field(ge=0)
+
+
+class PinRequest(Request):
+    message_id: int

@@ -1,0 +1,222 @@
+"""WebSocket frames on ``/v1/ws``: client commands (``op``) and server frames (``type``).
+
+The first client frame must be ``auth``. Chat events carry ``chat_id`` and a per-chat ``seq``; the
+client's resume cursor maps chat ids to the last seq it has seen.
+"""
+
+from datetime import datetime
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter
+
+from melo_protocol.wire.base import Request, Response
+from melo_protocol.wire.chats import E2EEnvelope, MessageSend, _Content
+from melo_protocol.wire.errors import ErrorBody
+
+MAX_FRAME_BYTES = 256 * 1024
+TYPING_EXPIRES_S = 6
+
+
+class CloseCode(IntEnum):
+    """Application close codes (RFC 6455 reserves 4000-4999 for applications)."""
+
+    AUTH_FAILED = 4001  # first frame was not a valid auth, or it came too late
+    IDLE_TIMEOUT = 4002  # nothing heard from the client for too long
+    SESSION_REVOKED = 4003  # the session was revoked (logout, admin, ban, password change)
+    RESYNC = 4008  # the client fell behind (send queue full): reconnect and resume from the cursor
+    BAD_FRAMES = 4009  # too many invalid frames or commands past the rate limit
+    SERVER_SHUTDOWN = 1012  # the server restarts: reconnect and resume
+
+
+class EventType(StrEnum):
+    MESSAGE_CREATED = "message.created"
+    MESSAGE_EDITED = "message.edited"
+    MESSAGE_DELETED = "message.deleted"
+    REACTION_ADDED = "reaction.added"
+    REACTION_REMOVED = "reaction.removed"
+    MESSAGE_PINNED = "message.pinned"
+    MESSAGE_UNPINNED = "message.unpinned"
+    RECEIPT = "receipt"
+    MEMBER_JOINED = "member.joined"
+    MEMBER_LEFT = "member.left"
+    MEMBER_REMOVED = "member.removed"
+    MEMBER_ROLE_CHANGED = "member.role_changed"
+    CHAT_CREATED = "chat.created"
+    CHAT_UPDATED = "chat.updated"
+
+
+# ---- client → server -------------------------------------------------------------------------------
+class _Cmd(Request):
+    id: str | None = Field(default=None, max_length=64)
+
+
+class AuthCmd(_Cmd):
+    op: Literal["auth"]
+    token: str = Field(max_length=4096)
+    # chat id (as a string, JSON keys are strings) → last seq seen; None: start from now, no backlog
+    cursor: dict[str, int] | None = Field(default=None, max_length=10_000)
+
+
+class SendCmd(_Cmd, MessageSend):
+    op: Literal["send"]
+    chat_id: int
+
+
+class EditCmd(_Cmd, _Content):
+    op: Literal["edit"]
+    chat_id: int
+    message_id: int
+
+
+class DeleteCmd(_Cmd):
+    op: Literal["delete"]
+    chat_id: int
+    message_id: int
+
+
+class ReactCmd(_Cmd):
+    op: Literal["react"]
+    chat_id: int
+    message_id: int
+    emoji: str = Field(min_length=1, max_length=32)
+    remove: bool = False
+
+
+class TypingCmd(_Cmd):
+    op: Literal["typing"]
+    chat_id: int
+    typing: bool = True
+
+
+class ReadCmd(_Cmd):
+    op: Literal["read"]
+    chat_id: int
+    seq: int = Field(ge=0)
+
+
+class ReceivedCmd(_Cmd):
+    op: Literal["received"]
+    chat_id: int
+    seq: int = Field(ge=0)
+
+
+class PingCmd(_Cmd):
+    op: Literal["ping"]
+
+
+ClientCommand = Annotated[
+    AuthCmd | SendCmd | EditCmd | DeleteCmd | ReactCmd | TypingCmd | ReadCmd | ReceivedCmd | PingCmd,
+    Field(discriminator="op"),
+]
+client_command_adapter: TypeAdapter[Any] = TypeAdapter(ClientCommand)
+
+
+# ---- server → client -------------------------------------------------------------------------------
+class ReadyFrame(Response):
+    type: Literal["ready"] = "ready"
+    protocol: int
+    user_id: int
+    username: str
+    session_id: str
+    device_id: str
+    heartbeat_s: int
+    idle_timeout_s: int
+
+
+class CaughtUpFrame(Response):
+    """Sent once after the backlog named by the cursor: from here on, events are live."""
+
+    type: Literal["caught_up"] = "caught_up"
+    cursor: dict[str, int]
+
+
+class AckFrame(Response):
+    type: Literal["ack"] = "ack"
+    id: str | None = None
+    result: dict[str, Any] | None = None
+
+
+class ErrorFrame(Response):
+    type: Literal["error"] = "error"
+    id: str | None = None
+    error: ErrorBody
+
+
+class PongFrame(Response):
+    type: Literal["pong"] = "pong"
+    id: str | None = None
+
+
+class ChatEventFrame(Response):
+    """A stored chat event: resumable, ordered by ``seq`` within ``chat_id``."""
+
+    type: EventType
+    chat_id: int
+    seq: int
+    ts: datetime
+    data: dict[str, Any]
+
+
+class TypingFrame(Response):
+    type: Literal["typing"] = "typing"
+    chat_id: int
+    user: str
+    typing: bool
+    expires_in: int = TYPING_EXPIRES_S
+
+
+class PresenceFrame(Response):
+    type: Literal["presence"] = "presence"
+    user: str
+    online: bool
+    last_seen: datetime | None = None
+
+
+class ResyncRequiredFrame(Response):
+    """The cursor for these chats is older than what the server keeps: reload them over REST."""
+
+    type: Literal["resync_required"] = "resync_required"
+    chat_ids: list[int]
+
+
+class SessionRevokedFrame(Response):
+    type: Literal["session.revoked"] = "session.revoked"
+    reason: str | None = None
+
+
+ServerFrame = Annotated[
+    ReadyFrame | CaughtUpFrame | AckFrame | ErrorFrame | PongFrame | TypingFrame | PresenceFrame
+    | ResyncRequiredFrame | SessionRevokedFrame,
+    Field(discriminator="type"),
+]
+
+__all__ = [
+    "MAX_FRAME_BYTES",
+    "TYPING_EXPIRES_S",
+    "AckFrame",
+    "AuthCmd",
+    "CaughtUpFrame",
+    "ChatEventFrame",
+    "ClientCommand",
+    "CloseCode",
+    "DeleteCmd",
+    "E2EEnvelope",
+    "EditCmd",
+    "ErrorFrame",
+    "EventType",
+    "PingCmd",
+    "PongFrame",
+    "PresenceFrame",
+    "ReactCmd",
+    "ReadCmd",
+    "ReadyFrame",
+    "ReceivedCmd",
+    "ResyncRequiredFrame",
+    "SendCmd",
+    "ServerFrame",
+    "SessionRevokedFrame",
+    "TypingCmd",
+    "TypingFrame",
+    "client_command_adapter",
+]

@@ -1,0 +1,128 @@
+"""The bus wakes connections on every worker; it never carries the only copy of anything.
+
+In-process by default; Redis pub/sub when MELO_REDIS_URL is set. A message lost on the bus is
+recovered by the client's resume (or by a connection's gap fill), never by luck.
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+log = logging.getLogger("melo.bus")
+
+
+@dataclass
+class BusEvent:
+    """One thing to deliver. ``frame`` is the pre-serialised JSON sent as-is to every recipient."""
+
+    kind: str  # "chat" | "typing" | "presence" | "revoke"
+    frame: str = ""
+    chat_id: int | None = None
+    seq: int | None = None
+    user_ids: list[int] = field(default_factory=list)  # presence: recipients
+    member_add: list[int] = field(default_factory=list)  # users whose connections join chat_id's route
+    member_remove: list[int] = field(default_factory=list)  # … and leave it, after this event
+    session_ids: list[str] = field(default_factory=list)  # revoke
+    exclude_user: int | None = None  # typing: not echoed to the typist
+
+    def encode(self) -> bytes:
+        header = {
+            "k": self.kind, "c": self.chat_id, "s": self.seq, "u": self.user_ids, "a": self.member_add,
+            "r": self.member_remove, "x": self.session_ids, "e": self.exclude_user,
+        }
+        return json.dumps(header, separators=(",", ":")).encode() + b"\n" + self.frame.encode()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "BusEvent":
+        head, _, frame = raw.partition(b"\n")
+        h = json.loads(head)
+        return cls(kind=h["k"], frame=frame.decode(), chat_id=h["c"], seq=h["s"], user_ids=h["u"],
+                   member_add=h["a"], member_remove=h["r"], session_ids=h["x"], exclude_user=h["e"])
+
+
+Handler = Callable[[BusEvent], None]
+
+
+class LocalBus:
+    def __init__(self) -> None:
+        self._handler: Handler | None = None
+
+    def set_handler(self, handler: Handler) -> None:
+        self._handler = handler
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def publish(self, event: BusEvent) -> None:
+        if self._handler is not None:
+            self._handler(event)
+
+
+class RedisBus:
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._channel = prefix + "bus"
+        self._handler: Handler | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    def set_handler(self, handler: Handler) -> None:
+        self._handler = handler
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="melo-bus")
+        try:
+            async with asyncio.timeout(10):
+                await self._ready.wait()
+        except TimeoutError:
+            log.warning("redis bus not subscribed yet; continuing, it will retry")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def publish(self, event: BusEvent) -> None:
+        try:
+            await self._redis.publish(self._channel, event.encode())
+        except Exception as exc:  # clients recover through resume; never fail the write that happened
+            log.warning("bus publish failed: %s", type(exc).__name__)
+
+    async def _listen(self) -> None:
+        backoff = 0.1
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self._channel)
+                self._ready.set()
+                backoff = 0.1
+                while True:
+                    message = await pubsub.get_message(timeout=30.0)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    if self._handler is not None:
+                        try:
+                            self._handler(BusEvent.decode(message["data"]))
+                        except Exception:
+                            log.exception("bus handler failed")
+            except asyncio.CancelledError:
+                await pubsub.aclose()
+                raise
+            except Exception as exc:
+                log.warning("redis bus lost (%s); resubscribing in %.1fs", type(exc).__name__, backoff)
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
+                await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
+                backoff = min(backoff * 2, 5.0)

@@ -1,0 +1,88 @@
+"""This worker's live sockets, routed by chat, user and session; the bus dispatches into it."""
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from server.realtime.bus import BusEvent
+
+if TYPE_CHECKING:
+    from server.realtime.connection import Connection
+
+log = logging.getLogger("melo.hub")
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.worker_id = secrets.token_hex(4)
+        self.by_chat: dict[int, set["Connection"]] = {}
+        self.by_user: dict[int, set["Connection"]] = {}
+        self.by_session: dict[str, set["Connection"]] = {}
+        self.delivered = 0
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.by_session.values())
+
+    def connections(self) -> list["Connection"]:
+        return [c for conns in self.by_session.values() for c in conns]
+
+    def add(self, conn: "Connection", chat_ids: Iterable[int]) -> None:
+        self.by_user.setdefault(conn.user_id, set()).add(conn)
+        self.by_session.setdefault(conn.session_id, set()).add(conn)
+        for chat_id in chat_ids:
+            self._route(conn, chat_id)
+
+    def remove(self, conn: "Connection") -> None:
+        for index, key in ((self.by_user, conn.user_id), (self.by_session, conn.session_id)):
+            conns = index.get(key)  # type: ignore[attr-defined]
+            if conns is not None:
+                conns.discard(conn)
+                if not conns:
+                    del index[key]  # type: ignore[attr-defined]
+        for chat_id in list(conn.chats):
+            self._unroute(conn, chat_id)
+
+    def _route(self, conn: "Connection", chat_id: int) -> None:
+        conn.chats.add(chat_id)
+        self.by_chat.setdefault(chat_id, set()).add(conn)
+
+    def _unroute(self, conn: "Connection", chat_id: int) -> None:
+        conn.chats.discard(chat_id)
+        conns = self.by_chat.get(chat_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.by_chat[chat_id]
+
+    def dispatch(self, ev: BusEvent) -> None:
+        """Runs on the event loop; never awaits: each socket has its own bounded queue."""
+        if ev.kind == "chat" and ev.chat_id is not None:
+            for uid in ev.member_add:
+                for conn in self.by_user.get(uid, ()):
+                    self._route(conn, ev.chat_id)
+            for conn in list(self.by_chat.get(ev.chat_id, ())):
+                conn.offer(ev)
+            for uid in ev.member_remove:
+                for conn in list(self.by_user.get(uid, ())):
+                    self._unroute(conn, ev.chat_id)
+        elif ev.kind == "typing" and ev.chat_id is not None:
+            for conn in list(self.by_chat.get(ev.chat_id, ())):
+                if conn.user_id != ev.exclude_user:
+                    conn.offer(ev)
+        elif ev.kind == "presence":
+            for uid in ev.user_ids:
+                for conn in list(self.by_user.get(uid, ())):
+                    conn.offer(ev)
+        elif ev.kind == "revoke":
+            for sid in ev.session_ids:
+                for conn in list(self.by_session.get(sid, ())):
+                    conn.revoke("session revoked")
+
+    async def close_all(self, code: int, reason: str) -> None:
+        conns = self.connections()
+        for conn in conns:
+            conn.request_close(code, reason)
+        if conns:
+            await asyncio.gather(*(c.finished.wait() for c in conns), return_exceptions=True)

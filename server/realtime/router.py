@@ -1,0 +1,171 @@
+"""``/v1/ws``: authenticate, replay what the cursor missed, then live events and commands."""
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from fastapi import APIRouter, WebSocket
+from pydantic import ValidationError
+from sqlalchemy import or_, select
+from starlette.websockets import WebSocketDisconnect
+
+from melo_protocol.wire import PROTOCOL_VERSION, ErrorCode
+from melo_protocol.wire.realtime import AuthCmd, CloseCode
+from server.chats.service import users_sharing_chats
+from server.core.errors import ApiError
+from server.db.models import Chat, ChatMember, User
+from server.db.types import utcnow
+from server.deps import authenticate
+from server.realtime.bus import BusEvent
+from server.realtime.connection import Connection, error_frame
+from server.state import AppState
+
+router = APIRouter()
+log = logging.getLogger("melo.ws")
+
+
+async def _refuse(ws: WebSocket, code: int, err_code: str, message: str) -> None:
+    with contextlib.suppress(Exception):
+        await ws.send_text(error_frame(err_code, message))
+        await ws.close(code=code, reason=message[:120])
+
+
+@router.websocket("/v1/ws")
+async def websocket_endpoint(ws: WebSocket) -> None:
+    state: AppState = ws.app.state.melo
+    await ws.accept()
+    try:
+        first = await asyncio.wait_for(ws.receive(), timeout=state.settings.ws_auth_timeout_s)
+    except TimeoutError:
+        await _refuse(ws, CloseCode.AUTH_FAILED, ErrorCode.UNAUTHENTICATED, "send an auth frame first")
+        return
+    except WebSocketDisconnect:
+        return
+    if first["type"] == "websocket.disconnect":
+        return
+    try:
+        auth = AuthCmd.model_validate_json(first.get("text") or first.get("bytes") or b"")
+    except ValidationError:
+        await _refuse(ws, CloseCode.AUTH_FAILED, ErrorCode.UNAUTHENTICATED,
+                      'the first frame must be {"op": "auth", "token": …}')
+        return
+    try:
+        async with state.sessions() as db:
+            caller = await authenticate(state, db, auth.token)
+    except ApiError as exc:
+        code = CloseCode.SESSION_REVOKED if exc.code in (ErrorCode.SESSION_REVOKED, ErrorCode.ACCOUNT_BANNED,
+                                                         ErrorCode.ACCOUNT_DEACTIVATED) else CloseCode.AUTH_FAILED
+        await _refuse(ws, code, exc.code, exc.message)
+        return
+
+    conn = Connection(ws, state, user_id=caller.user.id, username=caller.user.username,
+                      session_id=caller.session_id, device_id=caller.claims.device_id)
+    try:
+        await _serve(state, conn, auth)
+    finally:
+        conn.finished.set()
+
+
+async def _serve(state: AppState, conn: Connection, auth: AuthCmd) -> None:
+    cursor_in: dict[int, int] = {}
+    for key, value in (auth.cursor or {}).items():
+        with contextlib.suppress(ValueError):
+            cursor_in[int(key)] = value
+    async with state.sessions() as db:
+        rows = (await db.execute(
+            select(ChatMember.chat_id, ChatMember.joined_seq, ChatMember.left_seq)
+            .where(ChatMember.user_id == conn.user_id)
+            .where(or_(ChatMember.left_seq.is_(None), ChatMember.chat_id.in_(list(cursor_in))))
+        )).all()
+    active = [int(r.chat_id) for r in rows if r.left_seq is None]
+    # Route first, then read positions: an event racing us is either in the backlog or in the queue,
+    # and the per-chat cursor drops the copy that comes twice.
+    state.hub.add(conn, active)
+    try:
+        await conn.send_text(json.dumps({
+            "type": "ready", "protocol": PROTOCOL_VERSION, "user_id": conn.user_id, "username": conn.username,
+            "session_id": conn.session_id, "device_id": conn.device_id,
+            "heartbeat_s": state.settings.ws_heartbeat_s, "idle_timeout_s": state.settings.ws_idle_timeout_s,
+        }))
+        async with state.sessions() as db:
+            chats = {c.id: c for c in (await db.scalars(
+                select(Chat).where(Chat.id.in_([int(r.chat_id) for r in rows])))).all()}
+        resync: list[int] = []
+        for r in rows:
+            chat = chats.get(int(r.chat_id))
+            if chat is None:
+                continue
+            if auth.cursor is None:
+                conn.cursor[chat.id] = chat.last_seq  # a fresh client starts from now
+                continue
+            after = cursor_in.get(chat.id, r.joined_seq - 1)
+            if r.left_seq is not None and after >= r.left_seq:
+                continue  # it already saw its removal
+            if after < chat.purged_seq:
+                resync.append(chat.id)
+                conn.cursor[chat.id] = chat.last_seq
+                continue
+            conn.cursor[chat.id] = await conn.send_backlog(chat.id, after, r.left_seq)
+        if resync:
+            await conn.send_text(json.dumps({"type": "resync_required", "chat_ids": resync}))
+        await conn.send_text(json.dumps({"type": "caught_up",
+                                         "cursor": {str(k): v for k, v in conn.cursor.items()}}))
+        await _presence_changed(state, conn, online=True)
+        tasks = [
+            asyncio.create_task(conn.read_loop(), name="ws-read"),
+            asyncio.create_task(conn.deliver_loop(), name="ws-deliver"),
+            asyncio.create_task(conn.wait_closed(), name="ws-close"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if not t.cancelled() and t.exception() is not None and not isinstance(
+                    t.exception(), WebSocketDisconnect
+                ):
+                    log.warning("socket task failed: %s", type(t.exception()).__name__)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await conn.close()
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass
+    finally:
+        state.hub.remove(conn)
+        with contextlib.suppress(Exception):
+            await _presence_changed(state, conn, online=False)
+
+
+async def _presence_changed(state: AppState, conn: Connection, *, online: bool) -> None:
+    if online:
+        changed = await state.presence.connect(conn.user_id, conn.id)
+    else:
+        changed = await state.presence.disconnect(conn.user_id, conn.id)
+    if not changed:
+        return
+    now = utcnow()
+    async with state.sessions() as db:
+        if not online:
+            user = await db.get(User, conn.user_id)
+            if user is not None:
+                user.last_seen_at = now
+                await db.commit()
+        watchers = await users_sharing_chats(db, conn.user_id)
+    frame = json.dumps({"type": "presence", "user": conn.username, "online": online,
+                        "last_seen": None if online else now.isoformat()})
+    await state.bus.publish(BusEvent(kind="presence", frame=frame, user_ids=watchers))
+
+
+async def maintenance(state: AppState) -> None:
+    """Per worker: keep presence entries alive and close sockets of sessions revoked while the bus
+    was down (the revocation store is the record; the bus only hurries it)."""
+    while True:
+        await asyncio.sleep(state.settings.ws_maintenance_s)  # a period, not synchronisation
+        conns = state.hub.connections()
+        with contextlib.suppress(Exception):
+            await state.presence.refresh([(c.user_id, c.id) for c in conns])
+        for c in conns:
+            with contextlib.suppress(Exception):
+                if await state.revocations.is_revoked(c.session_id):
+                    c.revoke("session revoked")

@@ -1,0 +1,176 @@
+"""Live realtime fixtures: the app under a real uvicorn on a free loopback port, real WebSocket clients."""
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+from sqlalchemy.engine import make_url
+
+from server.app import create_app
+from server.config import Settings
+from tests.conftest import make_settings
+
+
+class LiveServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_config=None, access_log=False,
+                                lifespan="on", ws_max_size=1024 * 1024, ws_ping_interval=None)
+        self.server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.server.serve())
+        async with asyncio.timeout(30):
+            while not self.server.started:
+                if self._task.done():
+                    self._task.result()
+                await asyncio.sleep(0.01)  # uvicorn exposes no event for "started"
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            async with asyncio.timeout(15):
+                await self._task
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/ws"
+
+    @property
+    def state(self) -> Any:
+        return self.app.state.melo
+
+
+class Client:
+    """A user with a REST client and helpers to open sockets."""
+
+    def __init__(self, server: LiveServer, username: str, tokens: dict[str, Any]) -> None:
+        self.server = server
+        self.username = username
+        self.tokens = tokens
+        self.http = httpx.AsyncClient(base_url=server.url,
+                                      headers={"Authorization": f"Bearer {tokens['access_token']}"})
+
+    @property
+    def user_id(self) -> int:
+        return int(self.tokens["user"]["id"])
+
+    async def call(self, method: str, path: str, expect: int | None = None, **kwargs: Any) -> Any:
+        r = await self.http.request(method, path, **kwargs)
+        if expect is not None:
+            assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json() if r.content and r.headers.get("content-type", "").startswith("application/json") else r
+
+    async def socket(self, cursor: dict[str, int] | None = None, token: str | None = None) -> "Socket":
+        ws = await websockets.connect(self.server.ws_url, max_size=4 * 1024 * 1024)
+        sock = Socket(ws)
+        await ws.send(json.dumps({"op": "auth", "token": token or self.tokens["access_token"], "cursor": cursor}))
+        ready = await sock.next()
+        assert ready["type"] == "ready", ready
+        return sock
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+class Socket:
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.cursor: dict[str, int] = {}
+
+    async def next(self, timeout: float = 10.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            frame = json.loads(await self.ws.recv())
+        if "chat_id" in frame and "seq" in frame:
+            self.cursor[str(frame["chat_id"])] = frame["seq"]
+        return frame
+
+    async def until(self, pred: Any, timeout: float = 10.0) -> dict[str, Any]:
+        """Next frame matching pred (frames before it are consumed)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.next(timeout)
+                if pred(frame):
+                    return frame
+
+    async def command(self, op: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
+        req = uuid.uuid4().hex[:12]
+        await self.ws.send(json.dumps({"op": op, "id": req, **fields}))
+        return await self.until(lambda f: f.get("id") == req and f["type"] in ("ack", "error"), timeout)
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class Live:
+    def __init__(self, server: LiveServer) -> None:
+        self.server = server
+        self.clients: list[Client] = []
+        self._n = 0
+
+    async def user(self, prefix: str = "u") -> Client:
+        self._n += 1
+        name = f"{prefix}{self._n}{uuid.uuid4().hex[:6]}"
+        async with httpx.AsyncClient(base_url=self.server.url) as http:
+            r = await http.post("/v1/auth/register", json={"username": name, "password": "correct horse battery"})
+            assert r.status_code == 201, r.text
+        client = Client(self.server, name, r.json())
+        self.clients.append(client)
+        return client
+
+    async def close(self) -> None:
+        for c in self.clients:
+            await c.close()
+
+
+async def start_live(settings: Settings) -> LiveServer:
+    server = LiveServer(settings)
+    await server.start()
+    return server
+
+
+@pytest.fixture
+async def live(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Live]:
+    """One live server on SQLite with the in-process bus."""
+    server = await start_live(make_settings(tmp_path, sqlite_url))
+    lv = Live(server)
+    try:
+        yield lv
+    finally:
+        await lv.close()
+        await server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres+redis", "mysql+redis"])
+async def live_backends(request: pytest.FixtureRequest, databases: Any, tmp_path: Path) -> AsyncIterator[Live]:
+    """A live server on SQLite (in-process bus), PostgreSQL + Redis and MariaDB + Redis."""
+    backend = request.param
+    redis = None
+    if backend == "sqlite":
+        url = databases.url("sqlite")
+    else:
+        url = await asyncio.to_thread(databases.url, "postgres" if backend.startswith("postgres") else "mysql")
+        redis = request.getfixturevalue("redis_url")
+    server = await start_live(make_settings(tmp_path, url, redis_url=redis))
+    lv = Live(server)
+    lv.backend = make_url(url).get_backend_name()  # type: ignore[attr-defined]
+    try:
+        yield lv
+    finally:
+        await lv.close()
+        await server.stop()
