@@ -108,7 +108,9 @@ async def login(
         raise ApiError(401, ErrorCode.INVALID_CREDENTIALS, "wrong username or password")
     assert user is not None
     check_user_may_sign_in(user)
-    return await open_session(state, db, user=user, device_name=body.device_name, ip=ip, user_agent=user_agent)
+    return await open_session(
+        state, db, user=user, device_name=body.device_name, ip=ip, user_agent=user_agent
+    )
 
 
 async def refresh(
@@ -119,7 +121,8 @@ async def refresh(
     invalid = ApiError(401, ErrorCode.INVALID_TOKEN, "unknown refresh token")
     if row is None:
         raise invalid
-    session = await db.get(DeviceSession, row.session_id)
+    session_id = row.session_id  # plain value: a rollback below expires the loaded rows
+    session = await db.get(DeviceSession, session_id)
     if session is None:
         raise invalid
     if session.revoked_at is not None:
@@ -134,7 +137,7 @@ async def refresh(
     if spent.rowcount != 1:  # type: ignore[attr-defined]
         await db.rollback()
         # A spent token presented again means it leaked or was copied: end the whole session.
-        await revoke_sessions(state, db, [session.id], reason="refresh_token_reused")
+        await revoke_sessions(state, db, [session_id], reason="refresh_token_reused")
         raise ApiError(401, ErrorCode.REFRESH_TOKEN_REUSED,
                        "this refresh token was already used; the session has been revoked")
     user = await db.get(User, session.user_id)
@@ -153,7 +156,9 @@ async def refresh(
     return await _issue(state, user, session, new_token)
 
 
-async def revoke_sessions(state: AppState, db: AsyncSession, session_ids: Sequence[str], *, reason: str) -> int:
+async def revoke_sessions(
+    state: AppState, db: AsyncSession, session_ids: Sequence[str], *, reason: str
+) -> int:
     """Revoke sessions (commits); takes effect at once on every worker through the revocation store."""
     if not session_ids:
         return 0

@@ -33,7 +33,8 @@ ACTIVE_KID_STATE = "jwt.active_kid"
 ACCESS_TYPE = "access"
 REQUIRED_CLAIMS = ["exp", "iat", "jti", "sub", "sid", "did", "aud", "iss", "typ"]
 _STALE_AFTER_S = 10.0
-_RELOAD_MIN_INTERVAL_S = 1.0
+_UNKNOWN_KID_RETRY_S = 1.0  # how long a kid the database does not hold is not looked up again
+_UNKNOWN_KID_CACHE = 10_000
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class JwtKeyRing:
         self._active_kid: str | None = None
         self._loaded_at = 0.0
         self._lock = asyncio.Lock()
+        self._unknown_kids: dict[str, float] = {}
 
     # -- loading ---------------------------------------------------------------------------------------
     async def ensure(self) -> None:
@@ -92,8 +94,12 @@ class JwtKeyRing:
                     await db.rollback()  # another worker won; use its key
         await self.reload()
 
-    async def reload(self) -> None:
+    async def reload(self, *, unless_loaded: str | None = None) -> None:
+        """Load the ring from the database; with ``unless_loaded``, skip it if that kid arrived
+        meanwhile (concurrent requests carrying one new kid reload once)."""
         async with self._lock:
+            if unless_loaded is not None and unless_loaded in self._keys:
+                return
             now = utcnow()
             async with self._sessions() as db:
                 rows = (await db.scalars(select(SigningKey).where(SigningKey.kind == "jwt"))).all()
@@ -101,6 +107,9 @@ class JwtKeyRing:
             keys: dict[str, _LoadedKey] = {}
             for row in rows:
                 if row.retired_at is not None and row.retired_at <= now:
+                    continue
+                if row.kid in self._keys:  # keys never change once made: keep the parsed one
+                    keys[row.kid] = self._keys[row.kid]
                     continue
                 try:
                     pem = self._box.open(row.private_sealed, context=row.kid.encode())
@@ -196,9 +205,8 @@ class JwtKeyRing:
         if not isinstance(kid, str):
             raise _unauthorized(ErrorCode.INVALID_TOKEN, "access token has no key id")
         key = self._keys.get(kid)
-        if key is None and time.monotonic() - self._loaded_at > _RELOAD_MIN_INTERVAL_S:
-            await self.reload()  # a key rotated on another worker
-            key = self._keys.get(kid)
+        if key is None:
+            key = await self._load_unknown(kid)  # a key rotated on another worker or host
         if key is None:
             raise _unauthorized(ErrorCode.INVALID_TOKEN, "unknown signing key")
         try:
@@ -227,6 +235,29 @@ class JwtKeyRing:
             )
         except (TypeError, ValueError):
             raise _unauthorized(ErrorCode.INVALID_TOKEN, "invalid access token claims") from None
+
+    async def _load_unknown(self, kid: str) -> _LoadedKey | None:
+        """Reload the ring when the database holds ``kid``: one primary-key look-up, so made-up kids
+        cost no more than that (and the same made-up kid is not looked up again for a while)."""
+        now = time.monotonic()
+        if len(kid) > 64 or self._unknown_kids.get(kid, 0.0) > now:
+            return None
+        async with self._sessions() as db:
+            found = await db.scalar(
+                select(SigningKey.kid).where(SigningKey.kid == kid, SigningKey.kind == "jwt")
+            )
+        if found is not None:
+            await self.reload(unless_loaded=kid)
+            key = self._keys.get(kid)
+            if key is not None:
+                return key
+        # unknown, or retired (its tokens have all expired)
+        if len(self._unknown_kids) >= _UNKNOWN_KID_CACHE:
+            self._unknown_kids = {k: t for k, t in self._unknown_kids.items() if t > now}
+            if len(self._unknown_kids) >= _UNKNOWN_KID_CACHE:
+                self._unknown_kids.clear()
+        self._unknown_kids[kid] = now + _UNKNOWN_KID_RETRY_S
+        return None
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [k.public_jwk for k in self._keys.values()]}
