@@ -138,7 +138,7 @@ async def messages_out(
         from server.messages.service import reactions_for
 
         reactions = await reactions_for(db, ids)
-    return {m.id: message_out(state, m, username, reactions.get(m.id)) for m, username in rows}
+    return {m.id: await message_out(state, m, username, reactions.get(m.id)) for m, username in rows}
 
 
 def pending_count(db: AsyncSession) -> int:
