@@ -21,6 +21,21 @@ from melo_protocol.wire import (
     RegistrationTokenCreate,
 )
 from melo_protocol.wire.base import Request as WireRequest
+from melo_protocol.wire.chats import (
+    ChatCreate,
+    ChatUpdate,
+    DirectChatCreate,
+    E2EEnvelope,
+    InviteCreate,
+    MemberAdd,
+    MessageEdit,
+    MessageSend,
+    OwnershipTransfer,
+    PinRequest,
+    ReadMark,
+    RoleChange,
+)
+from melo_protocol.wire.keys import KeysClaim, KeysQuery, KeysUpload, ToDeviceAck, ToDeviceSend
 
 
 @dataclass(frozen=True)
@@ -192,3 +207,155 @@ def admin_list_keys() -> ApiRequest:
 
 def admin_rotate_keys(jwt: bool = True) -> ApiRequest:
     return ApiRequest("POST", "/v1/admin/keys/rotate", json=_body(KeyRotateRequest(jwt=jwt)))
+
+
+# -- chats, members, invites -------------------------------------------------------------------
+
+
+def create_direct(username: str) -> ApiRequest:
+    return ApiRequest("POST", "/v1/chats/direct", json=_body(DirectChatCreate(username=username)))
+
+
+def create_chat(kind: str, title: str, members: list[str] | None = None, description: str | None = None) -> ApiRequest:
+    body = ChatCreate(kind=kind, title=title, members=members or [], description=description)  # type: ignore[arg-type]
+    return ApiRequest("POST", "/v1/chats", json=_body(body), expect=201)
+
+
+def list_chats() -> ApiRequest:
+    return ApiRequest("GET", "/v1/chats")
+
+
+def get_chat(chat_id: int) -> ApiRequest:
+    return ApiRequest("GET", f"/v1/chats/{int(chat_id)}")
+
+
+def update_chat(chat_id: int, title: str | None = None, description: str | None = None,
+                slow_mode_seconds: int | None = None) -> ApiRequest:
+    body = ChatUpdate(title=title, description=description, slow_mode_seconds=slow_mode_seconds)
+    return ApiRequest("PATCH", f"/v1/chats/{int(chat_id)}", json=_body(body))
+
+
+def list_members(chat_id: int) -> ApiRequest:
+    return ApiRequest("GET", f"/v1/chats/{int(chat_id)}/members")
+
+
+def add_member(chat_id: int, username: str) -> ApiRequest:
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/members", json=_body(MemberAdd(username=username)),
+                      expect=201)
+
+
+def remove_member(chat_id: int, username: str) -> ApiRequest:
+    return ApiRequest("DELETE", f"/v1/chats/{int(chat_id)}/members/{_seg(username)}", expect=204)
+
+
+def change_role(chat_id: int, username: str, role: str) -> ApiRequest:
+    return ApiRequest("PUT", f"/v1/chats/{int(chat_id)}/members/{_seg(username)}/role",
+                      json=_body(RoleChange(role=role)))  # type: ignore[arg-type]
+
+
+def leave_chat(chat_id: int) -> ApiRequest:
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/leave", expect=204)
+
+
+def transfer_chat(chat_id: int, username: str) -> ApiRequest:
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/transfer", json=_body(OwnershipTransfer(username=username)),
+                      expect=204)
+
+
+def create_invite(chat_id: int, expires_in_seconds: int | None = None, max_uses: int | None = None) -> ApiRequest:
+    body = InviteCreate(expires_in_seconds=expires_in_seconds, max_uses=max_uses)
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/invites", json=_body(body), expect=201)
+
+
+def list_invites(chat_id: int) -> ApiRequest:
+    return ApiRequest("GET", f"/v1/chats/{int(chat_id)}/invites")
+
+
+def revoke_invite(code: str) -> ApiRequest:
+    return ApiRequest("DELETE", f"/v1/invites/{_seg(code)}")
+
+
+def join_invite(code: str) -> ApiRequest:
+    return ApiRequest("POST", f"/v1/invites/{_seg(code)}/join")
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+def send_message(chat_id: int, txn_id: str, text: str | None = None, e2e: dict[str, Any] | None = None,
+                 reply_to: int | None = None) -> ApiRequest:
+    body = MessageSend(txn_id=txn_id, text=text, e2e=E2EEnvelope(**e2e) if e2e else None, reply_to=reply_to)
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/messages", json=_body(body), expect=201)
+
+
+def history(chat_id: int, before: int | None = None, after: int | None = None, limit: int = 50) -> ApiRequest:
+    params: dict[str, str | int] = {"limit": int(limit)}
+    if before is not None:
+        params["before"] = int(before)
+    if after is not None:
+        params["after"] = int(after)
+    return ApiRequest("GET", f"/v1/chats/{int(chat_id)}/messages", params=params)
+
+
+def edit_message(
+    chat_id: int, message_id: int, text: str | None = None, e2e: dict[str, Any] | None = None
+) -> ApiRequest:
+    body = MessageEdit(text=text, e2e=E2EEnvelope(**e2e) if e2e else None)
+    return ApiRequest("PATCH", f"/v1/chats/{int(chat_id)}/messages/{int(message_id)}", json=_body(body))
+
+
+def delete_message(chat_id: int, message_id: int) -> ApiRequest:
+    return ApiRequest("DELETE", f"/v1/chats/{int(chat_id)}/messages/{int(message_id)}", expect=204)
+
+
+def react(chat_id: int, message_id: int, emoji: str, remove: bool = False) -> ApiRequest:
+    return ApiRequest("DELETE" if remove else "PUT",
+                      f"/v1/chats/{int(chat_id)}/messages/{int(message_id)}/reactions/{_seg(emoji)}", expect=204)
+
+
+def list_pins(chat_id: int) -> ApiRequest:
+    return ApiRequest("GET", f"/v1/chats/{int(chat_id)}/pins")
+
+
+def pin(chat_id: int, message_id: int, unpin: bool = False) -> ApiRequest:
+    if unpin:
+        return ApiRequest("DELETE", f"/v1/chats/{int(chat_id)}/pins/{int(message_id)}", expect=204)
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/pins", json=_body(PinRequest(message_id=message_id)),
+                      expect=204)
+
+
+def mark_read(chat_id: int, seq: int) -> ApiRequest:
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/read", json=_body(ReadMark(seq=seq)), expect=204)
+
+
+# -- keys and to-device ------------------------------------------------------------------------
+
+
+def keys_upload(device_keys: dict[str, Any] | None = None, one_time_keys: dict[str, Any] | None = None,
+                fallback_key: dict[str, Any] | None = None) -> ApiRequest:
+    body = KeysUpload(device_keys=device_keys, one_time_keys=one_time_keys, fallback_key=fallback_key)
+    return ApiRequest("POST", "/v1/keys/upload", json=_body(body))
+
+
+def keys_count() -> ApiRequest:
+    return ApiRequest("GET", "/v1/keys/count")
+
+
+def keys_query(users: list[str]) -> ApiRequest:
+    return ApiRequest("POST", "/v1/keys/query", json=_body(KeysQuery(users=users)))
+
+
+def keys_claim(devices: dict[str, list[str]]) -> ApiRequest:
+    return ApiRequest("POST", "/v1/keys/claim", json=_body(KeysClaim(devices=devices)))
+
+
+def send_to_device(type_: str, messages: dict[str, dict[str, dict[str, Any]]]) -> ApiRequest:
+    return ApiRequest("POST", "/v1/to-device", json=_body(ToDeviceSend(type=type_, messages=messages)), expect=202)
+
+
+def list_to_device(after: int = 0, limit: int = 100) -> ApiRequest:
+    return ApiRequest("GET", "/v1/to-device", params={"after": int(after), "limit": int(limit)})
+
+
+def ack_to_device(up_to: int) -> ApiRequest:
+    return ApiRequest("POST", "/v1/to-device/ack", json=_body(ToDeviceAck(up_to=up_to)))

@@ -10,7 +10,7 @@ tokens are saved before anything else happens.
 import asyncio
 import time
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -50,6 +50,17 @@ from melo_protocol.wire import (
     TokenResponse,
     UserPublic,
 )
+from melo_protocol.wire.chats import (
+    ChatList,
+    ChatOut,
+    InviteList,
+    InviteOut,
+    MemberList,
+    MemberOut,
+    MessageOut,
+    MessagePage,
+)
+from melo_protocol.wire.keys import KeyCounts, KeysClaimResult, KeysQueryResult, ToDeviceList, ToDeviceOut
 
 REFRESH_MARGIN_S = 30.0
 DEFAULT_TIMEOUT_S = 15.0
@@ -404,6 +415,128 @@ class MeloClient:
 
     async def admin_rotate_keys(self, jwt: bool = True) -> KeyRotateResult:
         return await self._json(api.admin_rotate_keys(jwt), KeyRotateResult)
+
+    # -- chats -----------------------------------------------------------------------------------
+
+    async def create_direct(self, username: str) -> ChatOut:
+        return await self._json(_build(api.create_direct, username), ChatOut)
+
+    async def create_chat(self, kind: str, title: str, members: list[str] | None = None,
+                          description: str | None = None) -> ChatOut:
+        return await self._json(_build(api.create_chat, kind, title, members, description), ChatOut)
+
+    async def list_chats(self) -> list[ChatOut]:
+        return (await self._json(api.list_chats(), ChatList)).chats
+
+    async def get_chat(self, chat_id: int) -> ChatOut:
+        return await self._json(api.get_chat(chat_id), ChatOut)
+
+    async def update_chat(self, chat_id: int, title: str | None = None, description: str | None = None,
+                          slow_mode_seconds: int | None = None) -> ChatOut:
+        return await self._json(_build(api.update_chat, chat_id, title, description, slow_mode_seconds), ChatOut)
+
+    async def list_members(self, chat_id: int) -> list[MemberOut]:
+        return (await self._json(api.list_members(chat_id), MemberList)).members
+
+    async def add_member(self, chat_id: int, username: str) -> MemberOut:
+        return await self._json(_build(api.add_member, chat_id, username), MemberOut)
+
+    async def remove_member(self, chat_id: int, username: str) -> None:
+        await self._request(api.remove_member(chat_id, username))
+
+    async def change_role(self, chat_id: int, username: str, role: str) -> MemberOut:
+        return await self._json(_build(api.change_role, chat_id, username, role), MemberOut)
+
+    async def leave_chat(self, chat_id: int) -> None:
+        await self._request(api.leave_chat(chat_id))
+
+    async def transfer_chat(self, chat_id: int, username: str) -> None:
+        await self._request(_build(api.transfer_chat, chat_id, username))
+
+    async def create_invite(self, chat_id: int, expires_in_seconds: int | None = None,
+                            max_uses: int | None = None) -> InviteOut:
+        return await self._json(_build(api.create_invite, chat_id, expires_in_seconds, max_uses), InviteOut)
+
+    async def list_invites(self, chat_id: int) -> list[InviteOut]:
+        return (await self._json(api.list_invites(chat_id), InviteList)).invites
+
+    async def revoke_invite(self, code: str) -> InviteOut:
+        return await self._json(api.revoke_invite(code), InviteOut)
+
+    async def join_invite(self, code: str) -> ChatOut:
+        return await self._json(api.join_invite(code), ChatOut)
+
+    # -- messages (raw: E2E chats need the encrypting layer on top) -----------------------------
+
+    async def send_raw(self, chat_id: int, txn_id: str, text: str | None = None,
+                       e2e: dict[str, Any] | None = None, reply_to: int | None = None) -> MessageOut:
+        return await self._json(_build(api.send_message, chat_id, txn_id, text, e2e, reply_to), MessageOut)
+
+    async def history_raw(self, chat_id: int, before: int | None = None, after: int | None = None,
+                          limit: int = 50) -> MessagePage:
+        return await self._json(_build(api.history, chat_id, before, after, limit), MessagePage)
+
+    async def edit_raw(self, chat_id: int, message_id: int, text: str | None = None,
+                       e2e: dict[str, Any] | None = None) -> MessageOut:
+        return await self._json(_build(api.edit_message, chat_id, message_id, text, e2e), MessageOut)
+
+    async def delete_message(self, chat_id: int, message_id: int) -> None:
+        await self._request(api.delete_message(chat_id, message_id))
+
+    async def react(self, chat_id: int, message_id: int, emoji: str, remove: bool = False) -> None:
+        await self._request(api.react(chat_id, message_id, emoji, remove))
+
+    async def list_pins(self, chat_id: int) -> list[MessageOut]:
+        return (await self._json(api.list_pins(chat_id), MessagePage)).messages
+
+    async def pin(self, chat_id: int, message_id: int, unpin: bool = False) -> None:
+        await self._request(api.pin(chat_id, message_id, unpin))
+
+    async def mark_read(self, chat_id: int, seq: int) -> None:
+        await self._request(_build(api.mark_read, chat_id, seq))
+
+    # -- keys and to-device ------------------------------------------------------------------------
+
+    async def keys_upload(self, device_keys: dict[str, Any] | None = None,
+                          one_time_keys: dict[str, Any] | None = None,
+                          fallback_key: dict[str, Any] | None = None) -> KeyCounts:
+        return await self._json(_build(api.keys_upload, device_keys, one_time_keys, fallback_key), KeyCounts)
+
+    async def keys_count(self) -> KeyCounts:
+        return await self._json(api.keys_count(), KeyCounts)
+
+    async def keys_query(self, users: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        return (await self._json(_build(api.keys_query, users), KeysQueryResult)).devices
+
+    async def keys_claim(self, devices: dict[str, list[str]]) -> KeysClaimResult:
+        return await self._json(_build(api.keys_claim, devices), KeysClaimResult)
+
+    async def send_to_device(self, type_: str, messages: dict[str, dict[str, dict[str, Any]]]) -> int:
+        return int((await self._request(_build(api.send_to_device, type_, messages))).json()["queued"])
+
+    async def list_to_device(self, after: int = 0, limit: int = 100) -> list[ToDeviceOut]:
+        return (await self._json(api.list_to_device(after, limit), ToDeviceList)).messages
+
+    async def ack_to_device(self, up_to: int) -> int:
+        return int((await self._request(_build(api.ack_to_device, up_to))).json()["removed"])
+
+    # -- the live stream -----------------------------------------------------------------------------
+
+    async def access_token(self) -> str:
+        """A fresh access token (refreshed when it expires soon), for the WebSocket's auth frame."""
+        creds = self._require_creds()
+        if creds.access_expires_at - time.time() < REFRESH_MARGIN_S:
+            await self._refresh_if_stale(creds.access_token)
+        return self._require_creds().access_token
+
+    async def force_refresh(self, stale_access_token: str) -> None:
+        await self._refresh_if_stale(stale_access_token)
+
+    @property
+    def ws_url(self) -> str:
+        base = self.server_url
+        return ("wss://" + base[len("https://"):] if base.startswith("https://")
+                else "ws://" + base[len("http://"):]) + "/v1/ws"
 
 
 __all__ = ["REFRESH_MARGIN_S", "MeloClient"]

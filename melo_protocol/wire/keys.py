@@ -1,0 +1,72 @@
+"""The E2E key directory and the to-device queue: REST bodies and frames.
+
+The server keeps public keys only. Device keys and one-time keys are signed by the device's
+ed25519 key over canonical JSON (see ``melo_protocol.crypto.signing``); the server checks them.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from melo_protocol.wire.base import Request, Response
+
+MAX_ONE_TIME_KEYS_PER_UPLOAD = 200
+ONE_TIME_KEYS_LOW_WATER = 10
+TO_DEVICE_TTL_DAYS = 7
+
+
+class KeysUpload(Request):
+    device_keys: dict[str, Any] | None = None
+    one_time_keys: dict[str, dict[str, Any]] | None = Field(default=None, max_length=MAX_ONE_TIME_KEYS_PER_UPLOAD)
+    fallback_key: dict[str, dict[str, Any]] | None = Field(default=None, max_length=1)
+
+
+class KeyCounts(Response):
+    one_time_key_count: int
+    fallback_unused: bool
+
+
+class KeysQuery(Request):
+    users: list[str] = Field(min_length=1, max_length=1000)
+
+
+class KeysQueryResult(Response):
+    # username → device id → signed device keys
+    devices: dict[str, dict[str, dict[str, Any]]]
+
+
+class KeysClaim(Request):
+    # username → device ids to claim one key for
+    devices: dict[str, list[str]] = Field(max_length=1000)
+
+
+class KeysClaimResult(Response):
+    # username → device id → {key id: signed key}
+    one_time_keys: dict[str, dict[str, dict[str, Any]]]
+    # "username/device" entries that got their fallback key (no one-time key was left)
+    fallback_used: list[str] = Field(default_factory=list)
+
+
+class ToDeviceSend(Request):
+    type: str = Field(min_length=1, max_length=64)
+    # username → device id ("*" = every device of that user) → content
+    messages: dict[str, dict[str, dict[str, Any]]] = Field(max_length=1000)
+
+
+class ToDeviceOut(Response):
+    id: int
+    type: str
+    sender: str
+    sender_id: int
+    sender_device: str
+    content: dict[str, Any]
+    created_at: datetime
+
+
+class ToDeviceList(Response):
+    messages: list[ToDeviceOut]
+
+
+class ToDeviceAck(Request):
+    up_to: int = Field(ge=0)
