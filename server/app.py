@@ -94,6 +94,8 @@ async def open_state(settings: Settings) -> AppState:
 
 
 async def close_state(state: AppState) -> None:
+    await state.limiter.aclose()
+    await state.ws_limiter.aclose()
     if state.redis is not None:
         await state.redis.aclose()
     await state.engine.dispose()

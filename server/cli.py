@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
+# Never print a traceback's local variables: create-admin holds a password in one.
 app = typer.Typer(help="Melo server commands (run on the server host).", no_args_is_help=True,
-                  add_completion=False)
+                  add_completion=False, pretty_exceptions_show_locals=False)
 keys_app = typer.Typer(help="Signing and data keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
@@ -17,7 +18,7 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML set
                                                 dir_okay=False, envvar="MELO_CONFIG_FILE")]
 
 
-def _settings(config: Path | None, **overrides: object):  # type: ignore[no-untyped-def]  # noqa: ANN202
+def _settings(config: Path | None, **overrides: object):  # type: ignore[no-untyped-def]
     from pydantic import ValidationError
 
     from server.config import load_settings
@@ -27,7 +28,8 @@ def _settings(config: Path | None, **overrides: object):  # type: ignore[no-unty
     except ValidationError as exc:
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
-            typer.echo(f"melo-server: invalid settings: {loc + ': ' if loc else ''}{err['msg']}", err=True)
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            typer.echo(f"melo-server: invalid settings: {loc + ': ' if loc else ''}{msg}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -106,6 +108,8 @@ def create_admin(
     config: ConfigOpt = None,
 ) -> None:
     """Create (or promote) an admin account. The password comes from stdin or a prompt, never argv."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from server.core.errors import ApiError
 
     if password_stdin:
@@ -132,6 +136,9 @@ def create_admin(
         asyncio.run(go())
     except ApiError as exc:
         typer.echo(f"melo-server: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    except (OSError, SQLAlchemyError) as exc:
+        typer.echo(f"melo-server: cannot reach the database ({type(exc).__name__})", err=True)
         raise typer.Exit(1) from None
 
 

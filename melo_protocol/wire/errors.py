@@ -62,6 +62,8 @@ class ErrorCode(StrEnum):
     CANNOT_DM_SELF = "cannot_dm_self"
     WRONG_CHAT_KIND = "wrong_chat_kind"
     REPLY_NOT_FOUND = "reply_not_found"
+    # end-to-end keys
+    INVALID_KEYS = "invalid_keys"
 
 
 class ErrorBody(Response):

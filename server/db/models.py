@@ -253,3 +253,55 @@ class Invite(Base):
     max_uses: Mapped[int | None] = mapped_column(Integer)
     uses: Mapped[int] = mapped_column(Integer, default=0)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# ---- end-to-end key directory ----------------------------------------------------------------------
+class DeviceKeys(Base):
+    """A device's signed identity keys (public only). Removed when its session ends."""
+
+    __tablename__ = "device_keys"
+
+    device_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    curve25519: Mapped[str] = mapped_column(String(64))
+    ed25519: Mapped[str] = mapped_column(String(64))
+    keys_json: Mapped[str] = mapped_column(Text)
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OneTimeKey(Base):
+    """Signed one-time keys; each is handed out exactly once (deleted by the claim that wins it)."""
+
+    __tablename__ = "one_time_keys"
+
+    device_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class FallbackKey(Base):
+    """Handed out when a device has no one-time key left; reusable until replaced."""
+
+    __tablename__ = "fallback_keys"
+
+    device_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(64))
+    key_json: Mapped[str] = mapped_column(Text)
+    used: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ToDeviceMessage(Base):
+    """Queued per recipient device until it acknowledges them (or they expire)."""
+
+    __tablename__ = "to_device"
+    __table_args__ = (Index("ix_to_device_recipient", "recipient_device", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    recipient_device: Mapped[str] = mapped_column(String(32))
+    sender_user_id: Mapped[int] = mapped_column(BigInteger)
+    sender_device: Mapped[str] = mapped_column(String(32))
+    type: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(Text().with_variant(LONGTEXT(), "mysql"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
