@@ -160,7 +160,8 @@ async def edit(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
     _check_content(chat, body)
     msg.kind, msg.body, msg.key_id = _store_content(state, chat, body)
     msg.edited_at = utcnow()
-    out = await message_out(state, msg, caller.user.username)
+    # the edited message as clients should now show it: its reactions stay
+    out = await message_out(state, msg, caller.user.username, (await reactions_for(db, [msg.id])).get(msg.id))
     await events.emit(db, chat.id, EventType.MESSAGE_EDITED, out.model_dump(mode="json"), message_id=msg.id)
     await events.commit_and_publish(state, db)
     return out
@@ -178,6 +179,8 @@ async def delete_message(state: AppState, db: AsyncSession, caller: Caller, chat
     msg.body = None
     msg.key_id = None
     msg.pinned_at = None
+    # a tombstone keeps no content: its reactions go with it
+    await db.execute(delete(Reaction).where(Reaction.message_id == msg.id))
     await events.emit(db, chat.id, EventType.MESSAGE_DELETED, {"message_id": msg.id, "by": caller.user.username},
                       message_id=msg.id)
     await events.commit_and_publish(state, db)
@@ -256,14 +259,14 @@ async def history(state: AppState, db: AsyncSession, caller: Caller, chat_id: in
     if chat.kind == ChatKind.GROUP.value:
         # E2E groups: a later member could not decrypt earlier messages; do not hand them out
         query = query.where(Message.seq >= member.joined_seq)
-    if after is not None:
+    if before is not None:
+        query = query.where(Message.seq < before)
+    if after is not None:  # forwards from after (up to before, when both are given)
         query = query.where(Message.seq > after).order_by(Message.seq).limit(limit + 1)
         rows = list((await db.execute(query)).all())
         has_more = len(rows) > limit
         rows = rows[:limit]
     else:
-        if before is not None:
-            query = query.where(Message.seq < before)
         query = query.order_by(Message.seq.desc()).limit(limit + 1)
         rows = list((await db.execute(query)).all())
         has_more = len(rows) > limit

@@ -19,7 +19,8 @@ _txn = itertools.count(1)
 def envelope(n: int | str = 0) -> dict[str, Any]:
     """An opaque E2E envelope: the server stores and relays it, never reads it."""
     return {"algorithm": "m.megolm.v1.aes-sha2", "sender_key": "curve-key-" + str(n),
-            "session_id": "megolm-session", "ciphertext": f"ciphertext-{n}-{secrets.token_hex(4)}"}
+            "session_id": "megolm-session", "ciphertext": f"ciphertext-{n}-{secrets.token_hex(4)}",
+            "device_id": "DEVICE1"}
 
 
 def txn() -> str:
