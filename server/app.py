@@ -114,10 +114,13 @@ def create_app(settings: Settings) -> FastAPI:
         state.bus.set_handler(state.hub.dispatch)
         await state.bus.start()
         maintenance_task = asyncio.create_task(realtime_router.maintenance(state), name="ws-maintenance")
+        if await state.data_keys.count_on_old_keys():
+            state.data_keys.start_reencryption()  # a rotation was interrupted: finish it
         try:
             yield
         finally:
             maintenance_task.cancel()
+            state.data_keys.stop_reencryption()
             await state.hub.close_all(CloseCode.SERVER_SHUTDOWN, "server restarting: reconnect and resume")
             await state.bus.stop()
             await close_state(state)

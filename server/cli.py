@@ -146,8 +146,10 @@ def create_admin(
 def keys_rotate(
     config: ConfigOpt = None,
     jwt: Annotated[bool, typer.Option("--jwt/--no-jwt", help="rotate the JWT signing key")] = True,
+    data: Annotated[bool, typer.Option("--data", help="rotate the at-rest data key and re-encrypt")] = False,
 ) -> None:
-    """New JWT signing key, published at once; old tokens verify until they expire."""
+    """New JWT signing key, published at once (old tokens verify until they expire); with --data also a
+    new at-rest data key: every sealed row is re-encrypted, then the old key is retired."""
     settings = _settings(config)
 
     async def go() -> None:
@@ -158,6 +160,10 @@ def keys_rotate(
             if jwt:
                 row = await state.keys.rotate()
                 typer.echo(f"new JWT signing key {row.kid} is active", err=True)
+            if data:
+                row = await state.data_keys.rotate()
+                moved = await state.data_keys.reencrypt()
+                typer.echo(f"new data key {row.kid} is active; {moved} rows re-encrypted", err=True)
         finally:
             await close_state(state)
 

@@ -99,6 +99,8 @@ class AuditList(Response):
 
 class KeyRotateRequest(Request):
     jwt: bool = True
+    # a new at-rest data key; older rows are re-encrypted in the background, reads never fail meanwhile
+    data: bool = False
 
 
 class AdminKeyOut(Response):
@@ -115,3 +117,5 @@ class AdminKeyList(Response):
 
 class KeyRotateResult(Response):
     rotated: list[AdminKeyOut]
+    # rows still sealed under an older data key when the answer was sent (re-encryption continues)
+    reencrypt_pending: int = 0

@@ -201,7 +201,8 @@ async def audit(
 async def list_keys(caller: AdminCaller, state: StateDep) -> AdminKeyList:
     async def run() -> AdminKeyList:
         rows = await state.keys.list_keys()
-        return AdminKeyList(keys=[service.key_out(r, state.keys.active_kid) for r in rows])
+        active = {state.keys.active_kid, state.data_keys.active_kid}
+        return AdminKeyList(keys=[service.key_out(r, r.kid if r.kid in active else None) for r in rows])
 
     return await service.audited(state, caller, "keys.list", None, run)
 
@@ -210,9 +211,16 @@ async def list_keys(caller: AdminCaller, state: StateDep) -> AdminKeyList:
 async def rotate_keys(body: KeyRotateRequest, caller: AdminCaller, state: StateDep) -> KeyRotateResult:
     async def run() -> KeyRotateResult:
         rotated = []
+        pending = 0
         if body.jwt:
             row = await state.keys.rotate()
             rotated.append(service.key_out(row, state.keys.active_kid))
-        return KeyRotateResult(rotated=rotated)
+        if body.data:
+            row = await state.data_keys.rotate()
+            rotated.append(service.key_out(row, state.data_keys.active_kid))
+            pending = await state.data_keys.count_on_old_keys()
+            state.data_keys.start_reencryption()
+        return KeyRotateResult(rotated=rotated, reencrypt_pending=pending)
 
-    return await service.audited(state, caller, "keys.rotate", "jwt" if body.jwt else None, run)
+    kinds = ",".join(k for k, on in (("jwt", body.jwt), ("data", body.data)) if on)
+    return await service.audited(state, caller, "keys.rotate", kinds or None, run)

@@ -29,6 +29,7 @@ class DataKeyRing:
         self._box = box
         self._keys: dict[str, AESGCM] = {}
         self._active: str | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def _new_row(self) -> SigningKey:
         kid = "data-" + utcnow().strftime("%Y%m%d") + "-" + secrets.token_hex(4)
@@ -118,6 +119,26 @@ class DataKeyRing:
                     key.retired_at = utcnow()
             await db.commit()
         return moved
+
+    def start_reencryption(self) -> None:
+        """Re-encrypt in the background (one pass at a time per worker)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._reencrypt_logged(), name="melo-reencrypt")
+
+    async def _reencrypt_logged(self) -> None:
+        try:
+            moved = await self.reencrypt()
+            log.info("re-encrypted %d rows under data key %s", moved, self._active)
+        except Exception:
+            log.exception("re-encryption stopped; it resumes at the next rotation or start")
+
+    def stop_reencryption(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def wait_reencrypted(self) -> None:
+        if self._task is not None:
+            await self._task
 
     async def count_on_old_keys(self) -> int:
         async with self._sessions() as db:
