@@ -4,7 +4,7 @@ import json
 import unicodedata
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -277,7 +277,10 @@ async def history(state: AppState, db: AsyncSession, caller: Caller, chat_id: in
 async def mark(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, seq: int, *, read: bool) -> None:
     """Read (up to seq) or delivered receipts; only forward moves emit a receipt event."""
     chat, member = await load_member(db, chat_id, caller.user.id)
-    seq = min(seq, chat.last_seq)
+    # Clamp to the last message, not the last event: receipts are events themselves, and clients that
+    # mark "the last seq I saw" would otherwise answer each other's receipts without end.
+    last_message = (await db.execute(select(func.max(Message.seq)).where(Message.chat_id == chat.id))).scalar()
+    seq = min(seq, int(last_message or 0))
     changed = False
     if read and seq > member.read_seq:
         member.read_seq = seq
