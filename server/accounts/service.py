@@ -3,6 +3,7 @@
 import asyncio
 import hashlib
 import io
+import re
 import unicodedata
 import warnings
 
@@ -31,6 +32,7 @@ REGISTRATION_MODE_STATE = "registration.mode"
 AVATAR_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 AVATAR_MAX_SIDE = 512
 AVATAR_MAX_PIXELS = 40_000_000  # refuse decompression bombs before decoding
+REGISTRATION_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 async def registration_mode(state: AppState, db: AsyncSession) -> RegistrationMode:
@@ -58,9 +60,17 @@ def canonical_username(raw: str) -> str:
     return name
 
 
+def plausible_registration_token(token: str) -> bool:
+    """Tokens are URL-safe base64; anything else (a NUL, which PostgreSQL cannot even compare) is unknown."""
+    return REGISTRATION_TOKEN_RE.fullmatch(token) is not None
+
+
 async def _consume_registration_token(db: AsyncSession, token: str | None) -> None:
     if not token:
         raise ApiError(403, ErrorCode.REGISTRATION_TOKEN_REQUIRED, "registration needs a registration token")
+    if not plausible_registration_token(token):
+        raise ApiError(403, ErrorCode.REGISTRATION_TOKEN_INVALID,
+                       "registration token is unknown, expired, revoked or used up")
     now = utcnow()
     result = await db.execute(
         update(RegistrationToken)
@@ -124,7 +134,8 @@ async def create_user(state: AppState, db: AsyncSession, username: str, password
     return user
 
 
-def _check_text(value: str, field: str, *, multiline: bool) -> str:
+def check_text(value: str, field: str, *, multiline: bool) -> str:
+    """Refuse control characters (a newline only when multiline) and bidi overrides; strip."""
     for ch in value:
         if ch == "\n" and multiline:
             continue
@@ -138,7 +149,7 @@ def _check_text(value: str, field: str, *, multiline: bool) -> str:
 
 def _optional_text(value: str | None, field: str, *, multiline: bool) -> str | None:
     """None or blank clears the field."""
-    return (_check_text(value, field, multiline=multiline) or None) if value is not None else None
+    return (check_text(value, field, multiline=multiline) or None) if value is not None else None
 
 
 async def update_profile(db: AsyncSession, user: User, body: ProfileUpdate) -> User:

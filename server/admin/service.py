@@ -19,6 +19,7 @@ from melo_protocol.wire import (
     RegistrationTokenOut,
     StatsOut,
 )
+from server.accounts.service import check_text, plausible_registration_token
 from server.auth import service as auth_service
 from server.core.errors import ApiError
 from server.db.models import AuditLog, DeviceSession, RegistrationToken, SigningKey, User
@@ -112,6 +113,7 @@ async def user_detail(db: AsyncSession, user: User) -> AdminUserDetail:
 
 async def ban(state: AppState, db: AsyncSession, caller: Caller, user: User, reason: str | None) -> int:
     _not_self(caller, user)
+    reason = (check_text(reason, "reason", multiline=True) or None) if reason is not None else None
     user.banned_at = utcnow()
     user.ban_reason = reason
     await db.commit()
@@ -187,7 +189,7 @@ async def list_tokens(db: AsyncSession) -> list[RegistrationTokenOut]:
 
 
 async def revoke_token(db: AsyncSession, token: str) -> RegistrationTokenOut:
-    row = await db.get(RegistrationToken, token[:64])
+    row = await db.get(RegistrationToken, token) if plausible_registration_token(token) else None
     if row is None:
         raise ApiError(404, ErrorCode.TOKEN_NOT_FOUND, "no such registration token")
     row.revoked_at = row.revoked_at or utcnow()

@@ -59,6 +59,9 @@ _STATUS_CODES = {
 }
 
 
+_FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
 def _safe_validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
     """Field paths and messages only: never echo the submitted values (they may be passwords)."""
     errors = []
@@ -88,7 +91,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, ErrorCode.BAD_REQUEST)
         message = exc.detail if isinstance(exc.detail, str) else code.value
-        return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+        if exc.status_code == 400 and message == _FASTAPI_BODY_PARSE_ERROR:
+            # a body FastAPI could not decode at all (bad UTF-8, nesting too deep, a 5000-digit number)
+            code, message = ErrorCode.MALFORMED_JSON, "request body is not valid JSON"
+        details = getattr(exc, "details", None)
+        return error_response(exc.status_code, code, message, details if isinstance(details, dict) else None,
+                              headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

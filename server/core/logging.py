@@ -85,6 +85,14 @@ class RequestContextMiddleware:
             self._log(scope, 413, start)
             request_id_var.reset(token)
             return
+        if _has_control_chars(scope):
+            # No route takes control characters in its path or a NUL in its query; PostgreSQL cannot
+            # even compare a NUL, so refuse them here rather than as a 500 deep in some query.
+            await _send_error(send, rid, 400, "bad_request",
+                              "request path or query contains control characters")
+            self._log(scope, 400, start)
+            request_id_var.reset(token)
+            return
 
         received = 0
 
@@ -94,7 +102,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _BodyTooLarge()
+                    raise _BodyTooLarge(limit)
             return message
 
         async def send_with_id(message: Message) -> None:
@@ -117,19 +125,22 @@ class RequestContextMiddleware:
 
     def _log(self, scope: Scope, status: int, start: float) -> None:
         elapsed = time.perf_counter() - start
+        route = getattr(scope.get("route"), "path", None)
         if self.metrics is not None:
-            route = scope.get("route")
-            name = getattr(route, "path", None) or "unmatched"
+            name = route or "unmatched"
             self.metrics.requests.labels(scope.get("method"), name, str(status)).inc()
             self.metrics.latency.labels(scope.get("method"), name).observe(elapsed)
+        # The route template, not the concrete path: path parameters can be secrets
+        # (DELETE /v1/admin/registration-tokens/{token}). Unmatched paths are logged cut short.
+        path = route or _printable(scope.get("path") or "")[:200]
         access_log.info(
             "%s %s %s",
             scope.get("method"),
-            scope.get("path"),
+            path,
             status,
             extra={
                 "method": scope.get("method"),
-                "path": scope.get("path"),
+                "path": path,
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 2),
             },
@@ -137,10 +148,24 @@ class RequestContextMiddleware:
 
 
 class _BodyTooLarge(HTTPException):
-    """An HTTPException so that FastAPI's body parsing re-raises it instead of answering 400."""
+    """An HTTPException so that FastAPI's body parsing re-raises it instead of answering 400;
+    its ``details`` reach the error shape like those of the Content-Length refusal."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
         super().__init__(413, "request body too large")
+        self.details = {"max_bytes": limit}
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _has_control_chars(scope: Scope) -> bool:
+    path: str = scope.get("path") or ""
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return True
+    query: bytes = scope.get("query_string") or b""
+    return b"%00" in query or b"\x00" in query
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -154,14 +179,17 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _send_too_large(send: Send, rid: str, limit: int) -> None:
-    body = json.dumps(
-        {"error": {"code": "payload_too_large", "message": "request body too large",
-                   "details": {"max_bytes": limit}}}
-    ).encode()
+    await _send_error(send, rid, 413, "payload_too_large", "request body too large", {"max_bytes": limit})
+
+
+async def _send_error(
+    send: Send, rid: str, status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> None:
+    body = json.dumps({"error": {"code": code, "message": message, "details": details or {}}}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
