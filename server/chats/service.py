@@ -233,16 +233,22 @@ async def list_members(db: AsyncSession, me: User, chat_id: int) -> list[MemberO
 
 async def _join(state: AppState, db: AsyncSession, chat: Chat, user: User, by: User | None) -> None:
     """Add or re-add a member in the current transaction (emits member.joined)."""
-    row = await db.get(ChatMember, (chat.id, user.id))
+    # Take the chat's row lock (the event counter) before reading membership, so concurrent adds and
+    # joins are decided one after another: they cannot together pass the limit or add one user twice.
+    # A refusal rolls the bump back.
+    seq = await events.next_seq(db, chat.id)
+    row = await db.get(ChatMember, (chat.id, user.id), populate_existing=True)
     if row is not None and row.left_seq is None:
+        await db.rollback()
         raise ApiError(409, ErrorCode.ALREADY_MEMBER, "already a member", {"username": user.username})
     if (await member_count(db, [chat.id])).get(chat.id, 0) >= MAX_GROUP_MEMBERS:
+        await db.rollback()
         raise ApiError(409, ErrorCode.GROUP_FULL, f"a chat holds at most {MAX_GROUP_MEMBERS} members")
     ev = await events.emit(
         db, chat.id, EventType.MEMBER_JOINED,
         {"user": user_ref(user).model_dump(), "role": Role.MEMBER.value, "by": by.username if by else None,
          "chat": _chat_summary(chat)},
-        member_add=[user.id],
+        member_add=[user.id], seq=seq,
     )
     if row is None:
         db.add(ChatMember(chat_id=chat.id, user_id=user.id, role=Role.MEMBER.value, joined_at=utcnow(),

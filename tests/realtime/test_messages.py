@@ -219,7 +219,8 @@ async def test_delete_for_everyone_leaves_a_tombstone(live: Live) -> None:
     await admin_sock.close()
 
 
-async def test_reactions_one_per_emoji_per_user(live_backends: Live) -> None:
+async def test_reactions_one_per_emoji_per_user(sqlite_url: str, live_backends: Live) -> None:
+    # sqlite_url first: it migrates the SQLite database outside the event loop
     live = live_backends
     alice, bob = await live.user("alice"), await live.user("bob")
     chat = await new_chat(alice, "channel", bob, title="r")
