@@ -5,6 +5,7 @@ recovered by the client's resume (or by a connection's gap fill), never by luck.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -19,7 +20,7 @@ log = logging.getLogger("melo.bus")
 class BusEvent:
     """One thing to deliver. ``frame`` is the pre-serialised JSON sent as-is to every recipient."""
 
-    kind: str  # "chat" | "typing" | "presence" | "revoke"
+    kind: str  # "chat" | "typing" | "presence" | "revoke" | "sync" (local only: compare with the database)
     frame: str = ""
     chat_id: int | None = None
     seq: int | None = None
@@ -87,10 +88,8 @@ class RedisBus:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
 
     async def publish(self, event: BusEvent) -> None:
         try:
@@ -100,12 +99,19 @@ class RedisBus:
 
     async def _listen(self) -> None:
         backoff = 0.1
+        subscribed_before = False
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
                 self._ready.set()
                 backoff = 0.1
+                if subscribed_before and self._handler is not None:
+                    # Whatever was published while we were away is lost to this worker: its sockets
+                    # compare their chats with the database now instead of waiting for the next event.
+                    log.warning("redis bus resubscribed; syncing this worker's sockets")
+                    self._handler(BusEvent(kind="sync"))
+                subscribed_before = True
                 while True:
                     message = await pubsub.get_message(timeout=30.0)
                     if message is None or message.get("type") != "message":
@@ -120,9 +126,7 @@ class RedisBus:
                 raise
             except Exception as exc:
                 log.warning("redis bus lost (%s); resubscribing in %.1fs", type(exc).__name__, backoff)
-                try:
+                with contextlib.suppress(Exception):
                     await pubsub.aclose()
-                except Exception:
-                    pass
                 await asyncio.sleep(backoff)  # reconnect backoff, not synchronisation
                 backoff = min(backoff * 2, 5.0)

@@ -17,8 +17,8 @@ from melo_protocol.wire.realtime import (
 )
 from server.chats.service import load_member
 from server.deps import Caller
-from server.realtime.auth import caller_for_socket
 from server.messages import service as messages
+from server.realtime.auth import caller_for_socket
 from server.realtime.bus import BusEvent
 from server.realtime.connection import Connection
 

@@ -1,26 +1,37 @@
 """One authenticated WebSocket: a bounded queue of events, in-order delivery per chat, commands."""
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
+import socket
+import struct
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from melo_protocol.wire import ErrorCode
 from melo_protocol.wire.realtime import (
     MAX_FRAME_BYTES,
+    AuthCmd,
     CloseCode,
     client_command_adapter,
 )
 from server.chats import events
 from server.core.errors import ApiError
+from server.db.models import Chat, ChatMember
 from server.realtime.bus import BusEvent
 from server.state import AppState
 
 log = logging.getLogger("melo.ws")
+
+REPLAY_BATCH = 500
+CLOSE_TIMEOUT_S = 1.0  # to hand the close frame to a peer before dropping the transport
+CLOSE_BACKSTOP_S = 5.0  # a closed socket's transport is aborted by then if the peer never finished
+_PART_PREFIXES = ('{"type":"member.left"', '{"type":"member.removed"')
 
 
 def error_frame(code: str, message: str, req_id: str | None = None, details: dict[str, Any] | None = None) -> str:
@@ -47,6 +58,8 @@ class Connection:
         self.close_reason = ""
         self.finished = asyncio.Event()
         self.bad_frames = 0
+        # chats this socket saw its own removal from: nothing more of them until a member.joined for it
+        self.parted: set[int] = set()
 
     # ---- called by the hub (synchronously, never blocking) ------------------------------------------
     def offer(self, ev: BusEvent) -> None:
@@ -72,31 +85,95 @@ class Connection:
             await self.ws.send_text(text)
 
     async def send_backlog(self, chat_id: int, after: int, up_to: int | None) -> int:
-        """Send stored events of a chat after ``after``; returns the last seq sent (or ``after``)."""
+        """Send stored events of a chat after ``after``; returns the last seq sent (or ``after``).
+
+        Stops after this user's own removal from the chat (``member.left``/``member.removed``): what
+        follows it is not theirs, even when a lost or late bus message left the socket routed there.
+        """
         last = after
         while True:
             async with self.state.sessions() as db:
-                batch = await events.replay(self.state, db, chat_id, last, up_to, 500)
+                batch = await events.replay(self.state, db, chat_id, last, up_to, REPLAY_BATCH)
             for seq, frame in batch:
                 await self.send_text(frame)
                 last = seq
-            if len(batch) < 500:
+                if self._is_own_part(frame):
+                    self.part(chat_id)
+                    return last
+            if len(batch) < REPLAY_BATCH:
                 return last
+
+    def _is_own_part(self, frame: str) -> bool:
+        if not frame.startswith(_PART_PREFIXES):
+            return False
+        user = json.loads(frame).get("data", {}).get("user")
+        return isinstance(user, dict) and user.get("id") == self.user_id
+
+    def part(self, chat_id: int) -> None:
+        """This socket saw its user leave the chat: stop routing and delivering that chat."""
+        self.parted.add(chat_id)
+        self.state.hub.unroute(self, chat_id)
 
     async def deliver_loop(self) -> None:
         """Events in order per chat, exactly once: late duplicates dropped, gaps filled from the DB."""
         while True:
             ev = await self.queue.get()
-            if ev.kind == "chat" and ev.chat_id is not None and ev.seq is not None:
-                last = self.cursor.get(ev.chat_id)
-                if last is not None:
-                    if ev.seq <= last:
-                        continue
-                    if ev.seq > last + 1:  # a bus message went missing or raced: read what lies between
-                        last = await self.send_backlog(ev.chat_id, last, ev.seq - 1)
-                self.cursor[ev.chat_id] = ev.seq
-            await self.send_text(ev.frame)
-            self.state.hub.delivered += 1
+            if ev.kind == "sync":
+                await self.sync()
+            elif ev.kind == "chat" and ev.chat_id is not None and ev.seq is not None:
+                await self._deliver_chat_event(ev)
+            else:
+                await self.send_text(ev.frame)
+                self.state.hub.delivered += 1
+
+    async def _deliver_chat_event(self, ev: BusEvent) -> None:
+        assert ev.chat_id is not None and ev.seq is not None
+        chat_id, joining = ev.chat_id, self.user_id in ev.member_add
+        if chat_id in self.parted:
+            if not joining:
+                return  # a late copy from before the removal (already sent by a fill) or not ours at all
+            self.parted.discard(chat_id)  # back in: the stream restarts at the join, no fill before it
+        else:
+            last = self.cursor.get(chat_id)
+            if last is not None:
+                if ev.seq <= last:
+                    return
+                if ev.seq > last + 1:  # a bus message went missing or raced: read what lies between
+                    last = await self.send_backlog(chat_id, last, ev.seq - 1)
+                    self.cursor[chat_id] = last
+                    if chat_id in self.parted:
+                        return  # the fill reached our removal; this event is past it
+        self.cursor[chat_id] = ev.seq
+        await self.send_text(ev.frame)
+        self.state.hub.delivered += 1
+        if self.user_id in ev.member_remove:
+            self.part(chat_id)
+        elif joining:
+            # Events after the join that overtook it on the bus found this socket not yet routed to the
+            # chat and were not offered to it: read them now (usually none).
+            self.cursor[chat_id] = await self.send_backlog(chat_id, ev.seq, None)
+
+    async def sync(self) -> None:
+        """After bus messages may have been lost (the bus reconnected): compare every chat of this user
+        with the database and send what is missing, routing chats joined meanwhile."""
+        async with self.state.sessions() as db:
+            rows = (await db.execute(
+                select(ChatMember.chat_id, ChatMember.joined_seq, ChatMember.left_seq, Chat.last_seq)
+                .join(Chat, Chat.id == ChatMember.chat_id)
+                .where(ChatMember.user_id == self.user_id)
+            )).all()
+        for r in rows:
+            chat_id, from_join = int(r.chat_id), int(r.joined_seq) - 1
+            if r.left_seq is None and chat_id not in self.chats:  # joined while the bus was away
+                after = from_join if chat_id in self.parted else max(self.cursor.get(chat_id, from_join), from_join)
+                self.parted.discard(chat_id)
+                self.state.hub.route(self, chat_id)
+            elif chat_id in self.parted or chat_id not in self.chats:
+                continue
+            else:
+                after = self.cursor.get(chat_id, from_join)
+            if int(r.last_seq) > after:
+                self.cursor[chat_id] = await self.send_backlog(chat_id, after, r.left_seq)
 
     # ---- receiving ----------------------------------------------------------------------------------
     async def read_loop(self) -> None:
@@ -151,6 +228,9 @@ class Connection:
                                   "unknown op" if unknown else "invalid command", req_id[:64] if req_id else None,
                                   {"errors": errors})
             return
+        if isinstance(cmd, AuthCmd):  # was answered "internal error" by the command runner
+            await self._bad_frame(ErrorCode.BAD_REQUEST, "this socket is already authenticated", cmd.id)
+            return
         try:
             await self.state.ws_limiter.hit(self.state.settings.rate_ws_commands, "ws", self.session_id)
         except ApiError as exc:
@@ -176,9 +256,58 @@ class Connection:
         if self.close_code == CloseCode.SESSION_REVOKED:
             frame = json.dumps({"type": "session.revoked", "reason": self.close_reason})
         try:
-            async with asyncio.timeout(1.0):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 if frame:
                     await self.ws.send_text(frame)
                 await self.ws.close(code=self.close_code, reason=self.close_reason[:120])
-        except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
-            pass  # the peer is gone or not reading; the server drops the transport
+        except TimeoutError:
+            # The peer does not read: the close frame cannot even be queued behind what it left unread.
+            # A graceful close would wait for that buffer to drain, forever; drop the connection instead.
+            self.abort_transport()
+            return
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the peer is gone
+        # A peer that stops reading after the close frame went out would keep the transport (and its
+        # buffer) open just as long: a backstop abort, a no-op on a transport already closed.
+        transport = self._transport()
+        if transport is not None:
+            asyncio.get_running_loop().call_later(CLOSE_BACKSTOP_S, _drop, transport)
+
+    def _transport(self) -> asyncio.Transport | None:
+        """The server's TCP transport under this socket.
+
+        ASGI does not expose it; the ``send`` callable that reached us is the server protocol's bound
+        method, wrapped by middleware closures. Follow them (a few levels) to the protocol's transport.
+        """
+        seen: set[int] = set()
+        todo: list[tuple[Any, int]] = [(getattr(self.ws, "_send", None), 0)]
+        while todo:
+            obj, depth = todo.pop()
+            if obj is None or id(obj) in seen or depth > 6:
+                continue
+            seen.add(id(obj))
+            transport = getattr(getattr(obj, "__self__", None), "transport", None)
+            if isinstance(transport, asyncio.Transport):
+                return transport
+            for cell in getattr(obj, "__closure__", None) or ():
+                with contextlib.suppress(ValueError):
+                    if callable(cell.cell_contents):
+                        todo.append((cell.cell_contents, depth + 1))
+        return None
+
+    def abort_transport(self) -> None:
+        transport = self._transport()
+        if transport is not None:
+            _drop(transport)
+
+
+def _drop(transport: asyncio.Transport) -> None:
+    """Reset the TCP connection: no graceful FIN after a buffer the peer will never read (the kernel would
+    keep that buffer for minutes), the memory is freed now and the peer learns at once."""
+    if transport.is_closing() and transport.get_extra_info("socket") is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.fileno() >= 0:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()

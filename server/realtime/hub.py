@@ -17,9 +17,9 @@ log = logging.getLogger("melo.hub")
 class Hub:
     def __init__(self) -> None:
         self.worker_id = secrets.token_hex(4)
-        self.by_chat: dict[int, set["Connection"]] = {}
-        self.by_user: dict[int, set["Connection"]] = {}
-        self.by_session: dict[str, set["Connection"]] = {}
+        self.by_chat: dict[int, set[Connection]] = {}
+        self.by_user: dict[int, set[Connection]] = {}
+        self.by_session: dict[str, set[Connection]] = {}
         self.delivered = 0
 
     def __len__(self) -> int:
@@ -43,6 +43,12 @@ class Hub:
                     del index[key]  # type: ignore[attr-defined]
         for chat_id in list(conn.chats):
             self._unroute(conn, chat_id)
+
+    def route(self, conn: "Connection", chat_id: int) -> None:
+        self._route(conn, chat_id)
+
+    def unroute(self, conn: "Connection", chat_id: int) -> None:
+        self._unroute(conn, chat_id)
 
     def _route(self, conn: "Connection", chat_id: int) -> None:
         conn.chats.add(chat_id)
@@ -75,14 +81,25 @@ class Hub:
             for uid in ev.user_ids:
                 for conn in list(self.by_user.get(uid, ())):
                     conn.offer(ev)
+        elif ev.kind == "sync":  # the bus may have lost messages: every socket checks the database
+            for conn in self.connections():
+                conn.offer(ev)
         elif ev.kind == "revoke":
             for sid in ev.session_ids:
                 for conn in list(self.by_session.get(sid, ())):
                     conn.revoke("session revoked")
 
-    async def close_all(self, code: int, reason: str) -> None:
+    async def close_all(self, code: int, reason: str, timeout: float = 5.0) -> None:
         conns = self.connections()
         for conn in conns:
             conn.request_close(code, reason)
         if conns:
-            await asyncio.gather(*(c.finished.wait() for c in conns), return_exceptions=True)
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.gather(*(c.finished.wait() for c in conns), return_exceptions=True)
+            except TimeoutError:
+                log.warning("%d sockets did not close in time; dropping them", sum(not c.finished.is_set()
+                                                                                    for c in conns))
+                for c in conns:
+                    if not c.finished.is_set():
+                        c.abort_transport()

@@ -72,45 +72,29 @@ async def _serve(state: AppState, conn: Connection, auth: AuthCmd) -> None:
     for key, value in (auth.cursor or {}).items():
         with contextlib.suppress(ValueError):
             cursor_in[int(key)] = value
-    async with state.sessions() as db:
-        rows = (await db.execute(
-            select(ChatMember.chat_id, ChatMember.joined_seq, ChatMember.left_seq)
-            .where(ChatMember.user_id == conn.user_id)
-            .where(or_(ChatMember.left_seq.is_(None), ChatMember.chat_id.in_(list(cursor_in))))
-        )).all()
-    active = [int(r.chat_id) for r in rows if r.left_seq is None]
-    # Route first, then read positions: an event racing us is either in the backlog or in the queue,
-    # and the per-chat cursor drops the copy that comes twice.
-    state.hub.add(conn, active)
+    # Known to the hub by user before memberships are read: a chat joined from here on routes this socket
+    # (its member.joined is queued, or the membership read sees it and the backlog has it).
+    state.hub.add(conn, [])
     try:
         await conn.send_text(json.dumps({
             "type": "ready", "protocol": PROTOCOL_VERSION, "user_id": conn.user_id, "username": conn.username,
             "session_id": conn.session_id, "device_id": conn.device_id,
             "heartbeat_s": state.settings.ws_heartbeat_s, "idle_timeout_s": state.settings.ws_idle_timeout_s,
         }))
-        async with state.sessions() as db:
-            chats = {c.id: c for c in (await db.scalars(
-                select(Chat).where(Chat.id.in_([int(r.chat_id) for r in rows])))).all()}
-        resync: list[int] = []
-        for r in rows:
-            chat = chats.get(int(r.chat_id))
-            if chat is None:
-                continue
-            if auth.cursor is None:
-                conn.cursor[chat.id] = chat.last_seq  # a fresh client starts from now
-                continue
-            after = cursor_in.get(chat.id, r.joined_seq - 1)
-            if r.left_seq is not None and after >= r.left_seq:
-                continue  # it already saw its removal
-            if after < chat.purged_seq:
-                resync.append(chat.id)
-                conn.cursor[chat.id] = chat.last_seq
-                continue
-            conn.cursor[chat.id] = await conn.send_backlog(chat.id, after, r.left_seq)
-        if resync:
-            await conn.send_text(json.dumps({"type": "resync_required", "chat_ids": resync}))
-        await conn.send_text(json.dumps({"type": "caught_up",
-                                         "cursor": {str(k): v for k, v in conn.cursor.items()}}))
+        # The backlog can be long and the peer slow: a revocation or shutdown must not wait for it.
+        catch_up = asyncio.create_task(_catch_up(state, conn, auth, cursor_in), name="ws-backlog")
+        closing = asyncio.create_task(conn.wait_closed(), name="ws-close")
+        try:
+            await asyncio.wait([catch_up, closing], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            if not catch_up.done():
+                catch_up.cancel()
+            await asyncio.gather(catch_up, closing, return_exceptions=True)
+        if catch_up.cancelled() or conn.close_requested.is_set():
+            await conn.close()
+            return
+        catch_up.result()  # re-raise a failure of the backlog (a disconnect ends the socket)
         await _presence_changed(state, conn, online=True)
         tasks = [
             asyncio.create_task(conn.read_loop(), name="ws-read"),
@@ -135,6 +119,45 @@ async def _serve(state: AppState, conn: Connection, auth: AuthCmd) -> None:
         state.hub.remove(conn)
         with contextlib.suppress(Exception):
             await _presence_changed(state, conn, online=False)
+
+
+async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in: dict[int, int]) -> None:
+    """Route the user's chats, send what the cursor missed, then ``caught_up``."""
+    async with state.sessions() as db:
+        rows = (await db.execute(
+            select(ChatMember.chat_id, ChatMember.joined_seq, ChatMember.left_seq)
+            .where(ChatMember.user_id == conn.user_id)
+            .where(or_(ChatMember.left_seq.is_(None), ChatMember.chat_id.in_(list(cursor_in))))
+        )).all()
+    # Route first, then read positions: an event racing us is either in the backlog or in the queue,
+    # and the per-chat cursor drops the copy that comes twice.
+    for r in rows:
+        if r.left_seq is None:
+            state.hub.route(conn, int(r.chat_id))
+    async with state.sessions() as db:
+        chats = {c.id: c for c in (await db.scalars(
+            select(Chat).where(Chat.id.in_([int(r.chat_id) for r in rows])))).all()}
+    resync: list[int] = []
+    for r in rows:
+        chat = chats.get(int(r.chat_id))
+        if chat is None:
+            continue
+        if auth.cursor is None:
+            if r.left_seq is None:
+                conn.cursor[chat.id] = chat.last_seq  # a fresh client starts from now
+            continue
+        after = cursor_in.get(chat.id, r.joined_seq - 1)
+        if r.left_seq is not None and after >= r.left_seq:
+            continue  # it already saw its removal
+        if after < chat.purged_seq:
+            resync.append(chat.id)
+            conn.cursor[chat.id] = chat.last_seq
+            continue
+        conn.cursor[chat.id] = await conn.send_backlog(chat.id, after, r.left_seq)
+    if resync:
+        await conn.send_text(json.dumps({"type": "resync_required", "chat_ids": resync}))
+    await conn.send_text(json.dumps({"type": "caught_up",
+                                     "cursor": {str(k): v for k, v in conn.cursor.items()}}))
 
 
 async def _presence_changed(state: AppState, conn: Connection, *, online: bool) -> None:
