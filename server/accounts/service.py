@@ -31,7 +31,7 @@ from server.state import AppState
 REGISTRATION_MODE_STATE = "registration.mode"
 AVATAR_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 AVATAR_MAX_SIDE = 512
-AVATAR_MAX_PIXELS = 40_000_000  # refuse decompression bombs before decoding
+AVATAR_MAX_PIXELS = 16_000_000  # refuse decompression bombs before decoding
 REGISTRATION_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 

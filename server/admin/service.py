@@ -22,7 +22,7 @@ from melo_protocol.wire import (
 from server.accounts.service import check_text, plausible_registration_token
 from server.auth import service as auth_service
 from server.core.errors import ApiError
-from server.db.models import AuditLog, DeviceSession, RegistrationToken, SigningKey, User
+from server.db.models import AuditLog, DeviceSession, Message, RegistrationToken, SigningKey, User
 from server.db.types import utcnow
 from server.deps import Caller
 from server.state import AppState
@@ -209,8 +209,7 @@ async def stats(db: AsyncSession) -> StatsOut:
         admins=await count(select(func.count(User.id)).where(User.is_admin.is_(True))),
         banned_users=await count(select(func.count(User.id)).where(User.banned_at.is_not(None))),
         sessions=await count(select(func.count(DeviceSession.id)).where(DeviceSession.revoked_at.is_(None))),
-        # chats and messages arrive with the conversations issue; until then there are none to count
-        messages=0,
+        messages=await count(select(func.count(Message.id)).where(Message.deleted_at.is_(None))),
     )
 
 

@@ -29,11 +29,12 @@ def async_url(url: str) -> str:
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     url = async_url(url)
     parsed = make_url(url)
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    # hide_parameters: a database error in the logs never shows the values of a query
+    options: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        options = {"connect_args": {"timeout": 30}}
+        options = {"connect_args": {"timeout": 30}, "hide_parameters": True}
     elif parsed.get_backend_name() == "mysql":
         options["pool_recycle"] = 3600
         options["isolation_level"] = "READ COMMITTED"

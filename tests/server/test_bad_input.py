@@ -188,9 +188,13 @@ async def test_lookalike_and_control_usernames(api: Api, raw: httpx.AsyncClient)
     for base in LOOKALIKES:
         name = base + suffix if not base.endswith(("\n", " ")) else suffix + base
         r = await raw.post("/v1/auth/register", json={"username": name, "password": PASSWORD})
-        assert_error(r, 400, "invalid_username")
-        assert_error(await raw.post("/v1/auth/login", json={"username": name, "password": PASSWORD}),
-                     401, "invalid_credentials")
+        login = await raw.post("/v1/auth/login", json={"username": name, "password": PASSWORD})
+        if "\x00" in name:  # NUL is refused by the wire model for every request body
+            assert_error(r, 422, "validation_error")
+            assert_error(login, 422, "validation_error")
+        else:
+            assert_error(r, 400, "invalid_username")
+            assert_error(login, 401, "invalid_credentials")
         for path in (f"/v1/users/{quote(name, safe='')}", f"/v1/admin/users/{quote(name, safe='')}"):
             r = await raw.get(path, headers=bearer(admin) if "admin" in path else viewer)
             # control characters in a path are refused outright; the rest are unknown names
@@ -261,7 +265,10 @@ async def test_hostile_strings_in_tokens_and_reasons(api: Api, raw: httpx.AsyncC
     for token in ("a\x00b", good + "\x00", "\x00", "' OR 1=1 --", "t" * 128, "%", "é", good[:-1]):
         r = await raw.post("/v1/auth/register", json={"username": api.name("tok"), "password": PASSWORD,
                                                       "registration_token": token})
-        assert_error(r, 403, "registration_token_invalid")
+        if "\x00" in token:  # NUL is refused by the wire model for every request body
+            assert_error(r, 422, "validation_error")
+        else:
+            assert_error(r, 403, "registration_token_invalid")
     r = await raw.post("/v1/auth/register", json={"username": api.name("tok"), "password": PASSWORD,
                                                   "registration_token": "t" * 129})
     assert_error(r, 422, "validation_error")
