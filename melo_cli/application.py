@@ -1,11 +1,10 @@
 """The application object: global options, built once by the root callback, handed to every command."""
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
@@ -41,6 +40,20 @@ class Application:
             if self._output is not None:
                 self._output.json_mode = True
 
+    @property
+    def home_dir(self) -> Path:
+        from melo_protocol.client.tokens import default_home
+
+        return self.home if self.home is not None else default_home()
+
+    def fail(
+        self, message: str, *, code: str = "error", exit_code: int = 1, details: dict[str, Any] | None = None
+    ) -> NoReturn:
+        """Report a CLI-found failure on stderr and exit; the code comes from melo_cli.errors.ExitCode."""
+        from melo_cli.errors import CliError, ExitCode, abort
+
+        abort(self.output, CliError(message, code=code, exit_code=ExitCode(exit_code), details=details))
+
     def store(self) -> "CredentialStore":
         from melo_protocol.client import CredentialStore
 
@@ -59,8 +72,10 @@ class Application:
         return MeloClient(url, store=store, user_agent=f"melo-cli/{__version__}")
 
     def run(self, action: Callable[["MeloClient"], Awaitable[T]]) -> T:
-        """Run ``action`` with a client; any SDK error becomes its exit code here."""
-        from melo_cli.errors import abort
+        """Run ``action`` with a client; any SDK or CLI error becomes its exit code here."""
+        import asyncio
+
+        from melo_cli.errors import CliError, abort
         from melo_protocol.client import MeloError
 
         async def go() -> T:
@@ -69,7 +84,7 @@ class Application:
 
         try:
             return asyncio.run(go())
-        except MeloError as exc:
+        except (MeloError, CliError) as exc:
             abort(self.output, exc)
 
 

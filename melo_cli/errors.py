@@ -1,7 +1,7 @@
 """Exit codes, and the one place SDK exceptions become them."""
 
 from enum import IntEnum
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from melo_cli.output import Output
@@ -17,6 +17,27 @@ class ExitCode(IntEnum):
     SMOKE = 6  # `melo smoke` found a failure
 
 
+class CliError(Exception):
+    """A failure found by the CLI itself (an ambiguous chat title, a refused confirmation, a bad file).
+
+    Commands raise it; ``exit_code_for`` maps it like any SDK error, so exit codes stay decided here.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "error",
+        exit_code: "ExitCode | None" = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.exit_code = exit_code if exit_code is not None else ExitCode.USER_ERROR
+        self.details = dict(details or {})
+
+
 EXIT_CODES_EPILOG = (
     "Exit codes: 0 ok · 1 user error (not found, forbidden, bad value, conflict, rate limited) · "
     "2 usage · 3 server unreachable or failing · 4 not logged in or session revoked · "
@@ -25,6 +46,9 @@ EXIT_CODES_EPILOG = (
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:
+    if isinstance(exc, CliError):
+        return exc.exit_code
+
     from melo_protocol.client import errors as e
 
     if isinstance(exc, e.ServerUnreachable):
@@ -38,6 +62,9 @@ def exit_code_for(exc: BaseException) -> ExitCode:
 
 def describe(exc: BaseException) -> tuple[str, str]:
     """(code, human message) for an SDK error; never includes secrets (the SDK's messages hold none)."""
+    if isinstance(exc, CliError):
+        return exc.code, exc.message
+
     from melo_protocol.client import errors as e
 
     if isinstance(exc, e.NotLoggedIn):
@@ -64,5 +91,6 @@ def abort(output: "Output", exc: BaseException) -> NoReturn:
 
     code = exit_code_for(exc)
     error_code, message = describe(exc)
-    output.error(message, code=error_code, exit_code=int(code))
+    details = exc.details if isinstance(exc, CliError) else None
+    output.error(message, code=error_code, exit_code=int(code), details=details)
     raise typer.Exit(int(code))

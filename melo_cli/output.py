@@ -67,6 +67,11 @@ class Output:
 
     # -- diagnostics (stderr) ------------------------------------------------------------------
 
+    def warn(self, text: str) -> None:
+        """A warning people must see even with --json (it goes to stderr, so it never breaks the JSON)."""
+        if self.verbosity >= 0:
+            self.err.print(f"melo: warning: {text}", markup=False, style="yellow")
+
     def info(self, text: str) -> None:
         if self.verbosity >= 0 and not self.json_mode:
             self.err.print(text, markup=False)
@@ -75,9 +80,13 @@ class Output:
         if self.verbosity > 0:
             self.err.print(f"debug: {text}", markup=False, style="dim")
 
-    def error(self, message: str, *, code: str = "error", exit_code: int = 1) -> None:
+    def error(
+        self, message: str, *, code: str = "error", exit_code: int = 1, details: dict[str, Any] | None = None
+    ) -> None:
         if self.json_mode:
-            doc = {"error": {"code": code, "message": message, "exit_code": exit_code}}
+            doc: dict[str, Any] = {"error": {"code": code, "message": message, "exit_code": exit_code}}
+            if details:
+                doc["error"]["details"] = details
             sys.stderr.write(json.dumps(doc) + "\n")
             sys.stderr.flush()
         else:

@@ -5,11 +5,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from melo_cli.application import get_app
+from melo_cli.options import command_group
 
 if TYPE_CHECKING:
     from melo_protocol.client import MeloClient
 
-app = typer.Typer(help="List and revoke this account's sessions (logged-in devices).", no_args_is_help=True)
+app = command_group("List and revoke this account's sessions (logged-in devices).")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document instead of text")]
 

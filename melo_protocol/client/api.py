@@ -123,6 +123,10 @@ def set_avatar(data: bytes, content_type: str) -> ApiRequest:
     return ApiRequest("PUT", "/v1/account/avatar", content=data, content_type=content_type)
 
 
+def remove_avatar() -> ApiRequest:
+    return ApiRequest("DELETE", "/v1/account/avatar")
+
+
 def change_password(current_password: str, new_password: str) -> ApiRequest:
     body = PasswordChangeRequest(current_password=current_password, new_password=new_password)
     return ApiRequest("POST", "/v1/account/password", json=_body(body))
@@ -205,8 +209,11 @@ def admin_list_keys() -> ApiRequest:
     return ApiRequest("GET", "/v1/admin/keys")
 
 
-def admin_rotate_keys(jwt: bool = True) -> ApiRequest:
-    return ApiRequest("POST", "/v1/admin/keys/rotate", json=_body(KeyRotateRequest(jwt=jwt)))
+def admin_rotate_keys(jwt: bool = True, data: bool = False) -> ApiRequest:
+    body = _body(KeyRotateRequest(jwt=jwt))
+    if data:  # sent only when asked, so servers without at-rest key rotation still accept a JWT rotation
+        body["data"] = True
+    return ApiRequest("POST", "/v1/admin/keys/rotate", json=body)
 
 
 # -- chats, members, invites -------------------------------------------------------------------

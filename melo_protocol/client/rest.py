@@ -341,6 +341,9 @@ class MeloClient:
     async def set_avatar(self, data: bytes, content_type: str) -> UserPublic:
         return await self._json(_build(api.set_avatar, data, content_type), UserPublic)
 
+    async def remove_avatar(self) -> UserPublic:
+        return await self._json(api.remove_avatar(), UserPublic)
+
     async def change_password(self, current_password: str, new_password: str) -> int:
         """Returns how many other sessions the server revoked."""
         resp = await self._request(_build(api.change_password, current_password, new_password))
@@ -413,8 +416,8 @@ class MeloClient:
     async def admin_list_keys(self) -> AdminKeyList:
         return await self._json(api.admin_list_keys(), AdminKeyList)
 
-    async def admin_rotate_keys(self, jwt: bool = True) -> KeyRotateResult:
-        return await self._json(api.admin_rotate_keys(jwt), KeyRotateResult)
+    async def admin_rotate_keys(self, jwt: bool = True, data: bool = False) -> KeyRotateResult:
+        return await self._json(api.admin_rotate_keys(jwt, data), KeyRotateResult)
 
     # -- chats -----------------------------------------------------------------------------------
 

@@ -1,0 +1,108 @@
+"""``melo admin keys``: the JWT signing keys and the at-rest data keys; list and rotate."""
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from melo_cli.application import get_app
+from melo_cli.errors import CliError, ExitCode
+from melo_cli.options import DryRunOpt, JsonOpt, YesOpt, command_group, iso, short_time, yes_no
+from melo_cli.safety import guarded
+
+if TYPE_CHECKING:
+    from melo_protocol.client import MeloClient
+    from melo_protocol.wire import AdminKeyOut
+
+app = command_group("Server keys: JWT signing keys and at-rest data keys.")
+
+
+def key_doc(key: "AdminKeyOut") -> dict[str, Any]:
+    return {
+        "kid": key.kid,
+        "kind": key.kind,
+        "active": key.active,
+        "created_at": iso(key.created_at),
+        "retired_at": iso(key.retired_at),
+    }
+
+
+@app.command("list")
+def list_keys(ctx: typer.Context, json_flag: JsonOpt = False) -> None:
+    """Keys by kind; the one in use for each kind is active. Public parts only, never key material.
+
+    JSON: {"keys": [{"kid", "kind", "active", "created_at", "retired_at"}]}
+    """
+    application = get_app(ctx, json_flag)
+
+    async def go(client: "MeloClient") -> dict[str, Any]:
+        return {"keys": [key_doc(k) for k in (await client.admin_list_keys()).keys]}
+
+    doc = application.run(go)
+    out = application.output
+    out.emit(
+        doc,
+        lambda: out.table(
+            ["Kid", "Kind", "Active", "Created", "Retired"],
+            [[k["kid"], k["kind"], yes_no(k["active"]), short_time(k["created_at"]), short_time(k["retired_at"])]
+             for k in doc["keys"]],
+            no_wrap=["Kid"],
+        ),
+    )
+
+
+@app.command("rotate")
+def rotate(
+    ctx: typer.Context,
+    jwt: Annotated[bool, typer.Option("--jwt", help="a new JWT signing key (old tokens work until expiry)")] = False,
+    data: Annotated[
+        bool, typer.Option("--data", help="a new at-rest data key (older data is re-encrypted in the background)")
+    ] = False,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
+    json_flag: JsonOpt = False,
+) -> None:
+    """Rotate server keys: say which with --jwt and/or --data.
+
+    A new JWT key is published in JWKS at once; existing logins keep working. JSON: {"rotated": [key…],
+    "reencrypt_pending": n}.
+    """
+    application = get_app(ctx, json_flag)
+    if not (jwt or data):
+        raise typer.BadParameter("say which keys to rotate: --jwt, --data, or both", param_hint="--jwt/--data")
+    kinds = [k for k, on in (("jwt", jwt), ("data", data)) if on]
+    what = " and ".join({"jwt": "the JWT signing key", "data": "the at-rest data key"}[k] for k in kinds)
+
+    async def preview(client: "MeloClient") -> dict[str, Any]:
+        keys = [key_doc(k) for k in (await client.admin_list_keys()).keys]
+        return {"kinds": kinds, "active": [k for k in keys if k["active"]]}
+
+    async def perform(client: "MeloClient") -> dict[str, Any]:
+        from melo_protocol.client import BadRequest
+
+        try:
+            result = await client.admin_rotate_keys(jwt=jwt, data=data)
+        except BadRequest as exc:
+            if data and exc.status == 422:
+                raise CliError(
+                    "this server cannot rotate the at-rest data key yet (it refused the 'data' option); "
+                    "upgrade the server, or rotate the JWT key alone with --jwt",
+                    code="data_key_rotation_unsupported",
+                    exit_code=ExitCode.USER_ERROR,
+                ) from None
+            raise
+        return {
+            "rotated": [key_doc(k) for k in result.rotated],
+            "reencrypt_pending": int(getattr(result, "reencrypt_pending", 0) or 0),
+        }
+
+    doc = guarded(application, action="keys.rotate", summary=lambda plan: f"rotate {what}", yes=yes,
+                  dry_run=dry_run, preview=preview, perform=perform)
+    out = application.output
+
+    def human() -> None:
+        for key in doc["rotated"]:
+            out.result(f"New {key['kind']} key {key['kid']} is active")
+        if doc["reencrypt_pending"]:
+            out.result(f"{doc['reencrypt_pending']} stored rows are being re-encrypted in the background")
+
+    out.emit(doc, human)

@@ -1,0 +1,60 @@
+"""Options and value parsers shared by command groups (only Typer imported: keeps ``--help`` fast)."""
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document instead of text")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do it without asking (needed without a terminal)")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="print what would happen; change nothing")]
+ChatArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="CHAT",
+        help="a chat id, @username for your direct chat with them, or the exact title of your group or channel",
+    ),
+]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_RE = re.compile(r"(\d+)([smhdw])")
+
+
+def parse_duration(text: str) -> int:
+    """"90" (seconds), "30m", "2h", "1d", "1w", "1h30m" → seconds. Raises ValueError."""
+    value = text.strip().lower()
+    if value.isdigit():
+        return int(value)
+    parts = _DURATION_RE.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise ValueError(f"invalid duration {text!r}: use e.g. 90s, 30m, 2h, 1d, 1w or 1h30m")
+    return sum(int(n) * _UNITS[u] for n, u in parts)
+
+
+def duration_seconds(value: str | None, param_hint: str) -> int | None:
+    """A duration option's text → seconds; bad text is a usage error (exit 2)."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=param_hint) from None
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def short_time(value: str | None) -> str:
+    """"2026-01-02T03:04:05.6+00:00" → "2026-01-02 03:04" for tables (UTC, as the server sent it)."""
+    return value[:16].replace("T", " ") if value else ""
+
+
+def yes_no(value: Any) -> str:
+    return "yes" if value else "no"
+
+
+def command_group(help: str) -> typer.Typer:
+    """A command group as every melo group is made: plain Click help (no rich import: fast ``--help``)."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
