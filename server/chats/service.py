@@ -236,11 +236,12 @@ async def _join(state: AppState, db: AsyncSession, chat: Chat, user: User, by: U
     # Take the chat's row lock (the event counter) before reading membership, so concurrent adds and
     # joins are decided one after another: they cannot together pass the limit or add one user twice.
     # A refusal rolls the bump back.
+    username = user.username  # the rollback below expires loaded objects
     seq = await events.next_seq(db, chat.id)
     row = await db.get(ChatMember, (chat.id, user.id), populate_existing=True)
     if row is not None and row.left_seq is None:
         await db.rollback()
-        raise ApiError(409, ErrorCode.ALREADY_MEMBER, "already a member", {"username": user.username})
+        raise ApiError(409, ErrorCode.ALREADY_MEMBER, "already a member", {"username": username})
     if (await member_count(db, [chat.id])).get(chat.id, 0) >= MAX_GROUP_MEMBERS:
         await db.rollback()
         raise ApiError(409, ErrorCode.GROUP_FULL, f"a chat holds at most {MAX_GROUP_MEMBERS} members")
