@@ -63,6 +63,9 @@ def run(
     asyncio.run(_prepare(settings))
     # Workers rebuild the same settings from the environment; the parent already migrated.
     for name, value in settings.model_dump(mode="json", exclude_none=True).items():
+        secret = getattr(settings, name)
+        if hasattr(secret, "get_secret_value"):  # dumped as "**********": hand workers the real value
+            value = secret.get_secret_value()
         os.environ["MELO_" + name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     os.environ["MELO_MIGRATE_ON_START"] = "false"
     if config is not None:

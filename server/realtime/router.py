@@ -95,7 +95,6 @@ async def _serve(state: AppState, conn: Connection, auth: AuthCmd) -> None:
             await conn.close()
             return
         catch_up.result()  # re-raise a failure of the backlog (a disconnect ends the socket)
-        await _presence_changed(state, conn, online=True)
         tasks = [
             asyncio.create_task(conn.read_loop(), name="ws-read"),
             asyncio.create_task(conn.deliver_loop(), name="ws-deliver"),
@@ -156,6 +155,12 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
         conn.cursor[chat.id] = await conn.send_backlog(chat.id, after, r.left_seq)
     if resync:
         await conn.send_text(json.dumps({"type": "resync_required", "chat_ids": resync}))
+    # Online before caught_up: a client that saw caught_up counts in presence on every worker (else its
+    # other socket closing right then could announce it offline).
+    try:
+        await _presence_changed(state, conn, online=True)
+    except Exception as exc:  # presence is best effort; the stream is not
+        log.warning("presence update failed: %s", type(exc).__name__)
     await conn.send_text(json.dumps({"type": "caught_up",
                                      "cursor": {str(k): v for k, v in conn.cursor.items()}}))
 
