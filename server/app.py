@@ -26,6 +26,7 @@ from server.core.secrets import SecretBox, load_secret
 from server.db.engine import create_engine, session_factory
 from server.health import Metrics
 from server.health import router as health_router
+from server.keys.router import router as keys_router
 from server.messages.router import router as messages_router
 from server.realtime import router as realtime_router
 from server.realtime.bus import BusEvent, LocalBus, RedisBus
@@ -40,11 +41,17 @@ class BroadcastRevocations:
     def __init__(self, store: RevocationStore, bus: LocalBus | RedisBus) -> None:
         self._store = store
         self._bus = bus
+        self.state: AppState | None = None
 
     async def revoke(self, session_ids: Iterable[str]) -> None:
         ids = list(session_ids)
         await self._store.revoke(ids)
         await self._bus.publish(BusEvent(kind="revoke", session_ids=ids))
+        if self.state is not None:
+            # the device of an ended session leaves the key directory, and its contacts hear of it
+            from server.keys.service import forget_devices
+
+            await forget_devices(self.state, ids)
 
     async def is_revoked(self, session_id: str) -> bool:
         return await self._store.is_revoked(session_id)
@@ -90,6 +97,7 @@ async def open_state(settings: Settings) -> AppState:
     await keys.ensure()
     await state.data_keys.ensure()
     await auth_service.load_recent_revocations(state)
+    state.revocations.state = state  # type: ignore[attr-defined]  # from now on revocations forget devices
     return state
 
 
@@ -136,7 +144,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = Metrics()
     install_error_handlers(app)
     for router in (health_router, auth_router, accounts_router, admin_router, chats_router, messages_router,
-                   realtime_router.router):
+                   keys_router, realtime_router.router):
         app.include_router(router)
 
     app.add_middleware(

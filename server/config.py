@@ -101,11 +101,11 @@ class Settings(BaseSettings):
             ):
                 problems.append("MELO_PUBLIC_URL must name the address clients use")
             if problems:
-                raise ValueError("refusing insecure settings for host %s: %s" % (self.host, "; ".join(problems)))
+                raise ValueError(f"refusing insecure settings for host {self.host}: {'; '.join(problems)}")
         if self.workers > 1 and not self.redis_url:
             raise ValueError(
-                "--workers %d needs Redis: set MELO_REDIS_URL (workers share fan-out, revocations "
-                "and rate limits through it)" % self.workers
+                f"--workers {self.workers} needs Redis: set MELO_REDIS_URL (workers share fan-out, "
+                "revocations and rate limits through it)"
             )
         return self
 

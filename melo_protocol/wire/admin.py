@@ -13,7 +13,7 @@ from melo_protocol.wire.base import Request, Response
 class RegistrationMode(StrEnum):
     OPEN = "open"
     CLOSED = "closed"
-    TOKEN = "token"  # noqa: S105 - a mode name, not a secret
+    TOKEN = "token"
 
 
 class AdminUserSummary(Response):

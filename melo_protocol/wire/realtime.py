@@ -105,8 +105,16 @@ class PingCmd(_Cmd):
     op: Literal["ping"]
 
 
+class ToDeviceAckCmd(_Cmd):
+    """Everything up to this to-device id was processed: the server forgets it."""
+
+    op: Literal["to_device_ack"]
+    up_to: int = Field(ge=0)
+
+
 ClientCommand = Annotated[
-    AuthCmd | SendCmd | EditCmd | DeleteCmd | ReactCmd | TypingCmd | ReadCmd | ReceivedCmd | PingCmd,
+    AuthCmd | SendCmd | EditCmd | DeleteCmd | ReactCmd | TypingCmd | ReadCmd | ReceivedCmd | PingCmd
+    | ToDeviceAckCmd,
     Field(discriminator="op"),
 ]
 client_command_adapter: TypeAdapter[Any] = TypeAdapter(ClientCommand)
@@ -180,6 +188,33 @@ class ResyncRequiredFrame(Response):
     chat_ids: list[int]
 
 
+class ToDeviceFrame(Response):
+    """An end-to-end encrypted message for this device (room keys, verification, call signalling)."""
+
+    type: Literal["to_device"] = "to_device"
+    id: int
+    sender: str
+    sender_id: int
+    sender_device: str
+    content: dict[str, Any]
+    created_at: datetime
+
+
+class DevicesChangedFrame(Response):
+    """A user you share a chat with (or you) gained or lost a device: fetch their keys again."""
+
+    type: Literal["devices.changed"] = "devices.changed"
+    user: str
+    user_id: int
+
+
+class KeysLowFrame(Response):
+    """This device's one-time keys run low: upload more."""
+
+    type: Literal["keys.low"] = "keys.low"
+    device_id: str
+
+
 class SessionRevokedFrame(Response):
     type: Literal["session.revoked"] = "session.revoked"
     reason: str | None = None
@@ -187,7 +222,7 @@ class SessionRevokedFrame(Response):
 
 ServerFrame = Annotated[
     ReadyFrame | CaughtUpFrame | AckFrame | ErrorFrame | PongFrame | TypingFrame | PresenceFrame
-    | ResyncRequiredFrame | SessionRevokedFrame,
+    | ResyncRequiredFrame | SessionRevokedFrame | ToDeviceFrame | DevicesChangedFrame | KeysLowFrame,
     Field(discriminator="type"),
 ]
 
@@ -216,6 +251,8 @@ __all__ = [
     "SendCmd",
     "ServerFrame",
     "SessionRevokedFrame",
+    "ToDeviceAckCmd",
+    "ToDeviceFrame",
     "TypingCmd",
     "TypingFrame",
     "client_command_adapter",

@@ -22,6 +22,7 @@ from melo_protocol.wire import (
 from server.accounts.service import check_text, plausible_registration_token
 from server.auth import service as auth_service
 from server.core.errors import ApiError
+from server.core.secrets import shareable_code
 from server.db.models import AuditLog, DeviceSession, Message, RegistrationToken, SigningKey, User
 from server.db.types import utcnow
 from server.deps import Caller
@@ -171,7 +172,7 @@ def token_out(row: RegistrationToken) -> RegistrationTokenOut:
 async def create_token(db: AsyncSession, caller: Caller, body: RegistrationTokenCreate) -> RegistrationTokenOut:
     now = utcnow()
     row = RegistrationToken(
-        token=secrets.token_urlsafe(18),
+        token=shareable_code(18),
         created_at=now,
         created_by=caller.user.id,
         expires_at=now + timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds else None,

@@ -1,6 +1,5 @@
 """Chats (direct, group, channel), membership and roles, invites."""
 
-import secrets
 from datetime import timedelta
 
 from sqlalchemy import and_, func, or_, select, update
@@ -24,6 +23,7 @@ from melo_protocol.wire.chats import (
 from melo_protocol.wire.realtime import EventType
 from server.chats import events
 from server.core.errors import ApiError
+from server.core.secrets import shareable_code
 from server.db.models import Chat, ChatMember, Invite, Message, User
 from server.db.types import utcnow
 from server.state import AppState
@@ -357,7 +357,7 @@ async def create_invite(db: AsyncSession, me: User, chat_id: int, body: InviteCr
     require_not_direct(chat)
     require_admin(chat, member)
     now = utcnow()
-    row = Invite(code=secrets.token_urlsafe(12), chat_id=chat.id, created_by=me.id, created_at=now,
+    row = Invite(code=shareable_code(12), chat_id=chat.id, created_by=me.id, created_at=now,
                  expires_at=now + timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds else None,
                  max_uses=body.max_uses, uses=0)
     db.add(row)

@@ -49,3 +49,12 @@ def load_secret(data_dir: Path, value: str | None = None) -> bytes:
     if len(key) != 32:
         raise ValueError(f"{path} does not hold a 32-byte key")
     return key
+
+
+def shareable_code(nbytes: int) -> str:
+    """A URL-safe random code that people paste into commands: never starts with '-', which a
+    command line would read as an option."""
+    while True:
+        code = secrets.token_urlsafe(nbytes)
+        if not code.startswith("-"):
+            return code

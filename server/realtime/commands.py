@@ -13,6 +13,7 @@ from melo_protocol.wire.realtime import (
     ReadCmd,
     ReceivedCmd,
     SendCmd,
+    ToDeviceAckCmd,
     TypingCmd,
 )
 from server.chats.service import load_member
@@ -50,6 +51,10 @@ async def run(conn: Connection, cmd: Any) -> str | None:
         if isinstance(cmd, ReadCmd | ReceivedCmd):
             await messages.mark(state, db, caller, cmd.chat_id, cmd.seq, read=isinstance(cmd, ReadCmd))
             return ack(cmd.id)
+        if isinstance(cmd, ToDeviceAckCmd):
+            from server.keys.service import acknowledge
+
+            return ack(cmd.id, {"removed": await acknowledge(db, conn.device_id, cmd.up_to)})
         if isinstance(cmd, TypingCmd):
             await load_member(db, cmd.chat_id, conn.user_id)
             frame = json.dumps({"type": "typing", "chat_id": cmd.chat_id, "user": conn.username,

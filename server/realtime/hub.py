@@ -20,6 +20,7 @@ class Hub:
         self.by_chat: dict[int, set[Connection]] = {}
         self.by_user: dict[int, set[Connection]] = {}
         self.by_session: dict[str, set[Connection]] = {}
+        self.by_device: dict[str, set[Connection]] = {}
         self.delivered = 0
 
     def __len__(self) -> int:
@@ -31,11 +32,13 @@ class Hub:
     def add(self, conn: "Connection", chat_ids: Iterable[int]) -> None:
         self.by_user.setdefault(conn.user_id, set()).add(conn)
         self.by_session.setdefault(conn.session_id, set()).add(conn)
+        self.by_device.setdefault(conn.device_id, set()).add(conn)
         for chat_id in chat_ids:
             self._route(conn, chat_id)
 
     def remove(self, conn: "Connection") -> None:
-        for index, key in ((self.by_user, conn.user_id), (self.by_session, conn.session_id)):
+        for index, key in ((self.by_user, conn.user_id), (self.by_session, conn.session_id),
+                           (self.by_device, conn.device_id)):
             conns = index.get(key)  # type: ignore[attr-defined]
             if conns is not None:
                 conns.discard(conn)
@@ -84,6 +87,10 @@ class Hub:
         elif ev.kind == "sync":  # the bus may have lost messages: every socket checks the database
             for conn in self.connections():
                 conn.offer(ev)
+        elif ev.kind == "device":  # to-device messages and key notices, addressed by device id
+            for device_id in ev.session_ids:
+                for conn in list(self.by_device.get(device_id, ())):
+                    conn.offer(ev)
         elif ev.kind == "revoke":
             for sid in ev.session_ids:
                 for conn in list(self.by_session.get(sid, ())):

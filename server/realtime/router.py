@@ -161,8 +161,23 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
         await _presence_changed(state, conn, online=True)
     except Exception as exc:  # presence is best effort; the stream is not
         log.warning("presence update failed: %s", type(exc).__name__)
+    await send_pending_to_device(state, conn)
     await conn.send_text(json.dumps({"type": "caught_up",
                                      "cursor": {str(k): v for k, v in conn.cursor.items()}}))
+
+
+async def send_pending_to_device(state: AppState, conn: Connection) -> None:
+    """To-device messages queued for this device (acknowledged ones are gone), oldest first."""
+    from server.keys.service import pending, to_device_frame_from_out
+
+    while True:
+        async with state.sessions() as db:
+            batch = await pending(db, conn.device_id, after=conn.to_device_sent, limit=500)
+        for item in batch:
+            conn.to_device_sent = item.id
+            await conn.send_text(to_device_frame_from_out(item))
+        if len(batch) < 500:
+            return
 
 
 async def _presence_changed(state: AppState, conn: Connection, *, online: bool) -> None:

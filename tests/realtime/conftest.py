@@ -162,7 +162,7 @@ async def live_backends(request: pytest.FixtureRequest, databases: Any, tmp_path
     backend = request.param
     redis = None
     if backend == "sqlite":
-        url = databases.url("sqlite")
+        url = await asyncio.to_thread(databases.url, "sqlite")
     else:
         url = await asyncio.to_thread(databases.url, "postgres" if backend.startswith("postgres") else "mysql")
         redis = request.getfixturevalue("redis_url")
