@@ -193,6 +193,7 @@ class ToDeviceFrame(Response):
 
     type: Literal["to_device"] = "to_device"
     id: int
+    message_type: str
     sender: str
     sender_id: int
     sender_device: str

@@ -210,8 +210,9 @@ def to_device_frame(row: ToDeviceMessage, sender: str) -> str:
 
 
 def to_device_frame_from_out(item: ToDeviceOut) -> str:
-    return json.dumps({"type": "to_device", **item.model_dump(mode="json")}, separators=(",", ":"),
-                      ensure_ascii=False)
+    body = item.model_dump(mode="json")
+    body["message_type"] = body.pop("type")  # "type" names the frame
+    return json.dumps({"type": "to_device", **body}, separators=(",", ":"), ensure_ascii=False)
 
 
 async def pending(db: AsyncSession, device_id: str, after: int = 0, limit: int = 500) -> list[ToDeviceOut]:

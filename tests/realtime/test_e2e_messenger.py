@@ -1,0 +1,86 @@
+"""End-to-end encryption through the SDK against the live server."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from melo_protocol.client import events as ev
+from melo_protocol.crypto import MissingSessionKey
+from tests.realtime.conftest import Live
+from tests.realtime.e2ekit import close_all, collect_texts, device
+
+
+async def test_dm_round_trip_is_encrypted(live: Live, tmp_path: Path) -> None:
+    alice = await device(live, tmp_path, "alice" + tmp_path.name[-6:].replace("_", ""), "a1", register=True)
+    bob = await device(live, tmp_path, "bob" + tmp_path.name[-6:].replace("_", ""), "b1", register=True)
+    chat = await alice.client.create_direct(bob.username)
+    assert chat.e2e
+    sent = await alice.send_text(chat.id, "hello bob, this is secret")
+    got = await collect_texts(bob, chat.id, 1)
+    assert got[0].text == "hello bob, this is secret" and got[0].status == "ok"
+    assert got[0].sender == alice.username and got[0].id == sent.id
+    await bob.send_text(chat.id, "hi alice")
+    back = await collect_texts(alice, chat.id, 2)  # her own message echoes too
+    assert [m.text for m in back] == ["hello bob, this is secret", "hi alice"]
+    history = await bob.history(chat.id)
+    assert [m.text for m in history] == ["hello bob, this is secret", "hi alice"]
+    await close_all(alice, bob)
+
+
+async def test_multi_device_group_with_membership_change(live: Live, tmp_path: Path) -> None:
+    """alice (2 devices), bob (2 devices) and carol in one group; 200 messages; carol removed at 100."""
+    tag = tmp_path.name[-5:].replace("_", "")
+    a1 = await device(live, tmp_path, f"alice{tag}", "a1", register=True)
+    a2 = await device(live, tmp_path, f"alice{tag}", "a2")
+    b1 = await device(live, tmp_path, f"bob{tag}", "b1", register=True)
+    b2 = await device(live, tmp_path, f"bob{tag}", "b2")
+    c1 = await device(live, tmp_path, f"carol{tag}", "c1", register=True)
+    everyone = {"a1": a1, "a2": a2, "b1": b1, "b2": b2, "c1": c1}
+    chat = await a1.client.create_chat("group", "five devices", [b1.username, c1.username])
+    received: dict[str, dict[int, ev.Message]] = {k: {} for k in everyone}
+    expected: dict[str, dict[int, str]] = {k: {} for k in everyone}
+    complete = {k: asyncio.Event() for k in everyone}
+    sending_done = asyncio.Event()
+
+    def check(name: str) -> None:
+        ok = {mid: m.text for mid, m in received[name].items() if m.status == "ok"}
+        if sending_done.is_set() and ok == expected[name]:
+            complete[name].set()
+
+    async def consume(name: str) -> None:
+        async for event in everyone[name].events():
+            if isinstance(event, ev.MessageReceived | ev.MessageEdited) and event.message and event.chat_id == chat.id:
+                received[name][event.message.id] = event.message
+                check(name)
+
+    consumers = [asyncio.create_task(consume(k)) for k in everyone]
+    senders = ["a1", "a2", "b1", "b2", "c1"]
+    sent: list[tuple[int, str]] = []
+    for i in range(200):
+        if i == 100:
+            await a1.client.remove_member(chat.id, c1.username)
+            senders = ["a1", "a2", "b1", "b2"]
+        who = senders[i % len(senders)]
+        text = f"message {i} from {who}"
+        msg = await everyone[who].send_text(chat.id, text)
+        sent.append((msg.id, text))
+        for name in everyone:
+            if name != "c1" or i < 100:
+                expected[name][msg.id] = text
+    sending_done.set()
+    for name in everyone:
+        check(name)
+    async with asyncio.timeout(90):
+        await asyncio.gather(*(e.wait() for e in complete.values()))
+    for task in consumers:
+        task.cancel()
+    for name in everyone:  # every message on every current member device, the sender's own included
+        assert {mid: m.text for mid, m in received[name].items()} == expected[name], name
+        assert not [m for m in received[name].values() if m.status != "ok"], name
+    # a removed member's device holds no key for what was sent after its removal
+    late = await b1.client.history_raw(chat.id, limit=10)
+    for out in late.messages:
+        with pytest.raises(MissingSessionKey):
+            c1.crypto.decrypt_chat_message(chat.id, out.e2e or {}, out.id)
+    await close_all(*everyone.values())
