@@ -11,6 +11,7 @@ import typer
 if TYPE_CHECKING:
     from melo_cli.output import Output
     from melo_protocol.client import CredentialStore, MeloClient
+    from melo_protocol.client.messenger import Messenger
 
 DEFAULT_SERVER = "http://127.0.0.1:8088"
 T = TypeVar("T")
@@ -86,6 +87,29 @@ class Application:
             return asyncio.run(go())
         except (MeloError, CliError) as exc:
             abort(self.output, exc)
+
+    def run_messenger(
+        self, action: Callable[["Messenger"], Awaitable[T]], *, live: bool = False, to_device: bool = False
+    ) -> T:
+        """Run ``action`` with a started Messenger (E2E: keys uploaded; ``live`` opens the stream).
+
+        ``to_device`` first takes in the room keys queued for this device, so a one-shot command (no
+        stream) can read messages sent since the last run.
+        """
+
+        async def go(client: "MeloClient") -> T:
+            from melo_protocol.client.messenger import Messenger
+
+            messenger = Messenger.open(client, self.store())
+            await messenger.start(live=live)
+            try:
+                if to_device:
+                    await messenger.receive_pending_to_device()
+                return await action(messenger)
+            finally:
+                await messenger.close()
+
+        return self.run(go)
 
 
 def get_app(ctx: typer.Context, json_flag: bool = False) -> Application:

@@ -55,6 +55,10 @@ def exit_code_for(exc: BaseException) -> ExitCode:
         return ExitCode.SERVER
     if isinstance(exc, e.NotLoggedIn | e.SessionRevoked | e.NotAuthenticated):
         return ExitCode.AUTH
+    from melo_protocol.client.messenger import E2EError
+
+    if isinstance(exc, E2EError):
+        return ExitCode.TRUST
     if isinstance(exc, e.MeloError):
         return ExitCode.USER_ERROR
     return ExitCode.USER_ERROR
@@ -80,6 +84,10 @@ def describe(exc: BaseException) -> tuple[str, str]:
         return exc.code, exc.message
     if isinstance(exc, e.ServerUnreachable):
         return "server_unreachable", exc.message
+    from melo_protocol.client.messenger import E2EError
+
+    if isinstance(exc, E2EError):
+        return "e2e_error", exc.message
     if isinstance(exc, e.MeloError):
         return "error", exc.message
     return "error", str(exc)

@@ -14,7 +14,20 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 import typer
 
 from melo_cli.application import DEFAULT_SERVER, Application
-from melo_cli.commands import account, admin, chats, invites, members, profile, profiles, sessions
+from melo_cli.commands import (
+    account,
+    admin,
+    chats,
+    devices,
+    invites,
+    listen,
+    members,
+    messages,
+    profile,
+    profiles,
+    sessions,
+    smoke,
+)
 from melo_cli.errors import EXIT_CODES_EPILOG
 
 
@@ -108,8 +121,17 @@ app.command("slowmode")(chats.slowmode)
 app.add_typer(invites.app, name="invites")
 app.command("join")(invites.join)
 app.add_typer(admin.app, name="admin")
-# The end-to-end commands (send, history, listen, edit, delete, react, pin, read, devices, verify, smoke)
-# come with the E2E layer: a commands/messages.py (and devices.py, smoke.py) registered here the same way.
+app.command("send")(messages.send)
+app.command("history")(messages.history)
+app.command("listen")(listen.listen)
+app.command("edit")(messages.edit)
+app.command("delete")(messages.delete)
+app.command("react")(messages.react)
+app.command("pin")(messages.pin)
+app.command("read")(messages.read)
+app.add_typer(devices.app, name="devices")
+app.command("verify")(devices.verify)
+app.command("smoke")(smoke.smoke)
 
 
 def run() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def _json_default(value: Any) -> Any:
@@ -51,7 +52,8 @@ class Output:
             keep = column in no_wrap
             table.add_column(column, no_wrap=keep, overflow="ignore" if keep else "fold")
         for row in rows:
-            table.add_row(*("" if v is None else str(v) for v in row))
+            # Text cells: data (a message, a display name) is never read as rich markup
+            table.add_row(*(Text("" if v is None else str(v)) for v in row))
         self.out.print(table)
 
     def result(self, text: str) -> None:

@@ -31,6 +31,17 @@ def read_password(from_stdin: bool, *, confirm: bool) -> str:
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=confirm))
 
 
+async def _publish_device_keys(app: Any, client: "MeloClient") -> None:
+    """Upload this new device's E2E identity and one-time keys, so others can encrypt to it at once."""
+    from melo_protocol.client.messenger import Messenger
+
+    messenger = Messenger.open(client, app.store())
+    try:
+        await messenger.start(live=False)
+    finally:
+        await messenger.close()
+
+
 def default_device_name() -> str:
     return f"melo-cli on {socket.gethostname()}"[:64]
 
@@ -67,6 +78,7 @@ def register(
             registration_token=registration_token,
             device_name=device_name or default_device_name(),
         )
+        await _publish_device_keys(app, client)
         return _login_document(app, client, tokens)
 
     doc = app.run(go)
@@ -91,6 +103,7 @@ def login(
 
     async def go(client: "MeloClient") -> dict[str, Any]:
         tokens = await client.login(username, password, device_name=device_name or default_device_name())
+        await _publish_device_keys(app, client)
         return _login_document(app, client, tokens)
 
     doc = app.run(go)

@@ -1,0 +1,229 @@
+"""Message commands: ``melo send | history | edit | delete | react | pin | read``.
+
+All go through the SDK's Messenger, which encrypts and decrypts direct chats and groups end to end
+(channels are plain text); this module only resolves CHAT, calls it, and prints.
+"""
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from melo_cli.application import get_app
+from melo_cli.errors import ExitCode
+from melo_cli.options import ChatArg, JsonOpt, iso, short_time
+
+if TYPE_CHECKING:
+    from melo_protocol.client import events as ev
+    from melo_protocol.client.messenger import Messenger
+
+MessageIdArg = Annotated[int, typer.Argument(metavar="ID", help="a message id (from `melo history` or `melo listen`)")]
+
+MESSAGE_KEYS_HELP = (
+    "message_id, chat_id, seq, sender, sender_device, text, status (ok, waiting_for_key, undecryptable, "
+    "deleted), kind, created_at, edited_at, reply_to, reactions, pinned, verified"
+)
+
+
+def message_doc(message: "ev.Message") -> dict[str, Any]:
+    """A decrypted message as stable JSON (the same keys in send, edit, history and listen)."""
+    return {
+        "message_id": message.id,
+        "chat_id": message.chat_id,
+        "seq": message.seq,
+        "sender": message.sender,
+        "sender_device": message.sender_device,
+        "text": message.text,
+        "status": message.status,
+        "kind": message.kind,
+        "created_at": iso(message.created_at),
+        "edited_at": iso(message.edited_at),
+        "reply_to": message.reply_to,
+        "reactions": {emoji: list(users) for emoji, users in message.reactions.items()},
+        "pinned": message.pinned,
+        "verified": message.verified,
+    }
+
+
+def shown_text(doc: dict[str, Any]) -> str:
+    """What people see for a message: its text, or why there is none."""
+    if doc["status"] == "ok":
+        return doc["text"] or ""
+    return {
+        "deleted": "(deleted)",
+        "waiting_for_key": "(waiting for the key to decrypt this message)",
+        "undecryptable": "(this message could not be decrypted)",
+    }.get(doc["status"], f"({doc['status']})")
+
+
+def _read_text(text: str) -> str:
+    if text != "-":
+        return text
+    data = sys.stdin.read()
+    return data[:-1] if data.endswith("\n") else data
+
+
+def _require_text(ctx: typer.Context, text: str) -> str:
+    if not text.strip():
+        get_app(ctx).fail("the message is empty", code="empty_message", exit_code=ExitCode.USAGE)
+    return text
+
+
+def send(
+    ctx: typer.Context,
+    chat: ChatArg,
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="the message; - reads it from stdin")],
+    reply_to: Annotated[int | None, typer.Option("--reply-to", metavar="ID", help="reply to this message")] = None,
+    json_flag: JsonOpt = False,
+) -> None:
+    """Send a message (end-to-end encrypted in direct chats and groups). @user starts the DM if needed.
+
+    JSON: the sent message: {message_id, chat_id, seq, sender, text, status, created_at, reply_to, …}.
+    """
+    application = get_app(ctx, json_flag)
+    body = _require_text(ctx, _read_text(text))
+
+    async def go(m: "Messenger") -> dict[str, Any]:
+        from melo_cli.resolve import resolve_chat
+
+        chat_id = await resolve_chat(m.client, chat, create_dm=True)
+        return message_doc(await m.send_text(chat_id, body, reply_to=reply_to))
+
+    doc = application.run_messenger(go)
+    application.output.emit(doc, lambda: application.output.result(f"Sent message {doc['message_id']}"))
+
+
+def history(
+    ctx: typer.Context,
+    chat: ChatArg,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=500, help="how many recent messages")] = 20,
+    json_flag: JsonOpt = False,
+) -> None:
+    """The latest messages of a chat, decrypted, oldest first.
+
+    JSON: {"chat_id": N, "messages": [message…]}; each message has
+    message_id, chat_id, seq, sender, sender_device, text, status (ok, waiting_for_key, undecryptable,
+    deleted), kind, created_at, edited_at, reply_to, reactions, pinned, verified.
+    """
+    application = get_app(ctx, json_flag)
+
+    async def go(m: "Messenger") -> dict[str, Any]:
+        from melo_cli.resolve import resolve_chat
+
+        chat_id = await resolve_chat(m.client, chat)
+        messages = sorted(await m.history(chat_id, limit=limit), key=lambda msg: msg.seq)
+        return {"chat_id": chat_id, "messages": [message_doc(msg) for msg in messages]}
+
+    doc = application.run_messenger(go, to_device=True)
+    out = application.output
+
+    def human() -> None:
+        if not doc["messages"]:
+            out.result("No messages yet.")
+            return
+        rows = []
+        for msg in doc["messages"]:
+            flags = ("edited " if msg["edited_at"] else "") + ("pinned " if msg["pinned"] else "")
+            reactions = " ".join(f"{e}{len(u)}" for e, u in msg["reactions"].items())
+            rows.append([msg["message_id"], short_time(msg["created_at"]), msg["sender"], shown_text(msg),
+                         (flags + reactions).strip()])
+        out.table(["ID", "Time", "From", "Text", ""], rows, no_wrap=["ID", "Time"])
+
+    out.emit(doc, human)
+
+
+def edit(ctx: typer.Context, chat: ChatArg, message_id: MessageIdArg,
+         text: Annotated[str, typer.Argument(metavar="TEXT", help="the new text; - reads it from stdin")],
+         json_flag: JsonOpt = False) -> None:
+    """Replace the text of one of your messages (re-encrypted in E2E chats).
+
+    JSON: the edited message (the keys of `melo history`).
+    """
+    application = get_app(ctx, json_flag)
+    body = _require_text(ctx, _read_text(text))
+
+    async def go(m: "Messenger") -> dict[str, Any]:
+        from melo_cli.resolve import resolve_chat
+
+        chat_id = await resolve_chat(m.client, chat)
+        return message_doc(await m.edit_text(chat_id, message_id, body))
+
+    doc = application.run_messenger(go)
+    application.output.emit(doc, lambda: application.output.result(f"Edited message {message_id}"))
+
+
+def delete(ctx: typer.Context, chat: ChatArg, message_id: MessageIdArg, json_flag: JsonOpt = False) -> None:
+    """Delete a message (yours, or any as a chat admin). JSON: {"deleted": true, "chat_id", "message_id"}."""
+    application = get_app(ctx, json_flag)
+
+    async def go(m: "Messenger") -> dict[str, Any]:
+        from melo_cli.resolve import resolve_chat
+
+        chat_id = await resolve_chat(m.client, chat)
+        await m.delete(chat_id, message_id)
+        return {"deleted": True, "chat_id": chat_id, "message_id": message_id}
+
+    doc = application.run_messenger(go)
+    application.output.emit(doc, lambda: application.output.result(f"Deleted message {message_id}"))
+
+
+def react(
+    ctx: typer.Context,
+    chat: ChatArg,
+    message_id: MessageIdArg,
+    emoji: Annotated[str, typer.Argument(metavar="EMOJI", help="the reaction, e.g. 👍")],
+    remove: Annotated[bool, typer.Option("--remove", help="take your reaction back")] = False,
+    json_flag: JsonOpt = False,
+) -> None:
+    """React to a message (or --remove your reaction). JSON: {"chat_id", "message_id", "emoji", "added"}."""
+    application = get_app(ctx, json_flag)
+
+    async def go(m: "Messenger") -> dict[str, Any]:
+        from melo_cli.resolve import resolve_chat
+
+        chat_id = await resolve_chat(m.client, chat)
+        await m.react(chat_id, message_id, emoji, remove=remove)
+        return {"chat_id": chat_id, "message_id": message_id, "emoji": emoji, "added": not remove}
+
+    doc = application.run_messenger(go)
+    verb = "Removed" if remove else "Added"
+    application.output.emit(doc, lambda: application.output.result(f"{verb} {emoji} on message {message_id}"))
+
+
+def pin(
+    ctx: typer.Context,
+    chat: ChatArg,
+    message_id: MessageIdArg,
+    unpin: Annotated[bool, typer.Option("--unpin", help="unpin it instead")] = False,
+    json_flag: JsonOpt = False,
+) -> None:
+    """Pin a message in a chat (or --unpin it). JSON: {"chat_id", "message_id", "pinned"}."""
+    application = get_app(ctx, json_flag)
+
+    async def go(m: "Messenger") -> dict[str, Any]:
+        from melo_cli.resolve import resolve_chat
+
+        chat_id = await resolve_chat(m.client, chat)
+        await m.pin(chat_id, message_id, unpin=unpin)
+        return {"chat_id": chat_id, "message_id": message_id, "pinned": not unpin}
+
+    doc = application.run_messenger(go)
+    verb = "Unpinned" if unpin else "Pinned"
+    application.output.emit(doc, lambda: application.output.result(f"{verb} message {message_id}"))
+
+
+def read(ctx: typer.Context, chat: ChatArg, json_flag: JsonOpt = False) -> None:
+    """Mark everything in a chat as read (others see the read receipt). JSON: {"chat_id", "read_seq"}."""
+    application = get_app(ctx, json_flag)
+
+    async def go(m: "Messenger") -> dict[str, Any]:
+        from melo_cli.resolve import resolve_chat
+
+        chat_id = await resolve_chat(m.client, chat)
+        seq = (await m.chat(chat_id, refresh=True)).last_seq
+        if seq:
+            await m.mark_read(chat_id, seq)
+        return {"chat_id": chat_id, "read_seq": seq}
+
+    doc = application.run_messenger(go)
+    application.output.emit(doc, lambda: application.output.result(f"Marked chat {doc['chat_id']} read"))
