@@ -388,6 +388,24 @@ class Messenger:
                 await self.stream.command("to_device_ack", up_to=int(frame["id"]))
         return out
 
+    async def receive_pending_to_device(self) -> list[ev.Event]:
+        """Process this device's queued to-device messages over REST (room keys, SAS) and acknowledge them.
+
+        For clients without a live stream (``melo history`` in a fresh process): the stream does this itself.
+        """
+        out: list[ev.Event] = []
+        after = 0
+        while True:
+            batch = await self.client.list_to_device(after=after, limit=100)
+            if not batch:
+                return out
+            for item in batch:
+                frame = item.model_dump(mode="json")
+                frame["message_type"], frame["type"] = frame["type"], "to_device"
+                out.extend(await self._on_to_device(frame))
+            after = batch[-1].id
+            await self.client.ack_to_device(after)
+
     def _collect_crypto_events(self) -> list[ev.Event]:
         out: list[ev.Event] = []
         for event in self.crypto.pop_events():
