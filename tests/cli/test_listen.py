@@ -1,0 +1,112 @@
+"""``melo listen``: JSON lines and human lines, --count/--timeout, exit 4 on a ban, and a shell pipeline."""
+
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from tests.cli.conftest import PASSWORD, Melo, melo_command, new_username
+from tests.live import LiveServer, create_admin
+
+READY = "listening"
+
+
+def _popen(melo: Melo, *args: str, shell: str | None = None) -> subprocess.Popen[str]:
+    cmd = ["bash", "-c", shell] if shell is not None else [*melo_command(), *args]
+    return subprocess.Popen(cmd, env=melo.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_line(stream: IO[str], needle: str) -> str:
+    """Read lines until one contains ``needle`` (the process's own output: no sleeping)."""
+    for line in stream:
+        if needle in line:
+            return line
+    raise AssertionError(f"{needle!r} never appeared")
+
+
+@pytest.fixture(scope="module")
+def pair(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Melo, str, Melo]]:
+    home = tmp_path_factory.mktemp("listen")
+    a, b = new_username("lsa"), new_username("lsb")
+    ma, mb = Melo(home / a, live_server.url), Melo(home / b, live_server.url)
+    ma.register(a)
+    mb.register(b)
+    assert ma("send", f"@{b}", "first").returncode == 0
+    yield a, ma, b, mb
+
+
+def test_listen_json_lines_then_count(pair: tuple[str, Melo, str, Melo]) -> None:
+    a, ma, b, mb = pair
+    proc = _popen(mb, "listen", "--json", "--count", "2", "--chat", f"@{a}")
+    assert proc.stderr is not None and proc.stdout is not None
+    _wait_line(proc.stderr, READY)
+    assert ma("send", f"@{b}", "<b>not markup</b> [red]x[/red]").returncode == 0
+    assert ma("send", f"@{b}", "second").returncode == 0
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(d["type"], d["sender"], d["text"]) for d in lines] == [
+        ("message.created", a, "<b>not markup</b> [red]x[/red]"), ("message.created", a, "second")]
+    assert all(isinstance(d["chat_id"], int) and isinstance(d["message_id"], int) for d in lines)
+
+
+def test_listen_human_lines_and_timeout(pair: tuple[str, Melo, str, Melo]) -> None:
+    a, ma, b, mb = pair
+    proc = _popen(mb, "listen", "--count", "1")
+    assert proc.stderr is not None
+    _wait_line(proc.stderr, READY)
+    assert ma("send", f"@{b}", "[bold]hi[/bold]").returncode == 0
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert f"[@{a}]" in out and f"{a}: [bold]hi[/bold]" in out
+
+    started = time.monotonic()
+    quiet = mb("listen", "--json", "--timeout", "1", "--chat", "999999999")
+    assert quiet.returncode == 0 and quiet.stdout == ""
+    assert time.monotonic() - started < 15
+    assert "--count" in mb("listen", "--help").stdout and "message_id" in mb("listen", "--help").stdout
+
+
+def test_banned_user_listen_exits_4_quickly(live_server: LiveServer, tmp_path: Path) -> None:
+    admin_name, victim = new_username("lroot"), new_username("lban")
+    create_admin(live_server, admin_name, PASSWORD)
+    admin = Melo(tmp_path / "admin", live_server.url)
+    assert admin.login(admin_name).returncode == 0
+    user = Melo(tmp_path / "victim", live_server.url)
+    user.register(victim)
+    proc = _popen(user, "listen", "--json")
+    assert proc.stderr is not None
+    _wait_line(proc.stderr, READY)
+    assert admin("admin", "users", "ban", victim, "--yes").returncode == 0
+    banned_at = time.monotonic()
+    proc.wait(timeout=10)
+    assert proc.returncode == 4
+    assert time.monotonic() - banned_at < 2.0
+    assert "revoked" in proc.stderr.read()
+
+
+def test_shell_pipeline_consumer_parses_each_line(pair: tuple[str, Melo, str, Melo]) -> None:
+    a, ma, b, mb = pair
+    n = 3
+    melo = " ".join(melo_command())
+    consumer = ("import json, sys\n"
+                "for line in sys.stdin:\n"
+                "    d = json.loads(line)\n"
+                "    print(d['type'], d['sender'], d['text'], flush=True)\n")
+    jq = shutil.which("jq")
+    parse = f"{jq} -r '[.type, .sender, .text] | join(\" \")'" if jq else f"python3 -c {json.dumps(consumer)}"
+    script = f"set -o pipefail; {melo} listen --json --count {n} --chat @{a} | {parse}"
+    proc = _popen(mb, shell=script)
+    assert proc.stderr is not None
+    _wait_line(proc.stderr, READY)
+    for i in range(n):
+        assert ma("send", f"@{b}", f"piped {i}").returncode == 0
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out.splitlines() == [f"message.created {a} piped {i}" for i in range(n)]
