@@ -26,8 +26,12 @@ from server.core.secrets import SecretBox, load_secret
 from server.db.engine import create_engine, session_factory
 from server.health import Metrics
 from server.health import router as health_router
+from server.jobs.router import router as jobs_router
+from server.jobs.scheduler import JobScheduler
 from server.keys.router import router as keys_router
 from server.messages.router import router as messages_router
+from server.push.router import router as push_router
+from server.push.service import PushService, ensure_vapid
 from server.realtime import router as realtime_router
 from server.realtime.bus import BusEvent, LocalBus, RedisBus
 from server.realtime.hub import Hub
@@ -124,9 +128,16 @@ def create_app(settings: Settings) -> FastAPI:
         maintenance_task = asyncio.create_task(realtime_router.maintenance(state), name="ws-maintenance")
         if await state.data_keys.count_on_old_keys():
             state.data_keys.start_reencryption()  # a rotation was interrupted: finish it
+        state.push = PushService(state, await ensure_vapid(state.sessions, state.box))
+        await state.push.start()
+        state.jobs = JobScheduler(state)
+        if settings.jobs_enabled:
+            state.jobs.start()
         try:
             yield
         finally:
+            await state.jobs.stop()
+            await state.push.stop()
             maintenance_task.cancel()
             state.data_keys.stop_reencryption()
             await state.hub.close_all(CloseCode.SERVER_SHUTDOWN, "server restarting: reconnect and resume")
@@ -144,7 +155,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = Metrics()
     install_error_handlers(app)
     for router in (health_router, auth_router, accounts_router, admin_router, chats_router, messages_router,
-                   keys_router, realtime_router.router):
+                   keys_router, realtime_router.router, push_router, jobs_router):
         app.include_router(router)
 
     app.add_middleware(

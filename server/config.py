@@ -72,6 +72,27 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=65536, ge=19456)
     argon2_parallelism: int = Field(default=1, ge=1)
 
+    ice_stun_urls: list[str] = []
+    ice_turn_urls: list[str] = []
+    turn_secret: SecretStr | None = None  # coturn static-auth-secret: time-limited TURN credentials
+    turn_ttl_seconds: int = Field(default=86400, ge=60)
+
+    # web push (RFC 8030/8291/8292): VAPID subject (a mailto: or https: contact), retries, TTL
+    push_vapid_subject: str = "mailto:admin@localhost"
+    push_ttl_seconds: int = Field(default=86400, ge=0)
+    push_max_attempts: int = Field(default=4, ge=1, le=10)
+    push_backoff_s: float = Field(default=1.0, gt=0)
+    push_timeout_s: float = Field(default=10.0, gt=0)
+    push_queue_size: int = Field(default=10_000, ge=1)
+
+    # background jobs (one leader across workers via a database lease)
+    jobs_enabled: bool = True
+    jobs_tick_s: float = Field(default=5.0, gt=0)
+    jobs_lease_s: int = Field(default=30, ge=2)
+    retention_days: int = Field(default=0, ge=0)  # server default; 0 keeps history forever
+    key_rotation_days: int = Field(default=30, ge=1)  # JWT signing key and data key
+    revoked_session_keep_days: int = Field(default=30, ge=0)
+
     trust_forwarded_for: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True

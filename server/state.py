@@ -36,3 +36,5 @@ class AppState:
     ws_limiter: RateLimiter
     last_seen_written: dict[str, float] = field(default_factory=dict)
     metrics: Any = None
+    push: Any = None  # server.push.service.PushService, set by the app's lifespan
+    jobs: Any = None  # server.jobs.scheduler.JobScheduler, set by the app's lifespan

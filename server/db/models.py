@@ -160,6 +160,11 @@ class Chat(Base):
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     # events at or below this seq were removed by retention: an older cursor needs a resync
     purged_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    # retention: messages older than this many days are deleted (None: the server default)
+    retention_days: Mapped[int | None] = mapped_column(Integer)
+    # disappearing messages: messages sent since message_ttl_since vanish this many seconds after sending
+    message_ttl_seconds: Mapped[int | None] = mapped_column(Integer)
+    message_ttl_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by: Mapped[int | None] = mapped_column(BigIntId, ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -305,3 +310,45 @@ class ToDeviceMessage(Base):
     content: Mapped[str] = mapped_column(Text().with_variant(LONGTEXT(), "mysql"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+# ---- background duties: web push and scheduled messages ---------------------------------------------
+class PushSubscription(Base):
+    """A device's Web Push subscription (RFC 8030): where to POST, and its RFC 8291 keys (public)."""
+
+    __tablename__ = "push_subscriptions"
+    __table_args__ = (Index("ix_push_subscriptions_session_endpoint", "session_id", "endpoint_hash", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(String(32), ForeignKey("sessions.id", ondelete="CASCADE"))
+    endpoint: Mapped[str] = mapped_column(Text)
+    endpoint_hash: Mapped[str] = mapped_column(String(64))
+    p256dh: Mapped[str] = mapped_column(String(128))
+    auth: Mapped[str] = mapped_column(String(64))
+    include_sender: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ScheduledMessage(Base):
+    """A message to send later through the normal send path; the request is kept sealed at rest."""
+
+    __tablename__ = "scheduled_messages"
+    __table_args__ = (
+        Index("ix_scheduled_messages_due", "sent_at", "send_at"),
+        Index("ix_scheduled_messages_session_txn", "session_id", "txn_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    sender_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(String(32), ForeignKey("sessions.id", ondelete="CASCADE"))
+    device_id: Mapped[str] = mapped_column(String(32))
+    txn_id: Mapped[str] = mapped_column(String(64))
+    payload_sealed: Mapped[str] = mapped_column(Text().with_variant(LONGTEXT(), "mysql"))
+    send_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(String(64))

@@ -138,6 +138,8 @@ async def send(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
         if prior is None:
             raise
         return prior
+    if state.push is not None:
+        state.push.message_sent(out)  # offline members get a web push, off the request path
     return out
 
 
