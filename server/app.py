@@ -13,6 +13,7 @@ from server.accounts.router import router as accounts_router
 from server.admin.router import router as admin_router
 from server.auth import service as auth_service
 from server.auth.router import router as auth_router
+from server.calls.router import router as calls_router
 from server.chats.router import router as chats_router
 from server.config import Settings
 from server.core.data_keys import DataKeyRing
@@ -155,7 +156,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = Metrics()
     install_error_handlers(app)
     for router in (health_router, auth_router, accounts_router, admin_router, chats_router, messages_router,
-                   keys_router, realtime_router.router, push_router, jobs_router):
+                   keys_router, realtime_router.router, push_router, jobs_router, calls_router):
         app.include_router(router)
 
     app.add_middleware(

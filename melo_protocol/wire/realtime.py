@@ -44,6 +44,7 @@ class EventType(StrEnum):
     MEMBER_ROLE_CHANGED = "member.role_changed"
     CHAT_CREATED = "chat.created"
     CHAT_UPDATED = "chat.updated"
+    CALL_MISSED = "call.missed"
 
 
 # ---- client → server -------------------------------------------------------------------------------
