@@ -17,6 +17,7 @@ from tests.server.test_accounts import PASSWORD, assert_error
 # Bodies for admin routes whose body has required fields; every other body route gets "{}".
 REQUIRED_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/v1/admin/registration"): {"mode": "open"},
+    ("PUT", "/v1/admin/chats/{chat_id}/retention"): {"days": 30},
 }
 
 
@@ -52,6 +53,12 @@ async def _fill(api: Api, admin: dict[str, Any], path: str) -> tuple[str, str | 
             r = await api.client.post("/v1/admin/registration-tokens", json={}, headers=bearer(admin))
             assert r.status_code == 201
             path = path.replace("{token}", r.json()["token"])
+        elif param == "chat_id":
+            r = await api.client.post("/v1/chats", json={"kind": "channel", "title": "retained"},
+                                      headers=bearer(admin))
+            assert r.status_code == 201
+            target = f"chat:{r.json()['id']}"
+            path = path.replace("{chat_id}", str(r.json()["id"]))
         else:
             raise AssertionError(f"admin route {path}: teach this test how to fill {{{param}}}")
     return path, target
