@@ -1,0 +1,163 @@
+"""The scheduler with an injectable clock: one leader across app instances, each job once per period,
+and the jobs themselves (scheduled delivery, disappearing messages, retention, clean-up, key rotation)."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from server.db.models import Chat, ChatEvent, DeviceSession, Message, ServerState
+from server.db.types import utcnow
+from server.jobs.scheduler import JobScheduler
+from tests.conftest import Api, bearer, make_settings, open_api
+
+
+class FakeClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def two(sqlite_url: str, tmp_path: Path) -> AsyncIterator[tuple[Api, Api]]:
+    """Two app instances on one database, their own schedulers off: the tests drive the ticks."""
+    s1 = make_settings(tmp_path / "a", sqlite_url, jobs_enabled=False)
+    s2 = make_settings(tmp_path / "b", sqlite_url, jobs_enabled=False)
+    async for a in open_api(s1, "sqlite"):
+        async for b in open_api(s2, "sqlite"):
+            async with a.state.sessions() as db:  # a clean slate for the lease and the period marks
+                for row in (await db.scalars(select(ServerState).where(ServerState.key.like("jobs.%")))).all():
+                    await db.delete(row)
+                await db.commit()
+            yield a, b
+
+
+async def test_one_leader_each_job_once_per_period(two: tuple[Api, Api]) -> None:
+    a, b = two
+    clock = FakeClock(utcnow() + timedelta(days=3650))
+    ja, jb = JobScheduler(a.state, clock), JobScheduler(b.state, clock)
+    await asyncio.gather(ja.tick(), jb.tick())
+    names = {j.name for j in ja.jobs}
+    assert set((ja.runs + jb.runs).keys()) == names
+    assert all((ja.runs + jb.runs)[n] == 1 for n in names)
+    assert [await ja.is_leader(), await jb.is_leader()].count(True) == 1
+    # the same period again, on both: nothing runs twice
+    await asyncio.gather(ja.tick(), jb.tick())
+    assert all((ja.runs + jb.runs)[n] == 1 for n in names)
+    # the leader stops; after its lease the other takes over and runs the next period's jobs
+    leader, other = (ja, jb) if await ja.is_leader() else (jb, ja)
+    await leader.release()
+    clock.now += timedelta(hours=1, seconds=1)
+    await other.tick()
+    assert await other.is_leader()
+    assert other.runs["retention"] + leader.runs["retention"] == 2
+    # a live leader's lease keeps the other out
+    before = dict(leader.runs)
+    clock.now += timedelta(hours=1, seconds=1)
+    await other.tick()  # renews its lease and runs the new period
+    await leader.tick()
+    assert dict(leader.runs) == before
+    assert other.runs["retention"] + leader.runs["retention"] == 3
+
+
+async def test_scheduled_message_sent_once_through_the_send_path(two: tuple[Api, Api]) -> None:
+    a, b = two
+    owner = await a.register()
+    chat = (await a.client.post("/v1/chats", json={"kind": "channel", "title": "later"},
+                                headers=bearer(owner))).json()
+    send_at = utcnow() + timedelta(hours=2)
+    r = await a.client.post(f"/v1/chats/{chat['id']}/scheduled",
+                            json={"txn_id": "s1", "text": "good morning", "send_at": send_at.isoformat()},
+                            headers=bearer(owner))
+    assert r.status_code == 201, r.text
+    listed = (await a.client.get("/v1/scheduled", headers=bearer(owner))).json()["scheduled"]
+    assert [s["text"] for s in listed] == ["good morning"]
+    clock = FakeClock(utcnow() + timedelta(hours=1))
+    ja, jb = JobScheduler(a.state, clock), JobScheduler(b.state, clock)
+    await asyncio.gather(ja.tick(), jb.tick())
+    page = (await a.client.get(f"/v1/chats/{chat['id']}/messages", headers=bearer(owner))).json()["messages"]
+    assert page == []  # not yet
+    clock.now = send_at + timedelta(seconds=1)
+    await asyncio.gather(ja.tick(), jb.tick())
+    await asyncio.gather(ja.tick(), jb.tick())
+    page = (await a.client.get(f"/v1/chats/{chat['id']}/messages", headers=bearer(owner))).json()["messages"]
+    assert [m["text"] for m in page] == ["good morning"]
+    assert (await a.client.get("/v1/scheduled", headers=bearer(owner))).json()["scheduled"] == []
+
+
+async def test_disappearing_messages_are_tombstoned(sqlite_api: Api) -> None:
+    api = sqlite_api
+    owner = await api.register()
+    chat = (await api.client.post("/v1/chats", json={"kind": "channel", "title": "poof"},
+                                  headers=bearer(owner))).json()
+    await api.client.post(f"/v1/chats/{chat['id']}/messages", json={"txn_id": "old", "text": "before timer"},
+                          headers=bearer(owner))
+    r = await api.client.put(f"/v1/chats/{chat['id']}/timer", json={"seconds": 60}, headers=bearer(owner))
+    assert r.status_code == 200 and r.json()["seconds"] == 60
+    r = await api.client.post(f"/v1/chats/{chat['id']}/messages", json={"txn_id": "new", "text": "vanishing"},
+                              headers=bearer(owner))
+    gone_id = r.json()["id"]
+    from server.jobs import tasks
+
+    assert await tasks.expire_disappearing(api.state, utcnow() + timedelta(seconds=30)) == {}
+    assert await tasks.expire_disappearing(api.state, utcnow() + timedelta(seconds=61)) == {str(chat["id"]): 1}
+    page = (await api.client.get(f"/v1/chats/{chat['id']}/messages", headers=bearer(owner))).json()["messages"]
+    by_id = {m["id"]: m for m in page}
+    assert by_id[gone_id]["deleted"] is True and by_id[gone_id]["text"] is None
+    assert any(m["text"] == "before timer" for m in page)
+    async with api.state.sessions() as db:
+        ev = await db.scalar(select(ChatEvent).where(ChatEvent.chat_id == chat["id"], ChatEvent.type ==
+                                                     "message.deleted"))
+        assert ev is not None and ev.message_id == gone_id
+
+
+async def test_retention_purges_and_raises_purged_seq(sqlite_api: Api) -> None:
+    api = sqlite_api
+    admin = await api.make_admin()
+    chat = (await api.client.post("/v1/chats", json={"kind": "channel", "title": "forget"},
+                                  headers=bearer(admin))).json()
+    for i in range(3):
+        await api.client.post(f"/v1/chats/{chat['id']}/messages", json={"txn_id": f"r{i}", "text": f"m{i}"},
+                              headers=bearer(admin))
+    async with api.state.sessions() as db:  # the first two messages (and their events) are ten days old
+        old = (await db.scalars(select(Message).where(Message.chat_id == chat["id"]).order_by(Message.seq))).all()
+        cut = old[1].seq
+        await db.execute(update(ChatEvent).where(ChatEvent.chat_id == chat["id"], ChatEvent.seq <= cut)
+                         .values(created_at=utcnow() - timedelta(days=10)))
+        await db.commit()
+    r = await api.client.put(f"/v1/admin/chats/{chat['id']}/retention", json={"days": 7}, headers=bearer(admin))
+    assert r.status_code == 200 and r.json()["days"] == 7
+    r = await api.client.post("/v1/admin/retention/run", headers=bearer(admin))
+    assert r.status_code == 200 and r.json()["purged"][str(chat["id"])] == 2
+    page = (await api.client.get(f"/v1/chats/{chat['id']}/messages", headers=bearer(admin))).json()["messages"]
+    assert [m["text"] for m in page] == ["m2"]
+    async with api.state.sessions() as db:
+        assert (await db.get(Chat, chat["id"])).purged_seq == cut
+
+
+async def test_cleanup_and_key_rotation(sqlite_api: Api) -> None:
+    api = sqlite_api
+    from server.jobs import tasks
+
+    user = await api.register()
+    later = utcnow() + timedelta(days=api.state.settings.session_idle_days + 1)
+    async with api.state.sessions() as db:
+        await db.execute(update(DeviceSession).where(DeviceSession.user_id == user["user"]["id"])
+                         .values(last_seen_at=utcnow()))
+        await db.commit()
+    out = await tasks.cleanup(api.state, later)
+    assert out["idle_sessions"] >= 1
+    r = await api.client.get("/v1/sessions", headers=bearer(user))
+    assert r.status_code == 401  # the idle session was revoked
+    jwt_before, data_before = api.state.keys.active_kid, api.state.data_keys.active_kid
+    assert await tasks.rotate_keys(api.state, utcnow()) == {}
+    rotated = await tasks.rotate_keys(api.state, utcnow() + timedelta(days=31))
+    assert set(rotated) == {"jwt", "data"}
+    assert api.state.keys.active_kid != jwt_before and api.state.data_keys.active_kid != data_before
+    await api.state.data_keys.wait_reencrypted()
+    assert await api.state.data_keys.count_on_old_keys() == 0
