@@ -1,8 +1,24 @@
-"""Entry point of ``melo-tui``; a placeholder for now."""
+"""Entry point of ``melo-tui``: pick the profile and home, build the backend, run the app."""
 
+import argparse
+import os
 import sys
 
+from melo_protocol.client import CredentialStore
 
-def run() -> None:
-    print("melo-tui: coming soon", file=sys.stderr)
-    sys.exit(0)
+
+def run(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="melo-tui", description="Melo terminal chat client")
+    parser.add_argument("--profile", default=os.environ.get("MELO_PROFILE", "default"))
+    parser.add_argument("--server", default=os.environ.get("MELO_SERVER"), help="server URL (first run)")
+    args = parser.parse_args(argv)
+
+    from melo_tui.app import MeloApp
+    from melo_tui.backend import Backend
+
+    try:
+        store = CredentialStore(profile=args.profile)
+    except ValueError as exc:
+        print(f"melo-tui: {exc}", file=sys.stderr)
+        sys.exit(2)
+    MeloApp(Backend(store, server_url=args.server)).run()

@@ -1,0 +1,288 @@
+"""``MeloApp``: the Textual application. It gets its backend (SDK objects) injected.
+
+The app owns what outlives a screen: login/auto-login, the live event loop (a worker that forwards
+typed SDK events to the chat screen), and palette actions that open modals and call the SDK in workers.
+"""
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from melo_protocol.client import events as ev
+from melo_protocol.client.errors import MeloError
+from melo_tui.backend import Backend
+from melo_tui.commands import MeloCommands
+from melo_tui.formatting import Formatting
+from melo_tui.sanitize import clean, clean_line
+from melo_tui.screens.chat import ChatScreen
+from melo_tui.screens.help import HelpScreen
+from melo_tui.screens.info import InfoScreen
+from melo_tui.screens.login import LoginScreen
+from melo_tui.screens.prompt import PromptScreen
+from melo_tui.screens.sessions import SessionsScreen
+from melo_tui.screens.verify import VerifyScreen
+
+
+class MeloApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "Melo"
+    COMMANDS = App.COMMANDS | {MeloCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f1", "help", "Help", id="app.help"),
+        Binding("question_mark", "help", "Help", show=False, id="app.help_key"),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(self, backend: Backend, *, formatting: Formatting | None = None) -> None:
+        super().__init__()
+        self.backend = backend
+        self.formatting = formatting or Formatting()
+        self.connection_state = "offline"
+
+    # -- start: auto-login or the login screen ----------------------------------------------------------
+    def on_mount(self) -> None:
+        if self.backend.has_stored_login():
+            self.auto_login()
+        else:
+            self.push_screen(LoginScreen(self.backend.default_server))
+
+    @work(exclusive=True, group="login")
+    async def auto_login(self) -> None:
+        try:
+            await self.backend.resume()
+        except MeloError as exc:
+            self.notify(f"Please log in again: {exc}", severity="warning")
+            self.push_screen(LoginScreen(self.backend.default_server))
+            return
+        self._logged_in()
+
+    @on(LoginScreen.Submitted)
+    def _login(self, event: LoginScreen.Submitted) -> None:
+        self.login(event)
+
+    @work(exclusive=True, group="login")
+    async def login(self, form: LoginScreen.Submitted) -> None:
+        screen = self.screen
+        if isinstance(screen, LoginScreen):
+            screen.set_busy(True)
+        try:
+            if form.register:
+                await self.backend.register(form.server, form.username, form.password, form.token)
+            else:
+                await self.backend.login(form.server, form.username, form.password)
+        except MeloError as exc:
+            self.notify(f"{'Registration' if form.register else 'Login'} failed: {exc}", severity="error")
+            if isinstance(screen, LoginScreen):
+                screen.set_busy(False)
+            return
+        self._logged_in()
+
+    def _logged_in(self) -> None:
+        messenger = self.backend.messenger
+        assert messenger is not None
+        state = messenger.stream.state if messenger.stream is not None else "offline"
+        self.call_after_refresh(self.set_connection_state, state)  # once the new screen's header exists
+        chat = ChatScreen(messenger)
+        if isinstance(self.screen, LoginScreen):
+            self.switch_screen(chat)
+        else:
+            self.push_screen(chat)
+        if self.backend.live:
+            self.listen()
+            self.set_interval(0.5, self._poll_connection_state)
+
+    def _poll_connection_state(self) -> None:
+        # the SDK reports state changes as events only when a frame arrives; the header must not wait
+        messenger = self.backend.messenger
+        stream = messenger.stream if messenger is not None else None
+        if stream is not None and stream.state != self.connection_state:
+            self.set_connection_state(stream.state)
+            if stream.state == "connected" and self.chat_screen is not None:
+                self.chat_screen._retry_outbox()
+
+    @property
+    def chat_screen(self) -> ChatScreen | None:
+        for screen in self.screen_stack:
+            if isinstance(screen, ChatScreen):
+                return screen
+        return None
+
+    # -- the live event stream --------------------------------------------------------------------------
+    @work(exclusive=True, group="events")
+    async def listen(self) -> None:
+        messenger = self.backend.messenger
+        assert messenger is not None
+        try:
+            async for event in messenger.events():
+                await self.dispatch_event(event)
+        except MeloError as exc:
+            self.notify(f"Disconnected: {exc}", severity="error", timeout=15)
+        self.set_connection_state("closed")
+
+    async def dispatch_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ConnectionState):
+            self.set_connection_state(event.state)
+        elif isinstance(event, ev.SessionEnded):
+            self.notify(f"Session ended: {clean_line(event.reason, 100)}", severity="error", timeout=15)
+        elif isinstance(event, ev.VerificationUpdate):
+            self.notify(f"Verification with {clean_line(event.user, 64)}: {clean_line(event.state, 40)}")
+        screen = self.chat_screen
+        if screen is not None and screen.is_mounted:
+            try:
+                await screen.handle_event(event)
+            except Exception as exc:  # one bad event must not end the stream
+                self.log.error("event handling failed", event=event, error=exc)
+
+    def set_connection_state(self, state: str) -> None:
+        self.connection_state = state
+        name = self.backend.messenger.username if self.backend.messenger else ""
+        screen = self.chat_screen
+        if screen is not None and screen.is_mounted:
+            screen.show_status(name, state)
+
+    # -- screens ----------------------------------------------------------------------------------------
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_sessions(self) -> None:
+        if self.backend.messenger is not None and not isinstance(self.screen, SessionsScreen):
+            self.push_screen(SessionsScreen(self.backend.messenger.client, self.formatting))
+
+    def action_verify_prompt(self) -> None:
+        self._prompt("Verify a contact", [("username", "Username")], lambda v: self.verify(v["username"]))
+
+    @work(group="verify")
+    async def verify(self, username: str) -> None:
+        if not username:
+            self.notify("Whom to verify? /verify USERNAME", severity="warning")
+            return
+        messenger = self._messenger()
+        try:
+            digits, qr = await messenger.safety_number(username)
+        except MeloError as exc:
+            self.notify(f"Cannot verify {clean_line(username, 64)}: {exc}", severity="error")
+            return
+        self.push_screen(VerifyScreen(username, digits, qr))
+
+    # -- palette actions ----------------------------------------------------------------------------------
+    def _messenger(self) -> Any:
+        assert self.backend.messenger is not None
+        return self.backend.messenger
+
+    def _prompt(self, title: str, fields: list[tuple[str, str]], then: Any) -> None:
+        def done(values: dict[str, str] | None) -> None:
+            if values is not None:
+                then(values)
+        self.push_screen(PromptScreen(title, fields), done)
+
+    async def _call(self, what: str, coro: Any) -> Any:
+        try:
+            return await coro
+        except MeloError as exc:
+            self.notify(f"{what} failed: {exc}", severity="error")
+            return None
+
+    def action_new_dm(self) -> None:
+        self._prompt("New direct message", [("username", "Username")], lambda v: self.create_dm(v["username"]))
+
+    @work(group="palette")
+    async def create_dm(self, username: str) -> None:
+        chat = await self._call("New DM", self._messenger().client.create_direct(username))
+        await self._opened_new(chat)
+
+    def action_new_chat(self, kind: str) -> None:
+        self._prompt(f"New {kind}", [("title", "Title"), ("members", "Members (comma-separated, optional)")],
+                     lambda v: self.create_chat(kind, v["title"], v["members"]))
+
+    @work(group="palette")
+    async def create_chat(self, kind: str, title: str, members: str) -> None:
+        names = [m.strip() for m in members.split(",") if m.strip()]
+        chat = await self._call(f"New {kind}", self._messenger().client.create_chat(kind, title, names or None))
+        await self._opened_new(chat)
+
+    def action_join(self) -> None:
+        self._prompt("Join by code", [("code", "Invite code")], lambda v: self.join(v["code"]))
+
+    @work(group="palette")
+    async def join(self, code: str) -> None:
+        chat = await self._call("Join", self._messenger().client.join_invite(code))
+        await self._opened_new(chat)
+
+    async def _opened_new(self, chat: Any) -> None:
+        screen = self.chat_screen
+        if chat is None or screen is None:
+            return
+        await screen.load_chats().wait()
+        screen.open_chat(chat.id)
+
+    def action_invite_code(self) -> None:
+        screen = self.chat_screen
+        if screen is None or screen.chat_id is None:
+            self.notify("Open a chat first.", severity="warning")
+            return
+        self.invite(screen.chat_id, None)
+
+    @work(group="palette")
+    async def invite(self, chat_id: int, username: str | None) -> None:
+        client = self._messenger().client
+        if username:
+            if await self._call("Invite", client.add_member(chat_id, username)) is not None:
+                self.notify(f"Added {clean_line(username, 64)}.")
+            return
+        invite = await self._call("Invite", client.create_invite(chat_id))
+        if invite is not None:
+            self.push_screen(InfoScreen("Invite code", Text(clean(invite.code), style="bold")))
+
+    @work(group="palette")
+    async def leave(self, chat_id: int) -> None:
+        if await self._call("Leave", self._messenger().client.leave_chat(chat_id)) is None:
+            screen = self.chat_screen
+            if screen is not None:
+                screen.chat_id = None
+                screen.load_chats()
+            self.notify("You left the chat.")
+
+    # -- admin ----------------------------------------------------------------------------------------------
+    def action_admin_ban(self) -> None:
+        self._prompt("Ban user", [("username", "Username"), ("reason", "Reason (optional)")],
+                     lambda v: self.admin("ban", v["username"], v["reason"]))
+
+    def action_admin_revoke(self) -> None:
+        self._prompt("Revoke all sessions of", [("username", "Username")],
+                     lambda v: self.admin("revoke", v["username"], ""))
+
+    def action_admin_rotate(self) -> None:
+        self.admin("rotate", "", "")
+
+    def action_admin_audit(self) -> None:
+        self.admin("audit", "", "")
+
+    @work(group="admin")
+    async def admin(self, action: str, username: str, reason: str) -> None:
+        client = self._messenger().client
+        if action == "ban":
+            if await self._call("Ban", client.admin_ban(username, reason or None)) is not None:
+                self.notify(f"Banned {clean_line(username, 64)}.")
+        elif action == "revoke":
+            n = await self._call("Revoke", client.admin_revoke_user_sessions(username))
+            if n is not None:
+                self.notify(f"Revoked {n} session(s) of {clean_line(username, 64)}.")
+        elif action == "rotate":
+            result = await self._call("Rotate keys", client.admin_rotate_keys(jwt=True))
+            if result is not None:
+                self.notify("Keys rotated.")
+        elif action == "audit":
+            audit = await self._call("Audit log", client.admin_audit(limit=100))
+            if audit is not None:
+                body = Text()
+                for entry in getattr(audit, "entries", getattr(audit, "events", [])):
+                    body.append(clean_line(" · ".join(str(v) for v in entry.model_dump().values()), 200) + "\n")
+                self.push_screen(InfoScreen("Audit log", body))
+
+    async def action_quit(self) -> None:
+        await self.backend.close()
+        self.exit()

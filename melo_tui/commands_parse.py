@@ -1,0 +1,33 @@
+"""Slash commands typed in the composer: parsing only (pure), the chat screen carries them out."""
+
+from dataclasses import dataclass
+
+COMMANDS = {
+    "react": "/react EMOJI — react to the last message",
+    "edit": "/edit TEXT — edit your last message",
+    "delete": "/delete — delete your last message",
+    "pin": "/pin — pin the last message (/pin off to unpin)",
+    "reply": "/reply TEXT — reply to the last message from someone else",
+    "invite": "/invite [USER] — add USER, or create an invite code",
+    "leave": "/leave — leave this chat",
+    "verify": "/verify [USER] — compare safety numbers",
+    "me": "/me ACTION — send an emote",
+}
+
+
+@dataclass(frozen=True)
+class SlashCommand:
+    name: str
+    args: str
+
+
+def parse(text: str) -> SlashCommand | None:
+    """The command in ``text``, or None for a plain message ("//x" sends "/x")."""
+    if not text.startswith("/") or text.startswith("//"):
+        return None
+    head, _, rest = text[1:].partition(" ")
+    return SlashCommand(head.lower(), rest.strip())
+
+
+def unescape(text: str) -> str:
+    return text[1:] if text.startswith("//") else text

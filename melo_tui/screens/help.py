@@ -1,0 +1,43 @@
+"""Help (F1 or ?): key bindings and slash commands."""
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from melo_tui.commands_parse import COMMANDS
+
+KEYS = [
+    ("F1, ?", "this help"),
+    ("Ctrl+P", "command palette: new DM/group/channel, join, sessions, verify, admin"),
+    ("Tab / Shift+Tab", "move between the chat list, messages and composer"),
+    ("type in the filter", "filter chats; Down to the list, Enter opens the chat"),
+    ("j / k", "move in the chat list and the messages"),
+    ("Enter", "send (in the composer) / open (in the chat list)"),
+    ("Shift+Enter, Ctrl+J", "new line in the composer"),
+    ("Up", "edit your last message (empty composer)"),
+    ("Escape", "cancel editing or replying; leave the composer"),
+    ("Ctrl+S", "sessions"),
+    ("Ctrl+Q", "quit"),
+]
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [("escape", "app.pop_screen", "Close"), ("q", "app.pop_screen", "Close")]
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        text.append("Melo — keys\n\n", style="bold")
+        for key, what in KEYS:
+            text.append(f"{key:<22}", style="bold cyan")
+            text.append(what + "\n")
+        text.append("\nSlash commands\n\n", style="bold")
+        for line in COMMANDS.values():
+            text.append(line + "\n")
+        text.append("\nEscape closes this help.", style="dim")
+        with VerticalScroll(id="help-box", classes="modal-box"):
+            yield Static(text, id="help-text")

@@ -1,0 +1,63 @@
+"""First run: server URL, then log in or register (with an optional registration token)."""
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label
+
+
+class LoginScreen(Screen[None]):
+    class Submitted(Message):
+        def __init__(self, server: str, username: str, password: str, token: str | None, register: bool) -> None:
+            super().__init__()
+            self.server, self.username, self.password = server, username, password
+            self.token, self.register = token, register
+
+    def __init__(self, server_url: str) -> None:
+        super().__init__()
+        self.server_url = server_url
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="login-form"):
+            yield Label("Welcome to Melo: log in, or register a new account.", id="login-title")
+            yield Label("Server")
+            yield Input(self.server_url, id="server")
+            yield Label("Username")
+            yield Input(id="username", placeholder="username")
+            yield Label("Password")
+            yield Input(id="password", password=True, placeholder="password")
+            yield Label("Registration token (only to register, when the server asks for one)")
+            yield Input(id="token", placeholder="optional")
+            with Horizontal(id="login-buttons"):
+                yield Button("Log in", id="login", variant="primary")
+                yield Button("Register", id="register")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#username" if self.server_url else "#server", Input).focus()
+
+    def _submit(self, register: bool) -> None:
+        value = {i.id: i.value for i in self.query(Input)}
+        if not value["server"].strip() or not value["username"].strip() or not value["password"]:
+            self.notify("Server, username and password are needed.", severity="warning")
+            return
+        self.post_message(self.Submitted(value["server"].strip(), value["username"].strip(), value["password"],
+                                         value["token"].strip() or None, register))
+
+    @on(Input.Submitted)
+    def _enter(self, event: Input.Submitted) -> None:
+        if event.input.id in ("password", "token"):
+            self._submit(register=event.input.id == "token")
+        else:
+            self.focus_next()
+
+    @on(Button.Pressed)
+    def _button(self, event: Button.Pressed) -> None:
+        self._submit(register=event.button.id == "register")
+
+    def set_busy(self, busy: bool) -> None:
+        for button in self.query(Button):
+            button.disabled = busy

@@ -1,0 +1,63 @@
+"""Helpers for TUI tests: an app on a temporary home, waiting on conditions, reading what is on screen."""
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from melo_protocol.client import CredentialStore
+from melo_tui.app import MeloApp
+from melo_tui.backend import Backend
+from melo_tui.formatting import Formatting
+from melo_tui.screens.chat import ChatScreen
+from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
+
+PASSWORD = "correct horse battery"
+SIZE = (120, 40)
+
+
+def make_app(home: Path, server_url: str | None, profile: str = "tui",
+             formatting: Formatting | None = None) -> MeloApp:
+    return MeloApp(Backend(CredentialStore(home, profile), server_url=server_url), formatting=formatting)
+
+
+async def wait_for(pilot: Pilot[None], condition: Callable[[], object], timeout: float = 15.0,
+                   what: str = "condition") -> None:
+    """Let the app run until ``condition()`` holds; fail after ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await pilot.pause(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+def chat_screen(app: MeloApp) -> ChatScreen | None:
+    return app.chat_screen
+
+
+def message_texts(app: MeloApp) -> list[str]:
+    screen = app.chat_screen
+    if screen is None:
+        return []
+    view = screen.query_one(MessageView)
+    return [item.rendered.plain for item in view.query(MessageItem)]
+
+
+def screen_shows(app: MeloApp, needle: str) -> bool:
+    return any(needle in t for t in message_texts(app))
+
+
+async def type_text(pilot: Pilot[None], text: str) -> None:
+    """Type printable text key by key (as a person does)."""
+    await pilot.press(*[c if c != " " else "space" for c in text])
+
+
+async def login(pilot: Pilot[None], username: str, password: str = PASSWORD, *, register: bool = False) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: app.screen.query("#username"), what="the login screen")
+    app.screen.query_one("#username").value = username  # type: ignore[attr-defined]
+    app.screen.query_one("#password").value = password  # type: ignore[attr-defined]
+    await pilot.click("#register" if register else "#login")
+    await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the chat screen")
