@@ -351,6 +351,7 @@ class Call:
         self._listeners: list[Callable[[Call], Any]] = []
         self._changed = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
+        self._ending = False
 
     def __repr__(self) -> str:
         reason = f" {self.reason}" if self.reason else ""
@@ -520,7 +521,7 @@ class CallManager:
         if event.action == "invite":
             return await self._on_invite(event)
         call = self.calls.get(event.call_id)
-        if call is None or call.peer != event.user or call.state is CallState.ENDED:
+        if call is None or call.peer != event.user or call.state is CallState.ENDED or call._ending:
             return None
         if call.peer_device is not None and event.device_id != call.peer_device:
             return None  # once answered, only the answering device speaks for the callee
@@ -675,9 +676,12 @@ class CallManager:
 
     async def _end(self, call: Call, reason: str,
                    notify: tuple[str, dict[str, Any], bool] | None = None) -> None:
-        if call.state is CallState.ENDED:
+        if call.state is CallState.ENDED or call._ending:
             return
+        call._ending = True
         self._cancel_timer(call)
+        if call.direction == "outgoing" and reason in ("no_answer", "offline") and self.record_missed:
+            await self._record_missed(call)  # before "ended", so whoever waits for it finds the record
         call._set(CallState.ENDED, reason)
         if notify is not None:
             action, data, all_devices = notify
@@ -690,8 +694,6 @@ class CallManager:
         if call.pc is not None:
             with contextlib.suppress(Exception):
                 await call.pc.close()
-        if call.direction == "outgoing" and reason in ("no_answer", "offline") and self.record_missed:
-            await self._record_missed(call)
 
     async def _record_missed(self, call: Call) -> None:
         try:

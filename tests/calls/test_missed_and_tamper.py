@@ -1,0 +1,158 @@
+"""Unanswered calls (timeout, callee offline) become call.missed chat events; tampered signalling never
+connects; strangers cannot be called; ICE servers carry coturn REST credentials."""
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from melo_protocol.client import CredentialStore
+from melo_protocol.client.calls import CallError, CallState
+from melo_protocol.client.messenger import Messenger
+from server.db.models import ToDeviceMessage
+from tests.calls.callkit import Party, chat_events, pair
+from tests.conftest import make_settings
+from tests.realtime.conftest import Live, start_live
+from tests.realtime.e2ekit import device
+
+FAST = {"ring_timeout": 2.0, "offline_timeout": 1.0}
+
+
+async def test_timeout_records_a_missed_call(live: Live, tmp_path: Path) -> None:
+    alice, bob, chat_id = await pair(live, tmp_path, **FAST)
+    try:
+        call = await alice.calls.start(bob.username)
+        async with asyncio.timeout(10):
+            incoming = await bob.calls.incoming.get()
+        assert await call.wait_for(CallState.CONNECTED, timeout=10) is CallState.ENDED
+        assert call.rang and call.reason == "no_answer" and call.chat_id == chat_id
+        assert await incoming.wait_for(CallState.ENDED, timeout=5) is CallState.ENDED
+        assert incoming.reason == "missed"
+        frame = await chat_events(live, bob.m, chat_id, "call.missed")
+        assert frame["data"]["call_id"] == call.call_id and frame["data"]["caller"] == alice.username
+        assert set(frame["data"]) == {"call_id", "caller", "at"}  # metadata only
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def _offline_bob(live: Live, home: Path) -> tuple[Party, Messenger, int]:
+    tag = home.name[-6:].replace("_", "")
+    a = await device(live, home, f"alice{tag}", "a1", register=True)
+    b = await device(live, home, f"bob{tag}", "b1", register=True)
+    chat = await a.client.create_direct(b.username)
+    await b.close()  # keys uploaded, device known; no socket
+    return Party(a, **FAST), b, chat.id
+
+
+async def test_callee_offline_records_a_missed_call(live: Live, tmp_path: Path) -> None:
+    alice, bob, chat_id = await _offline_bob(live, tmp_path)
+    try:
+        call = await alice.calls.start(bob.username)
+        assert await call.wait_for(CallState.CONNECTED, timeout=10) is CallState.ENDED
+        assert call.reason == "offline" and not call.rang
+        frame = await chat_events(live, alice.m, chat_id, "call.missed")
+        assert frame["data"]["call_id"] == call.call_id and frame["data"]["caller"] == alice.username
+    finally:
+        await alice.close()
+        await bob.client.aclose()
+
+
+def _flip_longest_string(value: Any) -> Any:
+    """The content with one character of its longest string (the Olm ciphertext) changed."""
+    strings: list[tuple[int, list[Any], Any]] = []
+
+    def walk(node: Any, path: list[Any]) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, [*path, k])
+        elif isinstance(node, str):
+            strings.append((len(node), path, node))
+
+    walk(value, [])
+    _, path, text = max(strings, key=lambda s: s[0])
+    i = len(text) // 2
+    flipped = text[:i] + ("A" if text[i] != "A" else "B") + text[i + 1:]
+    target = value
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = flipped
+    return value
+
+
+async def test_tampered_invite_fails_to_decrypt_and_never_connects(live: Live, tmp_path: Path) -> None:
+    alice, bob_m, _ = await _offline_bob(live, tmp_path)
+    bob: Party | None = None
+    try:
+        call = await alice.calls.start(bob_m.username)
+        async with live.server.state.sessions() as db:  # the relay alters the queued invite
+            row = (await db.scalars(select(ToDeviceMessage).where(
+                ToDeviceMessage.recipient_device == bob_m.device_id))).one()
+            row.content = json.dumps(_flip_longest_string(json.loads(row.content)))
+            await db.commit()
+        assert await call.wait_for(CallState.CONNECTED, timeout=10) is CallState.ENDED
+        assert call.reason == "offline" and call.connected_at is None
+        # bob comes online: the altered invite does not decrypt; alice's hang-up after it does
+        bob = Party(Messenger.open(bob_m.client, CredentialStore(tmp_path, "b1")))
+        await bob.m.start()
+        bob.task.cancel()
+        bob.task = asyncio.create_task(bob._pump())
+        hangup = await bob.signal(lambda s: s.action == "hangup" and s.call_id == call.call_id)
+        assert hangup.user == alice.username
+        assert [s.action for s in bob.signals] == ["hangup"]  # no invite came out of the tampered message
+        assert bob.calls.calls == {} and bob.calls.incoming.empty()
+    finally:
+        await alice.close()
+        if bob is not None:
+            await bob.close()
+        else:
+            await bob_m.client.aclose()
+
+
+async def test_a_stranger_cannot_be_called(live: Live, tmp_path: Path) -> None:
+    tag = tmp_path.name[-6:].replace("_", "")
+    a = await device(live, tmp_path, f"alice{tag}", "a1", register=True)
+    c = await device(live, tmp_path, f"carol{tag}", "c1", register=True)
+    alice = Party(a)
+    try:
+        with pytest.raises(CallError, match="cannot call"):
+            await alice.calls.start(c.username)
+        (call,) = alice.calls.calls.values()
+        assert (call.state, call.reason) == (CallState.ENDED, "unreachable")
+        assert alice.calls.active is None
+    finally:
+        await alice.close()
+        await c.close()
+        await c.client.aclose()
+
+
+async def test_ice_servers_with_time_limited_turn_credentials(sqlite_url: str, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, sqlite_url, ice_stun_urls=["stun:stun.example.org:3478"],
+                             ice_turn_urls=["turn:turn.example.org:3478?transport=udp"], turn_secret="s3cret",
+                             turn_ttl_seconds=600)
+    server = await start_live(settings)
+    lv = Live(server)
+    try:
+        user = await lv.user("ice")
+        before = int(time.time())
+        body = await user.call("GET", "/v1/calls/ice-servers", expect=200)
+        stun, turn = body["ice_servers"]
+        assert stun == {"urls": ["stun:stun.example.org:3478"], "username": None, "credential": None}
+        assert turn["urls"] == ["turn:turn.example.org:3478?transport=udp"]
+        expiry, uid = turn["username"].split(":")
+        assert int(uid) == user.user_id and before + 600 <= int(expiry) <= int(time.time()) + 600
+        expected = base64.b64encode(hmac.new(b"s3cret", turn["username"].encode(), hashlib.sha1).digest()).decode()
+        assert turn["credential"] == expected and body["ttl_seconds"] == 600
+        async with httpx.AsyncClient(base_url=server.url) as anon:
+            assert (await anon.get("/v1/calls/ice-servers")).status_code == 401
+    finally:
+        await lv.close()
+        await server.stop()
