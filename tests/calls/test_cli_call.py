@@ -1,0 +1,52 @@
+"""`melo call USER --tone 440 --duration 3` to a `melo call answer --record out.wav` peer: the file peaks at 440 Hz."""
+
+import asyncio
+import os
+from pathlib import Path
+
+from melo_protocol.client.calls import dominant_frequency, read_wav
+from tests.cli.conftest import PASSWORD, melo_command
+from tests.realtime.conftest import Live
+
+
+def _env(home: Path, server: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MELO_")}
+    env.update({"MELO_HOME": str(home), "MELO_KEYRING": "file", "NO_COLOR": "1", "MELO_SERVER": server})
+    return env
+
+
+async def _run(home: Path, server: str, *args: str, stdin: str = "") -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(*melo_command(), *args, env=_env(home, server),
+                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_cli_tone_call_is_recorded_by_an_answering_peer(live: Live, tmp_path: Path) -> None:
+    server = live.server.url
+    tag = tmp_path.name[-6:].replace("_", "")
+    a, b = f"clia{tag}", f"clib{tag}"
+    for name in (a, b):
+        code, _, err = await _run(tmp_path / name, server, "register", name, "--password-stdin", stdin=PASSWORD + "\n")
+        assert code == 0, err
+    code, _, err = await _run(tmp_path / a, server, "send", f"@{b}", "calling you")
+    assert code == 0, err
+    wav = tmp_path / "out.wav"
+    answer = await asyncio.create_subprocess_exec(
+        *melo_command(), "call", "answer", "--record", str(wav), "--timeout", "40", "--json",
+        env=_env(tmp_path / b, server), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    assert answer.stderr is not None
+    async with asyncio.timeout(30):
+        while b"waiting for a call" not in (line := await answer.stderr.readline()):
+            assert line, "melo call answer exited early"
+    code, out, err = await _run(tmp_path / a, server, "call", b, "--tone", "440", "--duration", "3", "--json")
+    assert code == 0, err
+    assert '"state": "connected"' in out and '"reason": "hangup"' in out
+    stdout, _ = await asyncio.wait_for(answer.communicate(), 30)
+    assert answer.returncode == 0
+    assert '"reason": "remote_hangup"' in stdout.decode()
+    samples, rate = read_wav(wav)
+    assert len(samples) >= 2 * rate
+    assert abs(dominant_frequency(samples[int(0.3 * rate):], rate) - 440) <= 10
