@@ -72,7 +72,7 @@ def render_message(message: Message, r: Rendering) -> Text:
     if message.sender == r.own_name and message.status != "deleted":
         text.append("  ✓✓" if r.read else "  ✓", style="green" if r.read else "dim")
     if message.reactions and message.status != "deleted":
-        parts = [f"{clean_line(emoji, 8)} {len(users)}" for emoji, users in sorted(message.reactions.items()) if users]
+        parts = [f"{clean_line(emoji, 16)} {len(users)}" for emoji, users in sorted(message.reactions.items()) if users]
         if parts:
             text.append("\n" + "  ".join(parts), style="bold")
     return text
