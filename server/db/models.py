@@ -34,8 +34,14 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+# Ids of these tables are positions or are referred to after deletion: SQLite must never reuse one
+# (without AUTOINCREMENT it hands out max(id)+1 again once the newest rows are deleted).
+NO_REUSE = {"sqlite_autoincrement": True}
+
+
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     # Always the canonical lower-case ASCII form, so uniqueness is case-insensitive on every backend.
@@ -132,6 +138,7 @@ class RegistrationToken(Base):
 
 class AuditLog(Base):
     __tablename__ = "audit_log"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     actor_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -146,6 +153,7 @@ class AuditLog(Base):
 # ---- conversations ---------------------------------------------------------------------------------
 class Chat(Base):
     __tablename__ = "chats"
+    __table_args__ = NO_REUSE
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(16))
@@ -188,7 +196,7 @@ class ChatMember(Base):
 
 class Message(Base):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_chat_seq", "chat_id", "seq", unique=True),)
+    __table_args__ = (Index("ix_messages_chat_seq", "chat_id", "seq", unique=True), NO_REUSE)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     chat_id: Mapped[int] = mapped_column(BigIntId, ForeignKey("chats.id", ondelete="CASCADE"))
@@ -300,7 +308,7 @@ class ToDeviceMessage(Base):
     """Queued per recipient device until it acknowledges them (or they expire)."""
 
     __tablename__ = "to_device"
-    __table_args__ = (Index("ix_to_device_recipient", "recipient_device", "id"),)
+    __table_args__ = (Index("ix_to_device_recipient", "recipient_device", "id"), NO_REUSE)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     recipient_device: Mapped[str] = mapped_column(String(32))

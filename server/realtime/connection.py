@@ -58,7 +58,7 @@ class Connection:
         self.close_reason = ""
         self.finished = asyncio.Event()
         self.bad_frames = 0
-        self.to_device_sent = 0  # highest to-device id sent on this socket
+        self.to_device_sent: set[int] = set()  # to-device ids sent on this socket
         # chats this socket saw its own removal from: nothing more of them until a member.joined for it
         self.parted: set[int] = set()
 
@@ -124,8 +124,9 @@ class Connection:
             elif ev.kind == "chat" and ev.chat_id is not None and ev.seq is not None:
                 await self._deliver_chat_event(ev)
             elif ev.kind == "device" and ev.seq is not None:
-                if ev.seq > self.to_device_sent:  # the catch-up may already have sent it
-                    self.to_device_sent = ev.seq
+                # ids are unique but may commit out of order: remember which were sent, not the highest
+                if ev.seq not in self.to_device_sent:  # the catch-up may already have sent it
+                    self.to_device_sent.add(ev.seq)
                     await self.send_text(ev.frame)
             else:
                 await self.send_text(ev.frame)

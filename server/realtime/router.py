@@ -170,12 +170,15 @@ async def send_pending_to_device(state: AppState, conn: Connection) -> None:
     """To-device messages queued for this device (acknowledged ones are gone), oldest first."""
     from server.keys.service import pending, to_device_frame_from_out
 
+    after = 0
     while True:
         async with state.sessions() as db:
-            batch = await pending(db, conn.device_id, after=conn.to_device_sent, limit=500)
+            batch = await pending(db, conn.device_id, after=after, limit=500)
         for item in batch:
-            conn.to_device_sent = item.id
-            await conn.send_text(to_device_frame_from_out(item))
+            after = item.id
+            if item.id not in conn.to_device_sent:
+                conn.to_device_sent.add(item.id)
+                await conn.send_text(to_device_frame_from_out(item))
         if len(batch) < 500:
             return
 

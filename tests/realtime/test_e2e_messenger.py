@@ -8,7 +8,7 @@ import pytest
 from melo_protocol.client import events as ev
 from melo_protocol.crypto import MissingSessionKey
 from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import close_all, collect_texts, device
+from tests.realtime.e2ekit import close_all, collect_texts, device, next_of
 
 
 async def test_dm_round_trip_is_encrypted(live: Live, tmp_path: Path) -> None:
@@ -84,3 +84,78 @@ async def test_multi_device_group_with_membership_change(live: Live, tmp_path: P
         with pytest.raises(MissingSessionKey):
             c1.crypto.decrypt_chat_message(chat.id, out.e2e or {}, out.id)
     await close_all(*everyone.values())
+
+
+async def test_server_never_sees_e2e_plaintext(live_backends: Live, tmp_path: Path) -> None:
+    """After an E2E conversation, no table row and no Redis key or value holds any of the plaintexts."""
+    from redis.asyncio import Redis
+    from sqlalchemy import inspect, text
+
+    live = live_backends
+    tag = tmp_path.name[-5:].replace("_", "")
+    alice = await device(live, tmp_path, f"alice{tag}", "a1", register=True)
+    bob = await device(live, tmp_path, f"bob{tag}", "b1", register=True)
+    dm = await alice.client.create_direct(bob.username)
+    group = await alice.client.create_chat("group", "blind", [bob.username])
+    secrets = [f"plaintext-{tag}-{i}-zebra" for i in range(6)]
+    for i, secret in enumerate(secrets):
+        sender = alice if i % 2 == 0 else bob
+        msg = await sender.send_text(dm.id if i < 3 else group.id, secret)
+        if i == 1:
+            await sender.edit_text(dm.id, msg.id, secret + "-edited")
+    got = await collect_texts(bob, dm.id, 3)
+    assert [m.text for m in got] == [secrets[0], secrets[1], secrets[2]]
+    needles = [s.encode() for s in secrets]
+    state = live.server.state
+    async with state.engine.connect() as conn:
+        tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
+        assert "messages" in tables and "to_device" in tables
+        for table in tables:
+            for row in (await conn.execute(text(f"SELECT * FROM {table}"))).all():
+                blob = repr(tuple(row)).encode()
+                assert not [n for n in needles if n in blob], f"plaintext found in table {table}"
+    if state.settings.redis_url:
+        redis = Redis.from_url(state.settings.redis_url)
+        try:
+            async for key in redis.scan_iter(match="*", count=1000):
+                kind = await redis.type(key)
+                value = b""
+                if kind == b"string":
+                    value = await redis.get(key) or b""
+                elif kind == b"zset":
+                    value = repr(await redis.zrange(key, 0, -1)).encode()
+                elif kind == b"hash":
+                    value = repr(await redis.hgetall(key)).encode()
+                assert not [n for n in needles if n in key or n in value], f"plaintext in redis key {key!r}"
+        finally:
+            await redis.aclose()
+    await close_all(alice, bob)
+
+
+async def test_live_sas_verification_between_two_devices(live: Live, tmp_path: Path) -> None:
+    tag = tmp_path.name[-5:].replace("_", "")
+    alice = await device(live, tmp_path, f"alice{tag}", "a1", register=True)
+    bob = await device(live, tmp_path, f"bob{tag}", "b1", register=True)
+    await alice.client.create_direct(bob.username)
+    bob_devices = await alice.devices(bob.username)
+    await bob.devices(alice.username)  # bob knows alice's device (TOFU) before her start arrives
+    sas_a = await alice.start_sas(bob.username, bob_devices[0]["device_id"])
+    start = await next_of(bob, ev.VerificationUpdate)
+    txn = start.data["transaction_id"]
+    assert txn == sas_a.transaction_id
+    sas_b = await bob.accept_sas(txn)
+    # both apps process their streams at once, as running clients do: the key exchange needs both
+    await asyncio.gather(next_of(alice, ev.VerificationUpdate, lambda e: e.state == "keys_exchanged"),
+                         next_of(bob, ev.VerificationUpdate, lambda e: e.state == "keys_exchanged"))
+    assert sas_a.emoji() == sas_b.emoji() and sas_a.decimals() == sas_b.decimals()
+    await alice.confirm_sas(txn, match=True)
+    await bob.confirm_sas(txn, match=True)
+    await asyncio.gather(next_of(alice, ev.VerificationUpdate, lambda e: e.state == "verified"),
+                         next_of(bob, ev.VerificationUpdate, lambda e: e.state == "verified"))
+    assert [d["trust"] for d in await alice.devices(bob.username)] == ["verified"]
+    assert [d["trust"] for d in await bob.devices(alice.username)] == ["verified"]
+    digits_a, qr = await alice.safety_number(bob.username)
+    digits_b, _ = await bob.safety_number(alice.username)
+    assert digits_a == digits_b and len(digits_a.split()) == 12
+    assert any(block in qr for block in "▀▄█")
+    await close_all(alice, bob)

@@ -28,7 +28,8 @@ def upgrade() -> None:
     sa.Column('outcome', sa.String(length=32), nullable=False),
     sa.Column('details', sa.Text(), nullable=False),
     sa.Column('created_at', server.db.types.UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_log_created_at'), ['created_at'], unique=False)
@@ -62,7 +63,8 @@ def upgrade() -> None:
     sa.Column('created_at', server.db.types.UTCDateTime(), nullable=False),
     sa.Column('last_seen_at', server.db.types.UTCDateTime(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
-    sa.UniqueConstraint('username', name=op.f('uq_users_username'))
+    sa.UniqueConstraint('username', name=op.f('uq_users_username')),
+    sqlite_autoincrement=True
     )
     op.create_table('avatars',
     sa.Column('user_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),

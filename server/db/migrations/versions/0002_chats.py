@@ -33,7 +33,8 @@ def upgrade() -> None:
     sa.Column('created_at', server.db.types.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['created_by'], ['users.id'], name=op.f('fk_chats_created_by_users'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_chats')),
-    sa.UniqueConstraint('direct_key', name=op.f('uq_chats_direct_key'))
+    sa.UniqueConstraint('direct_key', name=op.f('uq_chats_direct_key')),
+    sqlite_autoincrement=True
     )
     op.create_table('chat_events',
     sa.Column('chat_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -94,7 +95,8 @@ def upgrade() -> None:
     sa.Column('pinned_at', server.db.types.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['chat_id'], ['chats.id'], name=op.f('fk_messages_chat_id_chats'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['sender_id'], ['users.id'], name=op.f('fk_messages_sender_id_users'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_messages'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_messages')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index('ix_messages_chat_seq', ['chat_id', 'seq'], unique=True)

@@ -42,7 +42,8 @@ def upgrade() -> None:
     sa.Column('content', sa.Text().with_variant(mysql.LONGTEXT(), 'mysql'), nullable=False),
     sa.Column('created_at', server.db.types.UTCDateTime(), nullable=False),
     sa.Column('expires_at', server.db.types.UTCDateTime(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_to_device'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_to_device')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('to_device', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_to_device_expires_at'), ['expires_at'], unique=False)
