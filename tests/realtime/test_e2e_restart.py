@@ -48,8 +48,8 @@ CLIENT = textwrap.dedent('''
 
 async def _bob_process(home: Path, chat_id: int, action: str, text: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MELO_KEYRING": "file"}
-    return await asyncio.to_thread(subprocess.run, [sys.executable, "-c", CLIENT, str(home), str(chat_id), action, text],
-                                   env=env, capture_output=True, text=True, timeout=60)
+    argv = [sys.executable, "-c", CLIENT, str(home), str(chat_id), action, text]
+    return await asyncio.to_thread(subprocess.run, argv, env=env, capture_output=True, text=True, timeout=60)
 
 
 async def test_client_process_restarts_from_its_encrypted_store(live: Live, tmp_path: Path) -> None:
