@@ -1,6 +1,7 @@
 """``melo-server``: run, migrate, create-admin, keys rotate, check (commands for the server host)."""
 
 import asyncio
+import json
 import os
 import sys
 from pathlib import Path
@@ -66,6 +67,8 @@ def run(
         secret = getattr(settings, name)
         if hasattr(secret, "get_secret_value"):  # dumped as "**********": hand workers the real value
             value = secret.get_secret_value()
+        if isinstance(value, list | dict):
+            value = json.dumps(value)
         os.environ["MELO_" + name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     os.environ["MELO_MIGRATE_ON_START"] = "false"
     if config is not None:

@@ -5,6 +5,7 @@ when the server binds a public address.
 """
 
 import ipaddress
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -146,6 +147,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _env_value(raw: str) -> Any:
+    """Lists and tables (MELO_ICE_STUN_URLS='["stun:…"]') are JSON; everything else stays text."""
+    if raw.lstrip().startswith(("[", "{")):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw  # let validation name the field
+    return raw
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Settings from, lowest first: the TOML file, MELO_* environment, explicit overrides."""
     values: dict[str, Any] = {}
@@ -156,7 +167,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     for name in Settings.model_fields:
         env = os.environ.get("MELO_" + name.upper())
         if env:
-            values[name] = env
+            values[name] = _env_value(env)
     values.update({k: v for k, v in overrides.items() if v is not None})
     # model_validate skips BaseSettings' own sources, so the order above is the one that holds.
     return Settings.model_validate(values)
