@@ -130,6 +130,15 @@ class CallSignal(Event):
 
 
 @dataclass
+class CallMissed(Event):
+    """A call in this chat went unanswered (the record holds no content, only who and when)."""
+
+    call_id: str = ""
+    caller: str = ""
+    at: str = ""
+
+
+@dataclass
 class ConnectionState(Event):
     state: str = ""
 

@@ -355,6 +355,9 @@ class Messenger:
                 self._chats.pop(chat_id, None)
             return [ev.ChatChanged(chat_id=chat_id, seq=seq, change=kind.split(".")[1],  # type: ignore[arg-type]
                                    data=data)]
+        if kind == "call.missed":
+            return [ev.CallMissed(chat_id=chat_id, seq=seq, call_id=str(data.get("call_id", "")),
+                                  caller=str(data.get("caller", "")), at=str(data.get("at", "")))]
         if kind == "to_device":
             return await self._on_to_device(frame)
         if kind == "devices.changed":
