@@ -10,27 +10,28 @@ from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.conversation.typing_indicator import TypingIndicator
 from tests.realtime.conftest import Live
 from tests.realtime.e2ekit import close_all, device, next_of
-from tests.tui.tuikit import SIZE, login, make_app, message_texts, screen_shows, type_text, wait_for
+from tests.tui.tuikit import SIZE, login, make_app, message_texts, screen_shows, type_text, unique, wait_for
 
 
 async def test_two_clients_exchange_messages_typing_reactions_edits_receipts(live: Live, tmp_path: Path) -> None:
+    alice, bob_name = unique("alice"), unique("bob")
     app = make_app(tmp_path / "alice-home", live.server.url)
-    bob = await device(live, tmp_path / "bob-home", "bob", "bob", register=True)
+    bob = await device(live, tmp_path / "bob-home", bob_name, "bob", register=True)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await login(pilot, "alice", register=True)
+            await login(pilot, alice, register=True)
             assert isinstance(app.screen, ChatScreen)
-            await wait_for(pilot, lambda: app.screen.status == "alice · connected",  # type: ignore[attr-defined]
+            await wait_for(pilot, lambda: app.screen.status == f"{alice} · connected",  # type: ignore[attr-defined]
                            what="connected in the header")
-            chat = await bob.client.create_direct("alice")
+            chat = await bob.client.create_direct(alice)
             screen = app.screen
             assert isinstance(screen, ChatScreen)
             chats = screen.query_one(ChatList)
             await wait_for(pilot, lambda: chat.id in chats.entries, what="the DM in the chat list")
-            assert chats.entries[chat.id].title == "bob"  # a DM shows the peer
+            assert chats.entries[chat.id].title == bob_name  # a DM shows the peer
 
             # open it from the filter: type part of the name, Enter
-            await type_text(pilot, "bo")
+            await type_text(pilot, bob_name[:4])
             await pilot.press("enter")
             await wait_for(pilot, lambda: screen.chat_id == chat.id and screen.query_one("#composer").has_focus,
                            what="the chat open")
@@ -40,20 +41,20 @@ async def test_two_clients_exchange_messages_typing_reactions_edits_receipts(liv
             await type_text(pilot, "hello bob")
             await pilot.press("enter")
             got = await received
-            assert got.message.text == "hello bob" and got.message.sender == "alice"
+            assert got.message.text == "hello bob" and got.message.sender == alice
             await wait_for(pilot, lambda: screen_shows(app, "hello bob"), what="own message shown")
 
             # bob → alice: shown with the sender, unread not counted while open
             sent = await bob.send_text(chat.id, "hi alice")
             await wait_for(pilot, lambda: screen_shows(app, "hi alice"), what="bob's message")
-            assert any(t.startswith("bob") and "hi alice" in t for t in message_texts(app))
+            assert any(t.startswith(bob_name) and "hi alice" in t for t in message_texts(app))
             assert chats.entries[chat.id].unread == 0
 
             # bob types → indicator; alice types → bob gets Typing
             await bob.typing(chat.id, True)
             indicator = screen.query_one(TypingIndicator)
-            await wait_for(pilot, lambda: "bob" in indicator.typing, what="typing indicator")
-            typing = asyncio.create_task(next_of(bob, ev.Typing, lambda e: e.user == "alice"))
+            await wait_for(pilot, lambda: bob_name in indicator.typing, what="typing indicator")
+            typing = asyncio.create_task(next_of(bob, ev.Typing, lambda e: e.user == alice))
             await type_text(pilot, "x")
             assert (await typing).typing is True
             await pilot.press("backspace")
@@ -68,7 +69,7 @@ async def test_two_clients_exchange_messages_typing_reactions_edits_receipts(liv
                            what="edit shown")
 
             # alice reacts with a slash command → bob gets the reaction
-            reacted = asyncio.create_task(next_of(bob, ev.ReactionChanged, lambda e: e.user == "alice"))
+            reacted = asyncio.create_task(next_of(bob, ev.ReactionChanged, lambda e: e.user == alice))
             screen.query_one("#composer").insert("/react 🎉")  # type: ignore[attr-defined]  # no key for emoji
             await pilot.press("enter")
             reaction = await reacted
@@ -94,7 +95,7 @@ async def test_two_clients_exchange_messages_typing_reactions_edits_receipts(liv
             await pilot.press("enter")
             reply = (await received).message
             assert reply.text == "sure" and reply.reply_to == sent.id
-            await wait_for(pilot, lambda: any("↳ bob: hi alice, edited" in t and "sure" in t
+            await wait_for(pilot, lambda: any(f"↳ {bob_name}: hi alice, edited" in t and "sure" in t
                                               for t in message_texts(app)), what="quoted reply")
             deleted = asyncio.create_task(next_of(bob, ev.MessageDeleted, lambda e: e.chat_id == chat.id))
             await type_text(pilot, "/delete")
@@ -111,14 +112,14 @@ async def test_auto_login_from_stored_credentials(live: Live, tmp_path: Path) ->
     first = make_app(home, live.server.url)
     try:
         async with first.run_test(size=SIZE) as pilot:
-            await login(pilot, "carol", register=True)
+            await login(pilot, carol := unique("carol"), register=True)
     finally:
         await first.backend.close()
     second: MeloApp = make_app(home, None)  # no server given: the stored profile says where
     try:
         async with second.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: isinstance(second.screen, ChatScreen), what="auto-login")
-            assert second.backend.username == "carol"
+            assert second.backend.username == carol
     finally:
         await second.backend.close()
 

@@ -13,7 +13,7 @@ from melo_tui.sanitize import MAX_CHARS, clean, clean_body
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
 from tests.realtime.conftest import Live
 from tests.realtime.e2ekit import close_all, device
-from tests.tui.tuikit import SIZE, login, make_app, message_texts, wait_for
+from tests.tui.tuikit import SIZE, login, make_app, message_texts, unique, wait_for
 
 PIECES = [
     "[bold]x[/]", "[link=https://evil.example]click me[/link]", "[red on blue]alarm[/]", "[/]", "[", "]",
@@ -109,11 +109,12 @@ def test_sanitize_markers() -> None:
 async def test_hostile_messages_from_a_live_peer_appear_literally(live: Live, tmp_path: Path) -> None:
     strings = [s[:4000] for s in hostile_strings(30, seed=7)]
     app = make_app(tmp_path / "home", live.server.url)
-    mallory = await device(live, tmp_path / "m-home", "mallory", "mallory", register=True)
+    victim = unique("victim")
+    mallory = await device(live, tmp_path / "m-home", unique("mallory"), "mallory", register=True)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await login(pilot, "victim", register=True)
-            chat = await mallory.client.create_chat("group", "[blink]evil\x1b[5m title\u202e", ["victim"])
+            await login(pilot, victim, register=True)
+            chat = await mallory.client.create_chat("group", "[blink]evil\x1b[5m title\u202e", [victim])
             for s in strings:
                 await mallory.send_text(chat.id, s)
             screen = app.screen

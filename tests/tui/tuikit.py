@@ -61,3 +61,10 @@ async def login(pilot: Pilot[None], username: str, password: str = PASSWORD, *, 
     app.screen.query_one("#password").value = password  # type: ignore[attr-defined]
     await pilot.click("#register" if register else "#login")
     await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="the chat screen")
+
+
+def unique(prefix: str) -> str:
+    """A username nobody has yet (the live fixture's database is shared by the run)."""
+    import secrets
+
+    return f"{prefix}{secrets.token_hex(3)}"
