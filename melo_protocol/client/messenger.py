@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from melo_protocol.client import events as ev
+from melo_protocol.client.cache import MessageCache
 from melo_protocol.client.errors import MeloError
 from melo_protocol.client.keystore import load_or_create_store_key
 from melo_protocol.client.rest import MeloClient
@@ -80,6 +81,7 @@ class Messenger:
         self._verifications: dict[str, SasVerification] = {}
         self._pending_events: list[ev.Event] = []
         self._lock = asyncio.Lock()
+        self.cache: MessageCache | None = None
 
     # -- opening -------------------------------------------------------------------------------------
     @classmethod
@@ -109,6 +111,7 @@ class Messenger:
         except StoreKeyError as exc:
             raise E2EError(f"cannot open the local encrypted store: {exc}") from None
         self.machine = CryptoMachine.open(store, me.id, me.device_id)
+        self.cache = MessageCache(self.data_dir / "cache.sqlite3", self._store_key)
         await self._upload_keys()
         if live:
             self.stream = LiveStream(self.client, cursor_store=CursorFile(self.data_dir / "cursor.json"),
@@ -122,6 +125,9 @@ class Messenger:
         if self.machine is not None:
             self.machine.close()
             self.machine = None
+        if self.cache is not None:
+            self.cache.close()
+            self.cache = None
 
     def _on_state(self, state: str) -> None:
         self._pending_events.append(ev.ConnectionState(state=state))
@@ -259,6 +265,16 @@ class Messenger:
             verified=verified or out.sender_id == self.user_id, kind="emote" if kind == EMOTE else "text")
 
     def _decrypt(self, out: MessageOut) -> ev.Message:
+        message = self._decrypt_uncached(out)
+        if self.cache is not None:
+            if message.status == "ok" or message.status == "deleted":
+                self.cache.put(message)
+            elif (cached := self.cache.get(out.chat_id, out.id)) is not None and cached.status == "ok" \
+                    and cached.edited_at == message.edited_at:
+                return cached  # decrypted here before; its keys may be gone (a rotated-away device, a restore)
+        return message
+
+    def _decrypt_uncached(self, out: MessageOut) -> ev.Message:
         if out.deleted:
             return self._view(out, None, "deleted")
         if out.e2e is None:
@@ -292,6 +308,10 @@ class Messenger:
                             uid, keys["device_id"], KEY_REQUEST,
                             {"chat_id": out.chat_id, "session_id": exc.session_id, "sender_key": exc.sender_key}))
             await self._send_to_device(messages)
+
+    def cached_history(self, chat_id: int, *, before: int | None = None, limit: int = 50) -> list[ev.Message]:
+        """What this device has already decrypted, without the network (instant first paint, offline)."""
+        return self.cache.history(chat_id, before=before, limit=limit) if self.cache is not None else []
 
     async def history(self, chat_id: int, *, before: int | None = None, limit: int = 50) -> list[ev.Message]:
         page = await self.client.history_raw(chat_id, before=before, limit=limit)

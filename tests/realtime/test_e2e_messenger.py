@@ -159,3 +159,27 @@ async def test_live_sas_verification_between_two_devices(live: Live, tmp_path: P
     assert digits_a == digits_b and len(digits_a.split()) == 12
     assert any(block in qr for block in "▀▄█")
     await close_all(alice, bob)
+
+
+async def test_local_message_cache_is_sealed_and_serves_history(live: Live, tmp_path: Path) -> None:
+    tag = tmp_path.name[-5:].replace("_", "")
+    alice = await device(live, tmp_path, f"alice{tag}", "a1", register=True)
+    bob = await device(live, tmp_path, f"bob{tag}", "b1", register=True)
+    chat = await alice.client.create_direct(bob.username)
+    for text in ("cached one", "cached two"):
+        await alice.send_text(chat.id, text)
+    assert [m.text for m in await collect_texts(bob, chat.id, 2)] == ["cached one", "cached two"]
+    assert [m.text for m in bob.cached_history(chat.id)] == ["cached one", "cached two"]
+    cache_file = bob.data_dir / "cache.sqlite3"
+    await close_all(bob)
+    assert b"cached one" not in cache_file.read_bytes()
+    assert oct(cache_file.stat().st_mode & 0o777) == "0o600"
+    # the same device again, from its stored credentials: its cache reads back without the network
+    from melo_protocol.client import CredentialStore, MeloClient
+    from melo_protocol.client.messenger import Messenger
+
+    store = CredentialStore(tmp_path, "b1")
+    bob2 = Messenger.open(MeloClient(store=store), store)
+    await bob2.start(live=False)
+    assert [m.text for m in bob2.cached_history(chat.id)] == ["cached one", "cached two"]
+    await close_all(alice, bob2)

@@ -1,0 +1,59 @@
+"""The local message cache: decrypted messages kept on this device for history, offline reading and
+messages whose keys are gone. Every row is sealed with AES-256-GCM under a key derived from the
+profile's store key (the one in the OS keyring), so the file alone reveals nothing."""
+
+import json
+import os
+import sqlite3
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from melo_protocol.client.events import Message
+
+
+class MessageCache:
+    def __init__(self, path: Path, store_key: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"melo message cache").derive(store_key)
+        self._aead = AESGCM(key)
+        self._db = sqlite3.connect(path)
+        self._db.execute("CREATE TABLE IF NOT EXISTS messages (chat_id INTEGER, message_id INTEGER PRIMARY KEY, "
+                         "seq INTEGER, blob BLOB)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS ix_chat_seq ON messages (chat_id, seq)")
+        os.chmod(path, 0o600)
+
+    def put(self, message: Message) -> None:
+        data = asdict(message)
+        data["created_at"] = message.created_at.isoformat()
+        data["edited_at"] = message.edited_at.isoformat() if message.edited_at else None
+        nonce = os.urandom(12)
+        aad = f"{message.chat_id}:{message.id}".encode()
+        blob = nonce + self._aead.encrypt(nonce, json.dumps(data).encode(), aad)
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?)",
+                             (message.chat_id, message.id, message.seq, blob))
+
+    def _open(self, chat_id: int, message_id: int, blob: bytes) -> Message:
+        data = json.loads(self._aead.decrypt(blob[:12], blob[12:], f"{chat_id}:{message_id}".encode()))
+        data["created_at"] = datetime.fromisoformat(data["created_at"])
+        data["edited_at"] = datetime.fromisoformat(data["edited_at"]) if data["edited_at"] else None
+        return Message(**data)
+
+    def get(self, chat_id: int, message_id: int) -> Message | None:
+        row = self._db.execute("SELECT blob FROM messages WHERE chat_id = ? AND message_id = ?",
+                               (chat_id, message_id)).fetchone()
+        return self._open(chat_id, message_id, row[0]) if row else None
+
+    def history(self, chat_id: int, *, before: int | None = None, limit: int = 50) -> list[Message]:
+        rows = self._db.execute(
+            "SELECT message_id, blob FROM messages WHERE chat_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (chat_id, before if before is not None else 2**62, limit)).fetchall()
+        return [self._open(chat_id, mid, blob) for mid, blob in reversed(rows)]
+
+    def close(self) -> None:
+        self._db.close()
