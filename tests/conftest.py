@@ -40,7 +40,8 @@ def _service_url(env: str) -> str:
     return url
 
 
-async def _create_database(server_url: str, name: str) -> str:
+async def _admin_sql(server_url: str, statement: str) -> None:
+    """Run one statement on the database server itself (not inside a test database)."""
     url = make_url(server_url)
     if url.get_backend_name() == "postgresql":
         import asyncpg
@@ -50,35 +51,7 @@ async def _create_database(server_url: str, name: str) -> str:
             password=url.password, database=url.database or "postgres",
         )
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        return url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
-    import asyncmy
-
-    conn = await asyncmy.connect(
-        host=url.host or "127.0.0.1", port=url.port or 3306, user=url.username or "root",
-        password=url.password or "",
-    )
-    try:
-        async with conn.cursor() as cur:
-            await cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-    finally:
-        conn.close()
-    return url.set(drivername="mysql+asyncmy", database=name).render_as_string(hide_password=False)
-
-
-async def _drop_database(server_url: str, name: str) -> None:
-    url = make_url(server_url)
-    if url.get_backend_name() == "postgresql":
-        import asyncpg
-
-        conn = await asyncpg.connect(
-            host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username or "postgres",
-            password=url.password, database=url.database or "postgres",
-        )
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(statement)
         finally:
             await conn.close()
         return
@@ -90,9 +63,25 @@ async def _drop_database(server_url: str, name: str) -> None:
     )
     try:
         async with conn.cursor() as cur:
-            await cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            await cur.execute(statement)
     finally:
         conn.close()
+
+
+async def _create_database(server_url: str, name: str) -> str:
+    url = make_url(server_url)
+    if url.get_backend_name() == "postgresql":
+        await _admin_sql(server_url, f'CREATE DATABASE "{name}"')
+        return url.set(drivername="postgresql+asyncpg", database=name).render_as_string(hide_password=False)
+    await _admin_sql(server_url, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+    return url.set(drivername="mysql+asyncmy", database=name).render_as_string(hide_password=False)
+
+
+async def _drop_database(server_url: str, name: str) -> None:
+    if make_url(server_url).get_backend_name() == "postgresql":
+        await _admin_sql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        await _admin_sql(server_url, f"DROP DATABASE IF EXISTS `{name}`")
 
 
 class _Databases:
