@@ -43,7 +43,12 @@ class MeloApp(App[None]):
         self.connection_state = "offline"
 
     # -- start: auto-login or the login screen ----------------------------------------------------------
+    def _flush_warnings(self) -> None:
+        while self.backend.warnings:
+            self.notify(clean_line(self.backend.warnings.pop(0), 300), severity="warning", timeout=8)
+
     def on_mount(self) -> None:
+        self._flush_warnings()
         if self.backend.has_stored_login():
             self.auto_login()
         else:
@@ -81,6 +86,7 @@ class MeloApp(App[None]):
         self._logged_in()
 
     def _logged_in(self) -> None:
+        self._flush_warnings()
         messenger = self.backend.messenger
         assert messenger is not None
         state = messenger.stream.state if messenger.stream is not None else "offline"

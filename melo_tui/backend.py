@@ -27,6 +27,7 @@ class Backend:
     messenger: Messenger | None = None
     is_admin: bool = False
     username: str = ""
+    warnings: list[str] = field(default_factory=list)
     _clients: list[MeloClient] = field(default_factory=list)
 
     @property

@@ -16,9 +16,10 @@ def run(argv: list[str] | None = None) -> None:
     from melo_tui.app import MeloApp
     from melo_tui.backend import Backend
 
+    warnings: list[str] = []  # stderr would scribble over the screen: the app shows them as notifications
     try:
-        store = CredentialStore(profile=args.profile)
+        store = CredentialStore(profile=args.profile, warn=warnings.append)
     except ValueError as exc:
         print(f"melo-tui: {exc}", file=sys.stderr)
         sys.exit(2)
-    MeloApp(Backend(store, server_url=args.server)).run()
+    MeloApp(Backend(store, server_url=args.server, warnings=warnings)).run()

@@ -23,18 +23,20 @@ class LoginScreen(Screen[None]):
         yield Header()
         with Vertical(id="login-form"):
             yield Label("Welcome to Melo: log in, or register a new account.", id="login-title")
-            yield Label("Server")
-            yield Input(self.server_url, id="server")
-            yield Label("Username")
-            yield Input(id="username", placeholder="username")
-            yield Label("Password")
-            yield Input(id="password", password=True, placeholder="password")
-            yield Label("Registration token (only to register, when the server asks for one)")
-            yield Input(id="token", placeholder="optional")
+            yield self._field(Input(self.server_url, id="server"), "Server")
+            yield self._field(Input(id="username", placeholder="username"), "Username")
+            yield self._field(Input(id="password", password=True, placeholder="password"), "Password")
+            yield self._field(Input(id="token", placeholder="only to register, when the server asks for one"),
+                              "Registration token")
             with Horizontal(id="login-buttons"):
                 yield Button("Log in", id="login", variant="primary")
                 yield Button("Register", id="register")
         yield Footer()
+
+    @staticmethod
+    def _field(widget: Input, title: str) -> Input:
+        widget.border_title = title
+        return widget
 
     def on_mount(self) -> None:
         self.query_one("#username" if self.server_url else "#server", Input).focus()
