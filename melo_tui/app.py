@@ -104,7 +104,9 @@ class MeloApp(App[None]):
         # the SDK reports state changes as events only when a frame arrives; the header must not wait
         messenger = self.backend.messenger
         stream = messenger.stream if messenger is not None else None
-        if stream is not None and stream.state != self.connection_state:
+        screen = self.chat_screen
+        shown = screen.status if screen is not None else ""
+        if stream is not None and (stream.state != self.connection_state or not shown.endswith(stream.state)):
             self.set_connection_state(stream.state)
             if stream.state == "connected" and self.chat_screen is not None:
                 self.chat_screen._retry_outbox()
@@ -288,6 +290,9 @@ class MeloApp(App[None]):
                 for entry in getattr(audit, "entries", getattr(audit, "events", [])):
                     body.append(clean_line(" · ".join(str(v) for v in entry.model_dump().values()), 200) + "\n")
                 self.push_screen(InfoScreen("Audit log", body))
+
+    async def on_unmount(self) -> None:
+        await self.backend.close()  # however the app ends, the stream and HTTP clients close with it
 
     async def action_quit(self) -> None:
         await self.backend.close()

@@ -145,7 +145,9 @@ class ChatScreen(Screen[None]):
         view = self.query_one(MessageView)
         await view.show_chat(chat_id, messages, complete=len(messages) < HISTORY_PAGE)
         self.query_one(Composer).focus()
-        chats.update_entry(chat_id, unread=0)
+        if messages:  # the list's preview of an E2E chat stays "encrypted" until we have read it here
+            self.previews[chat_id] = preview_of(messages[-1])
+        chats.update_entry(chat_id, unread=0, preview=self.previews.get(chat_id, ""))
         if messages:
             try:
                 members = await self.messenger.client.list_members(chat_id)

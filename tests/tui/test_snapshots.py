@@ -1,0 +1,146 @@
+"""Snapshot tests (pytest-textual-snapshot) of login, chat list with a conversation, sessions, verify, help.
+
+Deterministic: fixed usernames on this run's own ``melo-server`` process, the fixed clock of
+``formatting.FIXED``, a fixed server URL on the login form, safety numbers from fixed keys, and nothing
+random (ids, ports) on screen. Update with ``pytest tests/tui/test_snapshots.py --snapshot-update``.
+"""
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from melo_protocol.client import CredentialStore, MeloClient
+from melo_protocol.client import events as ev
+from melo_protocol.client.messenger import Messenger
+from melo_protocol.crypto import PartyIdentity, safety_number, safety_qr
+from melo_tui.app import MeloApp
+from melo_tui.formatting import FIXED
+from melo_tui.screens.chat import ChatScreen
+from melo_tui.screens.sessions import SessionsScreen
+from melo_tui.screens.verify import VerifyScreen
+from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
+from tests.live import LiveServer
+from tests.realtime.e2ekit import PASSWORD, next_of
+from tests.tui.tuikit import SIZE, make_app, wait_for
+
+ALICE, BOB = "alice", "bob"
+FIXED_ME = PartyIdentity.of(1, "A" * 43)
+FIXED_THEM = PartyIdentity.of(2, "B" * 43)
+
+
+async def _messenger(url: str, home: Path, profile: str, username: str, *, register: bool,
+                     device_name: str) -> Messenger:
+    store = CredentialStore(home, profile)
+    client = MeloClient(url, store=store)
+    if register:
+        await client.register(username, PASSWORD, device_name=device_name)
+    else:
+        await client.login(username, PASSWORD, device_name=device_name)
+    m = Messenger.open(client, store)
+    await m.start()
+    return m
+
+
+async def _setup(url: str, home: Path) -> None:
+    """alice (the profile the app opens) and bob talk; a second alice session exists elsewhere."""
+    alice = await _messenger(url, home, "alice", ALICE, register=True, device_name="melo-tui")
+    bob = await _messenger(url, home, "bob", BOB, register=True, device_name="phone")
+    try:
+        async with MeloClient(url, store=CredentialStore(home, "laptop")) as laptop:
+            await laptop.login(ALICE, PASSWORD, device_name="laptop")
+        chat = await bob.client.create_direct(ALICE)
+        got = asyncio.create_task(next_of(alice, ev.MessageReceived, lambda e: e.message.text == "welcome",
+                                          timeout=30))
+        await bob.send_text(chat.id, "Hi Alice! This is [bold]not bold[/] and stays literal.")
+        await bob.send_text(chat.id, "welcome")
+        await got  # alice's device holds the room key before the app opens it
+        await alice.send_text(chat.id, "Hello Bob 👋")
+        await bob.client.create_chat("group", "Melo team", [ALICE])
+    finally:
+        for m in (alice, bob):
+            await m.close()
+            await m.client.aclose()
+
+
+@pytest.fixture(scope="module")
+def snapshot_home(tui_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    home = tmp_path_factory.mktemp("snapshots")
+    asyncio.run(_setup(tui_server.url, home))
+    return tui_server.url, home
+
+
+def alice_app(snapshot_home: tuple[str, Path]) -> MeloApp:
+    url, home = snapshot_home
+    return make_app(home, url, profile="alice", formatting=FIXED)
+
+
+async def _conversation_open(pilot: Pilot[Any]) -> ChatScreen:
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="auto-login")
+    screen = app.screen
+    assert isinstance(screen, ChatScreen)
+    await wait_for(pilot, lambda: screen.status == f"{ALICE} · connected" and len(screen.query("ChatRow")) == 2,
+                   what="connected with chats")
+    await pilot.press("down", "down")  # to the DM: the newest chat (the group) is first
+    await pilot.press("enter")
+    view = screen.query_one(MessageView)
+    await wait_for(pilot, lambda: len(view.query(MessageItem)) == 3, what="the conversation")
+    await pilot.pause()
+    return screen
+
+
+def test_login_screen(snap_compare: Any) -> None:
+    app = make_app(Path("/nonexistent-melo-home"), "https://melo.example", formatting=FIXED)
+    assert snap_compare(app, terminal_size=SIZE)
+
+
+def test_help_screen(snap_compare: Any) -> None:
+    app = make_app(Path("/nonexistent-melo-home"), "https://melo.example", formatting=FIXED)
+    assert snap_compare(app, terminal_size=SIZE, press=["f1"])
+
+
+def test_chat_list_with_conversation(snap_compare: Any, snapshot_home: tuple[str, Path]) -> None:
+    app = alice_app(snapshot_home)
+    texts: list[str] = []
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen = await _conversation_open(pilot)
+        texts.extend(i.rendered.plain for i in screen.query(MessageItem))
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert any("[bold]not bold[/]" in t for t in texts)  # literally, on screen
+    assert any("Hello Bob 👋" in t for t in texts)
+
+
+def test_sessions_screen(snap_compare: Any, snapshot_home: tuple[str, Path]) -> None:
+    app = alice_app(snapshot_home)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="auto-login")
+        await pilot.press("ctrl+s")
+        screen = app.screen
+        assert isinstance(screen, SessionsScreen)
+        await wait_for(pilot, lambda: len(screen.sessions) == 2, what="two sessions")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_verify_screen(snap_compare: Any, snapshot_home: tuple[str, Path]) -> None:
+    app = alice_app(snapshot_home)
+
+    async def fixed_safety_number(username: str) -> tuple[str, str]:
+        # real keys are new every run: the same functions over fixed keys keep the picture stable
+        return safety_number(FIXED_ME, FIXED_THEM), safety_qr(FIXED_ME, FIXED_THEM)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _conversation_open(pilot)
+        app.backend.messenger.safety_number = fixed_safety_number  # type: ignore[union-attr, method-assign]
+        await pilot.press(*"/verify", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, VerifyScreen), what="verify screen")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
