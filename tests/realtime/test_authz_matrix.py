@@ -6,6 +6,7 @@ The routes are enumerated from the served OpenAPI document, so a new route under
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -66,6 +67,9 @@ REST_EXPECTED: dict[tuple[str, str], dict[str, int]] = {
     ("POST", C + "/pins"):                    row(401, 404, 403, 204, 204, 401, 401),
     ("DELETE", C + "/pins/{message_id}"):     row(401, 404, 403, 204, 204, 401, 401),
     ("POST", C + "/read"):                    row(401, 404, 204, 204, 204, 401, 401),
+    ("POST", C + "/calls/missed"):            row(401, 404, 201, 201, 201, 401, 401),
+    ("POST", C + "/scheduled"):               row(401, 404, 201, 201, 201, 401, 401),
+    ("PUT", C + "/timer"):                    row(401, 404, 403, 200, 200, 401, 401),
 }
 
 # WebSocket commands: "ack", an error code, or "closed:<code>" when the socket cannot authenticate
@@ -123,6 +127,10 @@ def rest_request(key: tuple[str, str], actor: str, t: Targets) -> tuple[str, str
         ("PATCH", M): {"e2e": envelope(f"edited by {actor}")},
         ("POST", C + "/pins"): {"message_id": t.pin_message},
         ("POST", C + "/read"): {"seq": 1},
+        ("POST", C + "/calls/missed"): {"call_id": f"call-{actor}"},
+        ("POST", C + "/scheduled"): {"txn_id": txn(), "e2e": envelope(f"later by {actor}"),
+                                     "send_at": (datetime.now(UTC) + timedelta(days=1)).isoformat()},
+        ("PUT", C + "/timer"): {"seconds": None},
     }
     return method, url, bodies.get(key)
 
