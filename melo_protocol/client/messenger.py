@@ -173,6 +173,12 @@ class Messenger:
             for i in range(0, len(wanted), 500):
                 got = await self.client.keys_query(wanted[i:i + 500])
                 for name, devices in got.items():
+                    known = self._devices.get(name)
+                    if known is not None and name != self.username:
+                        # a contact gained a device we have never seen: say so, it is unverified
+                        for device_id in sorted(set(devices) - set(known)):
+                            self._pending_events.append(ev.KeyWarning(user=name, device_id=device_id,
+                                                                      reason="new_unverified_device"))
                     self._devices[name] = devices
                     self._stale_users.discard(name)
         out: dict[int, list[dict[str, Any]]] = {}
@@ -381,7 +387,11 @@ class Messenger:
         if kind == "to_device":
             return await self._on_to_device(frame)
         if kind == "devices.changed":
-            self._stale_users.add(frame.get("user", ""))
+            user = str(frame.get("user", ""))
+            self._stale_users.add(user)
+            if user in self._devices and user != self.username:
+                with contextlib.suppress(MeloError):
+                    await self._device_keys([user])  # look now: a new device is flagged at once
             return []
         if kind == "keys.low":
             await self._upload_keys()

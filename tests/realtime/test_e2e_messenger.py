@@ -183,3 +183,16 @@ async def test_local_message_cache_is_sealed_and_serves_history(live: Live, tmp_
     await bob2.start(live=False)
     assert [m.text for m in bob2.cached_history(chat.id)] == ["cached one", "cached two"]
     await close_all(alice, bob2)
+
+
+async def test_new_device_of_a_contact_is_flagged(live: Live, tmp_path: Path) -> None:
+    tag = tmp_path.name[-5:].replace("_", "")
+    alice = await device(live, tmp_path, f"alice{tag}", "a1", register=True)
+    bob = await device(live, tmp_path, f"bob{tag}", "b1", register=True)
+    chat = await alice.client.create_direct(bob.username)
+    await alice.send_text(chat.id, "first")  # alice learns bob's one device
+    bob2 = await device(live, tmp_path, bob.username, "b2")  # bob logs in elsewhere
+    warning = await next_of(alice, ev.KeyWarning)  # devices.changed reaches alice; her next look flags it
+    assert warning.user == bob.username and warning.reason == "new_unverified_device"
+    assert warning.device_id == bob2.device_id
+    await close_all(alice, bob, bob2)
