@@ -8,7 +8,7 @@ from pathlib import Path
 from textual.app import App, ComposeResult
 
 from melo_protocol.client.events import Message
-from melo_tui.formatting import FIXED
+from melo_tui.formatting import FIXED, Formatting
 from melo_tui.sanitize import MAX_CHARS, clean, clean_body
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
 from tests.realtime.conftest import Live
@@ -45,8 +45,12 @@ def message(i: int, text: str, sender: str = "mallory") -> Message:
 
 
 class ViewApp(App[None]):
+    def __init__(self, formatting: Formatting = FIXED) -> None:
+        super().__init__()
+        self.formatting = formatting
+
     def compose(self) -> ComposeResult:
-        yield MessageView("me", FIXED, id="messages")
+        yield MessageView("me", self.formatting, id="messages")
 
 
 def assert_safe(plain: str) -> None:
@@ -131,3 +135,52 @@ async def test_hostile_messages_from_a_live_peer_appear_literally(live: Live, tm
     finally:
         await app.backend.close()
         await close_all(mallory)
+
+
+async def test_scrolling_through_a_long_history_keeps_a_bounded_ordered_window() -> None:
+    from datetime import timedelta
+
+    from melo_tui.widgets.conversation.message_view import MAX_MOUNTED
+
+    base = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    n = 750
+    messages = [Message(id=i, chat_id=1, seq=i, sender="a" if i % 7 else "b", sender_device="D", text=f"m{i}",
+                        status="ok", created_at=base + timedelta(hours=i)) for i in range(1, n + 1)]
+    app = ViewApp(Formatting(day_key=lambda dt: dt.date().isoformat(), day=lambda dt: dt.date().isoformat()))
+
+    def check_window() -> list[int]:
+        seqs = [i.message.seq for i in view.query(MessageItem)]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # contiguous, in order
+        assert len(seqs) <= MAX_MOUNTED
+        days = [c for c in view.children if "day" in c.classes and c.id != "beginning"]
+        shown_days = {view.messages[s - 1].created_at.date() for s in seqs}
+        assert len(days) == len(shown_days)  # one separator per day shown
+        return seqs
+
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(MessageView)
+        await view.show_chat(1, messages, complete=True)
+        assert check_window()[-1] == n
+        while view.shown_from > 0:
+            await view.load_older()
+            await pilot.pause()
+            check_window()
+        assert check_window()[0] == 1
+        assert "beginning of the conversation" in str(view.children[0].render())
+        while view.shown_to < n:
+            await view.load_newer()
+            await pilot.pause()
+            check_window()
+        assert check_window()[-1] == n
+        # far up in the history, a new message waits; one's own message jumps to the newest
+        while view.shown_from > 0:
+            await view.load_older()
+        await pilot.pause()
+        await view.add(Message(id=n + 1, chat_id=1, seq=n + 1, sender="b", sender_device="D", text="new",
+                               status="ok", created_at=base + timedelta(hours=n + 1)))
+        await pilot.pause()
+        assert check_window()[0] == 1 and n + 1 not in view.items
+        await view.add(Message(id=n + 2, chat_id=1, seq=n + 2, sender="me", sender_device="D", text="mine",
+                               status="ok", created_at=base + timedelta(hours=n + 2)))
+        await pilot.pause()
+        assert check_window()[-2:] == [n + 1, n + 2]

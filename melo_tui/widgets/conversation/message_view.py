@@ -1,7 +1,9 @@
 """The message view: a conversation grouped by day and sender, rendered from untrusted text safely.
 
-Only the newest ``WINDOW`` messages are mounted as widgets; scrolling to the top mounts more of the
-loaded ones and, when all are shown, asks for older history (``MessageView.OlderWanted``). Every piece
+Only a window of the loaded messages is mounted as widgets (the newest ``WINDOW`` at first, never more
+than ``MAX_MOUNTED``): scrolling to the top mounts older loaded ones (unmounting the newest beyond the cap)
+and, when all are shown, asks for older history (``MessageView.OlderWanted``); scrolling back to the
+bottom mounts the newer ones again. Every piece
 of user text goes through ``melo_tui.sanitize`` into ``rich.text.Text`` (never markup).
 """
 
@@ -21,6 +23,7 @@ from melo_tui.sanitize import clean_body, clean_line
 
 WINDOW = 200
 MORE = 100
+MAX_MOUNTED = 500  # scrolled far away, the other end is unmounted: layout cost stays bounded
 GROUP_GAP = timedelta(minutes=5)
 
 
@@ -125,6 +128,7 @@ class MessageView(VerticalScroll, can_focus=True):
         self.by_id: dict[int, Message] = {}
         self.items: dict[int, MessageItem] = {}
         self.shown_from = 0  # index in ``messages`` of the first mounted message
+        self.shown_to = 0  # one past the last mounted message
         self.read_seq = 0  # highest seq read by someone else
         self.history_complete = False
         self.loading_older = False
@@ -153,10 +157,10 @@ class MessageView(VerticalScroll, can_focus=True):
     async def _rebuild(self) -> None:
         self.items.clear()
         await self.remove_children()
-        shown = self.messages[self.shown_from:]
+        shown = self.messages[self.shown_from:self.shown_to]
         widgets: list[Static] = []
         if self.history_complete and self.shown_from == 0:
-            widgets.append(Static(Text("beginning of the conversation", style="dim italic"), classes="day"))
+            widgets.append(self._beginning())
         widgets.extend(self._widgets_for(shown, None))
         if widgets:
             await self.mount_all(widgets)
@@ -168,7 +172,11 @@ class MessageView(VerticalScroll, can_focus=True):
         self.by_id = {m.id: m for m in self.messages}
         self.history_complete = complete
         self.read_seq = 0
-        self.shown_from = max(0, len(self.messages) - WINDOW)
+        await self.jump_to_latest()
+
+    async def jump_to_latest(self) -> None:
+        self.shown_to = len(self.messages)
+        self.shown_from = max(0, self.shown_to - WINDOW)
         await self._rebuild()
         self.scroll_end(animate=False, immediate=True)
 
@@ -181,14 +189,92 @@ class MessageView(VerticalScroll, can_focus=True):
             return
         self.messages = sorted(fresh + self.messages, key=lambda m: m.seq)
         self.by_id.update({m.id: m for m in fresh})
+        self.shown_from += len(fresh)  # the same messages, now further down the list
+        self.shown_to += len(fresh)
         await self._show_more(len(fresh))
 
     async def _show_more(self, count: int) -> None:
-        anchor = self.children[1] if len(self.children) > 1 else None
-        self.shown_from = max(0, self.shown_from - count) if count else self.shown_from
-        await self._rebuild()
-        if anchor is not None and isinstance(anchor, MessageItem) and anchor.message.id in self.items:
-            self.scroll_to_widget(self.items[anchor.message.id], top=True, animate=False, immediate=True)
+        """Mount ``count`` more loaded messages above the shown ones, keeping what the reader looks at."""
+        new_from = max(0, self.shown_from - count)
+        if new_from == self.shown_from:
+            if self.history_complete and self.shown_from == 0 and not self.query("#beginning"):
+                await self.mount(self._beginning(), before=0)
+            return
+        fresh = self.messages[new_from:self.shown_from]
+        old_first = self.messages[self.shown_from]
+        anchor = self.items.get(old_first.id)
+        widgets: list[Static] = []
+        if self.history_complete and new_from == 0:
+            widgets.append(self._beginning())
+        widgets.extend(self._widgets_for(fresh, None))
+        f = self.formatting
+        if f.day_key(fresh[-1].created_at) == f.day_key(old_first.created_at) and self.children \
+                and "day" in self.children[0].classes:
+            await self.children[0].remove()  # the day already has its separator above
+        if anchor is not None:
+            anchor.rerender(show_header=self._rendering(old_first, fresh[-1]).show_header)
+        self.shown_from = new_from
+        await self.mount_all(widgets, before=0)
+        await self._trim_bottom()
+        if anchor is not None:  # the reader was at the top: keep the message they saw there
+            self.call_after_refresh(self.scroll_to_widget, anchor, top=True, animate=False, immediate=True)
+
+    async def _unmount(self, messages: list[Message]) -> None:
+        gone = [self.items.pop(m.id) for m in messages if m.id in self.items]
+        if gone:
+            await self.remove_children(gone)
+
+    async def _trim_bottom(self) -> None:
+        if self.shown_to - self.shown_from <= MAX_MOUNTED:
+            return
+        new_to = self.shown_from + MAX_MOUNTED
+        await self._unmount(self.messages[new_to:self.shown_to])
+        self.shown_to = new_to
+        trailing = []
+        for child in reversed(self.children):
+            if isinstance(child, MessageItem):
+                break
+            if "day" in child.classes:  # a separator left without its day's messages
+                trailing.append(child)
+        if trailing:
+            await self.remove_children(trailing)
+
+    async def load_newer(self) -> None:
+        """Scrolled back to the bottom of a window that does not reach the newest message."""
+        if self.shown_to >= len(self.messages):
+            return
+        new_to = min(len(self.messages), self.shown_to + MORE)
+        previous = self.messages[self.shown_to - 1] if self.shown_to else None
+        fresh = self.messages[self.shown_to:new_to]
+        last_item = self.items.get(previous.id) if previous else None
+        widgets = self._widgets_for(fresh, previous)
+        if last_item is not None:
+            await self.mount_all(widgets, after=last_item)
+        else:
+            await self.mount_all(widgets)
+        self.shown_to = new_to
+        if self.shown_to - self.shown_from > MAX_MOUNTED:
+            new_from = self.shown_to - MAX_MOUNTED
+            await self._unmount(self.messages[self.shown_from:new_from])
+            self.shown_from = new_from
+            leading = []
+            for child in self.children:
+                if isinstance(child, MessageItem):
+                    break
+                leading.append(child)
+            if leading:
+                await self.remove_children(leading)
+            first = self.items.get(self.messages[self.shown_from].id)
+            if first is not None:
+                day = self.formatting.day(first.message.created_at)
+                await self.mount(Static(Text(f"── {day} ──", style="dim"), classes="day"), before=first)
+                first.rerender(show_header=True)
+        if last_item is not None:
+            self.call_after_refresh(self.scroll_to_widget, last_item, animate=False, immediate=True)
+
+    @staticmethod
+    def _beginning() -> Static:
+        return Static(Text("beginning of the conversation", style="dim italic"), classes="day", id="beginning")
 
     # -- live changes --------------------------------------------------------------------------------------
     async def add(self, message: Message) -> None:
@@ -198,9 +284,15 @@ class MessageView(VerticalScroll, can_focus=True):
             self.replace_message(message)
             return
         at_bottom = self.is_vertical_scroll_end or self.max_scroll_y == 0
+        at_latest = self.shown_to == len(self.messages)
         previous = self.messages[-1] if self.messages else None
         self.messages.append(message)
         self.by_id[message.id] = message
+        if not at_latest:  # the reader is far up in the history: mount it when they come back down
+            if message.sender == self.own_name:
+                await self.jump_to_latest()
+            return
+        self.shown_to = len(self.messages)
         if previous is not None and previous.seq > message.seq:  # out of order: rare, rebuild
             self.messages.sort(key=lambda m: m.seq)
             await self._rebuild()
@@ -284,6 +376,8 @@ class MessageView(VerticalScroll, can_focus=True):
         super().watch_scroll_y(old_value, new_value)
         if new_value <= 0 < old_value:
             self.call_later(self.load_older)
+        elif new_value >= self.max_scroll_y > old_value and self.shown_to < len(self.messages):
+            self.call_later(self.load_newer)
 
     async def load_older(self) -> None:
         if self.chat_id is None or self.loading_older:
