@@ -25,6 +25,8 @@ from melo_cli.commands import (
     messages,
     profile,
     profiles,
+    push,
+    schedule,
     sessions,
     smoke,
 )
@@ -130,6 +132,9 @@ app.command("delete")(messages.delete)
 app.command("react")(messages.react)
 app.command("pin")(messages.pin)
 app.command("read")(messages.read)
+app.add_typer(schedule.app, name="schedule")
+app.command("timer")(schedule.timer)
+app.add_typer(push.app, name="push")
 app.add_typer(devices.app, name="devices")
 app.command("verify")(devices.verify)
 app.command("smoke")(smoke.smoke)

@@ -11,7 +11,7 @@ import typer
 
 from melo_cli.application import get_app
 from melo_cli.errors import ExitCode
-from melo_cli.options import ChatArg, JsonOpt, iso, short_time
+from melo_cli.options import WHEN_HELP, ChatArg, JsonOpt, iso, short_time, when_option
 
 if TYPE_CHECKING:
     from melo_protocol.client import events as ev
@@ -74,14 +74,23 @@ def send(
     chat: ChatArg,
     text: Annotated[str, typer.Argument(metavar="TEXT", help="the message; - reads it from stdin")],
     reply_to: Annotated[int | None, typer.Option("--reply-to", metavar="ID", help="reply to this message")] = None,
+    at: Annotated[str | None, typer.Option("--at", metavar="TIME", help=WHEN_HELP)] = None,
     json_flag: JsonOpt = False,
 ) -> None:
     """Send a message (end-to-end encrypted in direct chats and groups). @user starts the DM if needed.
 
     JSON: the sent message: {message_id, chat_id, seq, sender, text, status, created_at, reply_to, …}.
+    With --at TIME the server sends it then (E2E chats: encrypted now, for the members of now; see
+    `melo schedule list | cancel ID`); JSON: the scheduled message (the keys of `melo schedule list`).
     """
     application = get_app(ctx, json_flag)
+    send_at = when_option(at)
     body = _require_text(ctx, _read_text(text))
+    if send_at is not None:
+        from melo_cli.commands.schedule import schedule_message
+
+        schedule_message(application, chat, body, send_at, reply_to)
+        return
 
     async def go(m: "Messenger") -> dict[str, Any]:
         from melo_cli.resolve import resolve_chat

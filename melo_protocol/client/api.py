@@ -4,6 +4,7 @@
 """
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -35,6 +36,7 @@ from melo_protocol.wire.chats import (
     ReadMark,
     RoleChange,
 )
+from melo_protocol.wire.jobs import PushSubscriptionIn, RetentionRequest, ScheduleRequest, TimerRequest
 from melo_protocol.wire.keys import KeysClaim, KeysQuery, KeysUpload, ToDeviceAck, ToDeviceSend
 
 
@@ -333,6 +335,60 @@ def pin(chat_id: int, message_id: int, unpin: bool = False) -> ApiRequest:
 
 def mark_read(chat_id: int, seq: int) -> ApiRequest:
     return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/read", json=_body(ReadMark(seq=seq)), expect=204)
+
+
+# -- scheduled messages, timers, retention ---------------------------------------------------
+
+
+def schedule_message(chat_id: int, txn_id: str, send_at: datetime, text: str | None = None,
+                     e2e: dict[str, Any] | None = None, reply_to: int | None = None) -> ApiRequest:
+    body = ScheduleRequest(txn_id=txn_id, text=text, e2e=E2EEnvelope(**e2e) if e2e else None, reply_to=reply_to,
+                           send_at=send_at)
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/scheduled", json=_body(body), expect=201)
+
+
+def list_scheduled() -> ApiRequest:
+    return ApiRequest("GET", "/v1/scheduled")
+
+
+def cancel_scheduled(scheduled_id: int) -> ApiRequest:
+    return ApiRequest("DELETE", f"/v1/scheduled/{int(scheduled_id)}", expect=204)
+
+
+def set_timer(chat_id: int, seconds: int | None) -> ApiRequest:
+    """A chat's disappearing-message timer; None turns it off."""
+    return ApiRequest("PUT", f"/v1/chats/{int(chat_id)}/timer", json=_body(TimerRequest(seconds=seconds),
+                                                                           drop_none=False))
+
+
+def admin_set_retention(chat_id: int, days: int | None) -> ApiRequest:
+    """A chat's retention in days; None falls back to the server default."""
+    return ApiRequest("PUT", f"/v1/admin/chats/{int(chat_id)}/retention",
+                      json=_body(RetentionRequest(days=days), drop_none=False))
+
+
+def admin_run_retention() -> ApiRequest:
+    return ApiRequest("POST", "/v1/admin/retention/run")
+
+
+# -- web push ----------------------------------------------------------------------------------
+
+
+def push_vapid() -> ApiRequest:
+    return ApiRequest("GET", "/v1/push/vapid", auth=False)
+
+
+def push_subscribe(endpoint: str, p256dh: str, auth: str, include_sender: bool = False) -> ApiRequest:
+    body = PushSubscriptionIn(endpoint=endpoint, p256dh=p256dh, auth=auth, include_sender=include_sender)
+    return ApiRequest("POST", "/v1/push/subscriptions", json=_body(body), expect=201)
+
+
+def push_list() -> ApiRequest:
+    return ApiRequest("GET", "/v1/push/subscriptions")
+
+
+def push_unsubscribe(subscription_id: int) -> ApiRequest:
+    return ApiRequest("DELETE", f"/v1/push/subscriptions/{int(subscription_id)}", expect=204)
 
 
 # -- keys and to-device ------------------------------------------------------------------------

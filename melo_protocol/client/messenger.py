@@ -45,6 +45,7 @@ from melo_protocol.crypto import (
 )
 from melo_protocol.crypto.errors import CryptoError
 from melo_protocol.wire.chats import ChatOut, MessageOut
+from melo_protocol.wire.jobs import ScheduledOut
 
 log = logging.getLogger("melo.sdk")
 
@@ -235,6 +236,16 @@ class Messenger:
         else:
             out = await self.client.send_raw(chat_id, txn_id, text=text, reply_to=reply_to)
         return self._view(out, text, "ok", kind)
+
+    async def schedule_text(self, chat_id: int, text: str, send_at: datetime, txn_id: str | None = None, *,
+                            reply_to: int | None = None) -> ScheduledOut:
+        """Have the server send ``text`` at ``send_at``; E2E chats are encrypted now, for the members of now."""
+        chat = await self.chat(chat_id)
+        txn_id = txn_id or uuid.uuid4().hex
+        if chat.e2e:
+            envelope = await self._encrypt(chat, {"type": TEXT, "body": text})
+            return await self.client.schedule_raw(chat_id, txn_id, send_at, e2e=envelope, reply_to=reply_to)
+        return await self.client.schedule_raw(chat_id, txn_id, send_at, text=text, reply_to=reply_to)
 
     async def edit_text(self, chat_id: int, message_id: int, text: str) -> ev.Message:
         chat = await self.chat(chat_id)

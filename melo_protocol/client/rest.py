@@ -10,6 +10,7 @@ tokens are saved before anything else happens.
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
@@ -59,6 +60,16 @@ from melo_protocol.wire.chats import (
     MemberOut,
     MessageOut,
     MessagePage,
+)
+from melo_protocol.wire.jobs import (
+    PushSubscriptionList,
+    PushSubscriptionOut,
+    RetentionOut,
+    RetentionRun,
+    ScheduledList,
+    ScheduledOut,
+    TimerOut,
+    VapidKeyOut,
 )
 from melo_protocol.wire.keys import KeyCounts, KeysClaimResult, KeysQueryResult, ToDeviceList, ToDeviceOut
 
@@ -497,6 +508,46 @@ class MeloClient:
 
     async def mark_read(self, chat_id: int, seq: int) -> None:
         await self._request(_build(api.mark_read, chat_id, seq))
+
+    # -- scheduled messages, timers, retention (raw: E2E chats encrypt with the Messenger) ------------
+
+    async def schedule_raw(self, chat_id: int, txn_id: str, send_at: datetime, text: str | None = None,
+                           e2e: dict[str, Any] | None = None, reply_to: int | None = None) -> ScheduledOut:
+        """Have the server send this at ``send_at`` (a zoned datetime); E2E chats give an envelope made now."""
+        return await self._json(_build(api.schedule_message, chat_id, txn_id, send_at, text, e2e, reply_to),
+                                ScheduledOut)
+
+    async def list_scheduled(self) -> list[ScheduledOut]:
+        return (await self._json(api.list_scheduled(), ScheduledList)).scheduled
+
+    async def cancel_scheduled(self, scheduled_id: int) -> None:
+        await self._request(api.cancel_scheduled(scheduled_id))
+
+    async def set_timer(self, chat_id: int, seconds: int | None) -> TimerOut:
+        return await self._json(_build(api.set_timer, chat_id, seconds), TimerOut)
+
+    async def admin_set_retention(self, chat_id: int, days: int | None) -> RetentionOut:
+        return await self._json(_build(api.admin_set_retention, chat_id, days), RetentionOut)
+
+    async def admin_run_retention(self) -> RetentionRun:
+        return await self._json(api.admin_run_retention(), RetentionRun)
+
+    # -- web push ----------------------------------------------------------------------------------
+
+    async def push_vapid(self) -> VapidKeyOut:
+        return await self._json(api.push_vapid(), VapidKeyOut)
+
+    async def push_subscribe(self, endpoint: str, p256dh: str, auth: str,
+                             include_sender: bool = False) -> PushSubscriptionOut:
+        """Subscribe this device (a second call with the same endpoint updates it)."""
+        return await self._json(_build(api.push_subscribe, endpoint, p256dh, auth, include_sender),
+                                PushSubscriptionOut)
+
+    async def push_list(self) -> list[PushSubscriptionOut]:
+        return (await self._json(api.push_list(), PushSubscriptionList)).subscriptions
+
+    async def push_unsubscribe(self, subscription_id: int) -> None:
+        await self._request(api.push_unsubscribe(subscription_id))
 
     # -- keys and to-device ------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ One module per sub-group, as in Hatch: users, sessions, keys, registration (and 
 Destructive commands confirm on a terminal, accept --yes, and support --dry-run.
 """
 
-from melo_cli.commands.admin import keys, registration, reports, sessions, users
+from melo_cli.commands.admin import keys, registration, reports, retention, sessions, users
 from melo_cli.options import command_group
 
 app = command_group(
@@ -14,6 +14,7 @@ app = command_group(
 app.add_typer(users.app, name="users")
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(keys.app, name="keys")
+app.add_typer(retention.app, name="retention")
 app.command("registration")(registration.registration)
 app.add_typer(registration.tokens_app, name="tokens")
 app.command("stats")(reports.stats)

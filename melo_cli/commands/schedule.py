@@ -1,0 +1,143 @@
+"""Scheduled and disappearing messages: ``melo send --at``, ``melo schedule list | cancel``, ``melo timer``.
+
+Scheduled messages are sent by the server's scheduler at their time. In E2E chats the Messenger
+encrypts when scheduling (the server never sees the text), so members who join before the send time
+cannot read them, and ``schedule list`` cannot show their text.
+"""
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from melo_cli.application import Application, get_app
+from melo_cli.options import ChatArg, JsonOpt, command_group, iso, parse_duration, short_time
+
+if TYPE_CHECKING:
+    from melo_protocol.client import MeloClient
+    from melo_protocol.client.messenger import Messenger
+    from melo_protocol.wire.jobs import ScheduledOut
+
+app = command_group("Messages waiting to be sent at a set time (`melo send CHAT TEXT --at TIME` makes them).")
+
+SCHEDULED_KEYS_HELP = "scheduled_id, chat_id, txn_id, send_at, created_at, text (null in E2E chats), e2e"
+
+
+def scheduled_doc(row: "ScheduledOut") -> dict[str, Any]:
+    return {
+        "scheduled_id": row.id,
+        "chat_id": row.chat_id,
+        "txn_id": row.txn_id,
+        "send_at": iso(row.send_at),
+        "created_at": iso(row.created_at),
+        "text": row.text,
+        "e2e": row.e2e is not None,
+    }
+
+
+def human_duration(seconds: int) -> str:
+    """3600 → "1h", 5400 → "1h30m", 90 → "1m30s" (the forms parse_duration reads)."""
+    parts = []
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts) or "0s"
+
+
+def schedule_message(application: Application, chat: str, text: str, send_at: datetime,
+                     reply_to: int | None) -> None:
+    """``melo send CHAT TEXT --at TIME``: the Messenger encrypts now (E2E chats); the server sends later."""
+
+    async def go(m: "Messenger") -> dict[str, Any]:
+        from melo_cli.resolve import resolve_chat
+
+        chat_id = await resolve_chat(m.client, chat, create_dm=True)
+        return scheduled_doc(await m.schedule_text(chat_id, text, send_at, reply_to=reply_to))
+
+    doc = application.run_messenger(go)
+    application.output.emit(doc, lambda: application.output.result(
+        f"Scheduled message {doc['scheduled_id']} for {doc['send_at']} "
+        f"(cancel with `melo schedule cancel {doc['scheduled_id']}`)"))
+
+
+@app.command("list")
+def list_scheduled(ctx: typer.Context, json_flag: JsonOpt = False) -> None:
+    """Your messages not sent yet, soonest first (times in UTC).
+
+    JSON: {"scheduled": [{scheduled_id, chat_id, txn_id, send_at, created_at, text (null in E2E chats), e2e}]}
+    """
+    application = get_app(ctx, json_flag)
+
+    async def go(client: "MeloClient") -> dict[str, Any]:
+        return {"scheduled": [scheduled_doc(r) for r in await client.list_scheduled()]}
+
+    doc = application.run(go)
+    out = application.output
+
+    def human() -> None:
+        if not doc["scheduled"]:
+            out.result("No scheduled messages.")
+            return
+        out.table(["ID", "Chat", "Send at", "Text"],
+                  [[r["scheduled_id"], r["chat_id"], short_time(r["send_at"]),
+                    "(end-to-end encrypted)" if r["e2e"] else r["text"]] for r in doc["scheduled"]],
+                  no_wrap=["ID", "Send at"])
+
+    out.emit(doc, human)
+
+
+@app.command("cancel")
+def cancel(
+    ctx: typer.Context,
+    scheduled_id: Annotated[int, typer.Argument(metavar="ID", help="a scheduled message id (`melo schedule list`)")],
+    json_flag: JsonOpt = False,
+) -> None:
+    """Cancel a scheduled message that was not sent yet. JSON: {"scheduled_id", "cancelled": true}."""
+    application = get_app(ctx, json_flag)
+
+    async def go(client: "MeloClient") -> dict[str, Any]:
+        await client.cancel_scheduled(scheduled_id)
+        return {"scheduled_id": scheduled_id, "cancelled": True}
+
+    doc = application.run(go)
+    application.output.emit(doc, lambda: application.output.result(f"Cancelled scheduled message {scheduled_id}"))
+
+
+def timer(
+    ctx: typer.Context,
+    chat: ChatArg,
+    duration: Annotated[str, typer.Argument(
+        metavar="DURATION|off",
+        help="how long messages live after they are sent: 30s (at least 5s), 10m, 1h, 1d, 1w, 1h30m; off ends it")],
+    json_flag: JsonOpt = False,
+) -> None:
+    """Disappearing messages: messages sent from now on are deleted DURATION after sending.
+
+    Either member of a direct chat sets it; owners and admins elsewhere. Members see a chat.updated
+    event. JSON: {"chat_id", "seconds"} (seconds is null when off).
+    """
+    application = get_app(ctx, json_flag)
+    seconds: int | None = None
+    if duration.strip().lower() != "off":
+        try:
+            seconds = parse_duration(duration)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="DURATION") from None
+
+    async def go(client: "MeloClient") -> dict[str, Any]:
+        from melo_cli.resolve import resolve_chat
+
+        result = await client.set_timer(await resolve_chat(client, chat), seconds)
+        return {"chat_id": result.chat_id, "seconds": result.seconds}
+
+    doc = application.run(go)
+
+    def human() -> None:
+        if doc["seconds"] is None:
+            application.output.result(f"Disappearing messages are off in chat {doc['chat_id']}")
+        else:
+            application.output.result(f"Messages in chat {doc['chat_id']} now disappear "
+                                      f"{human_duration(doc['seconds'])} after sending")
+
+    application.output.emit(doc, human)
