@@ -178,7 +178,7 @@ class MessageView(VerticalScroll, can_focus=True):
         self.shown_to = len(self.messages)
         self.shown_from = max(0, self.shown_to - WINDOW)
         await self._rebuild()
-        self.scroll_end(animate=False, immediate=True)
+        self.scroll_end(animate=False)  # after layout, so it really reaches the newest
 
     async def prepend(self, older: list[Message], *, complete: bool) -> None:
         """Older history arrived (after an OlderWanted)."""
