@@ -95,3 +95,40 @@ async def test_message_states_are_shown() -> None:
         assert "now readable" in view.items[2].rendered.plain
         view.mark_deleted(7)
         assert "message deleted" in view.items[7].rendered.plain and "👍" not in view.items[7].rendered.plain
+
+
+async def test_mentions_are_highlighted_and_j_k_move_in_the_chat_list() -> None:
+    from textual.widgets import ListView
+
+    from melo_protocol.wire.chats import ChatOut
+    from melo_tui.widgets.chats.chat_list import ChatList
+
+    app = ViewApp()
+    async with app.run_test(size=SIZE) as pilot:
+        view = app.query_one(MessageView)
+        await view.show_chat(1, [msg(1, text="hey @me look"), msg(2, text="[@me] is not a mention of @mex")],
+                             complete=True)
+        first, second = (view.items[1].rendered, view.items[2].rendered)
+        assert any(span.style == "bold reverse yellow" for span in first.spans)
+        assert "[@me]" in second.plain  # literal, never markup
+
+    class ListApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield ChatList()
+
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    chats = [ChatOut(id=i, kind="group", title=f"g{i}", e2e=True, created_at=now, member_count=2, last_seq=0)
+             for i in (1, 2, 3)]
+    list_app = ListApp()
+    async with list_app.run_test(size=SIZE) as pilot:
+        chat_list = list_app.query_one(ChatList)
+        await chat_list.set_chats(chats, {})
+        await pilot.press("j", "k")  # typed into the filter: letters, not moves
+        assert chat_list.query_one("#chat-filter").value == "jk"  # type: ignore[attr-defined]
+        chat_list.query_one("#chat-filter").value = ""  # type: ignore[attr-defined]
+        await pilot.pause()
+        chat_list.query_one(ListView).focus()
+        await pilot.press("j", "j")
+        assert chat_list.selected_chat_id() == 3
+        await pilot.press("k")
+        assert chat_list.selected_chat_id() == 2

@@ -2,10 +2,12 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, ListItem, ListView
@@ -51,6 +53,11 @@ class ChatRow(ListItem):
 
 
 class ChatList(Vertical):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "move(1)", "Next chat", show=False, id="chats.next"),
+        Binding("k", "move(-1)", "Previous chat", show=False, id="chats.previous"),
+    ]
+
     class Opened(Message):
         def __init__(self, chat_id: int) -> None:
             super().__init__()
@@ -120,6 +127,13 @@ class ChatList(Vertical):
     def _open(self, event: ListView.Selected) -> None:
         if isinstance(event.item, ChatRow):
             self.post_message(self.Opened(event.item.entry.chat.id))
+
+    def action_move(self, step: int) -> None:
+        # j/k reach here only from the list: the filter input keeps its letters
+        if step > 0:
+            self.list_view.action_cursor_down()
+        else:
+            self.list_view.action_cursor_up()
 
     def key_down(self) -> None:
         if self.query_one("#chat-filter", Input).has_focus:

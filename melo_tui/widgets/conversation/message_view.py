@@ -68,6 +68,8 @@ def render_message(message: Message, r: Rendering) -> Text:
             text.append(body)
         if omitted:
             text.append(f"\n… {omitted:,} more characters not shown", style="dim reverse")
+        if r.own_name and f"@{r.own_name}" in body:
+            text.highlight_words([f"@{r.own_name}"], style="bold reverse yellow")  # a mention of us
         if message.edited_at is not None:
             text.append(" (edited)", style="dim")
     if message.pinned:
