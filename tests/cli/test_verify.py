@@ -22,7 +22,7 @@ def pair(live_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> t
 
 
 def test_devices_list_human_and_json(pair: tuple[str, Melo, str, Melo]) -> None:
-    a, ma, b, _ = pair
+    _, ma, b, _ = pair
     mine = json.loads(ma("--json", "devices", "list").stdout)
     rows = mine if isinstance(mine, list) else mine.get("devices", [])
     assert len(rows) == 1 and rows[0]["current"] is True and rows[0]["ed25519"]

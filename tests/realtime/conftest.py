@@ -40,7 +40,8 @@ class LiveServer:
     async def stop(self) -> None:
         self.server.should_exit = True
         if self._task is not None:
-            async with asyncio.timeout(15):
+            # generous: a loaded 2-core CI box can take a while to close hundreds of sockets
+            async with asyncio.timeout(45):
                 await self._task
 
     @property
