@@ -225,9 +225,16 @@ async def pending(db: AsyncSession, device_id: str, after: int = 0, limit: int =
     return [to_device_out(m, name) for m, name in rows]
 
 
-async def acknowledge(db: AsyncSession, device_id: str, up_to: int) -> int:
-    gone = await db.execute(delete(ToDeviceMessage).where(ToDeviceMessage.recipient_device == device_id,
-                                                          ToDeviceMessage.id <= up_to))
+async def acknowledge(db: AsyncSession, device_id: str, up_to: int, only: set[int] | None = None) -> int:
+    """Forget this device's messages up to ``up_to``. With ``only`` (the ids a socket really sent), a
+    lower id that committed late and was not delivered yet is kept: ids are unique, not commit-ordered."""
+    query = delete(ToDeviceMessage).where(ToDeviceMessage.recipient_device == device_id, ToDeviceMessage.id <= up_to)
+    if only is not None:
+        ids = [i for i in only if i <= up_to]
+        if not ids:
+            return 0
+        query = query.where(ToDeviceMessage.id.in_(ids))
+    gone = await db.execute(query)
     await db.commit()
     return int(gone.rowcount)  # type: ignore[attr-defined]
 

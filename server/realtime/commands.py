@@ -54,7 +54,8 @@ async def run(conn: Connection, cmd: Any) -> str | None:
         if isinstance(cmd, ToDeviceAckCmd):
             from server.keys.service import acknowledge
 
-            return ack(cmd.id, {"removed": await acknowledge(db, conn.device_id, cmd.up_to)})
+            removed = await acknowledge(db, conn.device_id, cmd.up_to, only=conn.to_device_sent)
+            return ack(cmd.id, {"removed": removed})
         if isinstance(cmd, TypingCmd):
             await load_member(db, cmd.chat_id, conn.user_id)
             frame = json.dumps({"type": "typing", "chat_id": cmd.chat_id, "user": conn.username,
