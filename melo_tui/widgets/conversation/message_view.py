@@ -180,7 +180,8 @@ class MessageView(VerticalScroll, can_focus=True):
         self.shown_to = len(self.messages)
         self.shown_from = max(0, self.shown_to - WINDOW)
         await self._rebuild()
-        self.scroll_end(animate=False)  # after layout, so it really reaches the newest
+        # anchored: stays at the newest as content and size change, until the reader scrolls away
+        self.anchor()
 
     async def prepend(self, older: list[Message], *, complete: bool) -> None:
         """Older history arrived (after an OlderWanted)."""
