@@ -2,6 +2,7 @@
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -196,3 +197,40 @@ async def test_new_device_of_a_contact_is_flagged(live: Live, tmp_path: Path) ->
     assert warning.user == bob.username and warning.reason == "new_unverified_device"
     assert warning.device_id == bob2.device_id
     await close_all(alice, bob, bob2)
+
+
+async def test_missing_room_key_is_re_requested_and_the_message_fills_in(live: Live, tmp_path: Path) -> None:
+    """A room key lost on the way shows the message as waiting for key; the key is re-requested from the
+    sender's device, re-shared (the requester is still a member) and the message is decrypted."""
+    from sqlalchemy import delete
+
+    from server.db.models import ToDeviceMessage
+
+    tag = tmp_path.name[-5:].replace("_", "")
+    alice = await device(live, tmp_path, f"alice{tag}", "a1", register=True)
+    bob = await device(live, tmp_path, f"bob{tag}", "b1", register=True)
+    chat = await alice.client.create_direct(bob.username)
+    real_publish = live.server.state.bus.publish
+
+    async def drop_room_keys(event: Any) -> None:  # the to-device delivery of the room key is lost
+        if event.kind != "device":
+            await real_publish(event)
+
+    live.server.state.bus.publish = drop_room_keys
+    await alice.send_text(chat.id, "the key for this went missing")
+    live.server.state.bus.publish = real_publish
+    async with live.server.state.sessions() as db:
+        await db.execute(delete(ToDeviceMessage).where(ToDeviceMessage.recipient_device == bob.device_id))
+        await db.commit()
+
+    async def alice_runs() -> None:  # a running client: processes its stream, so it answers key requests
+        async for _ in alice.events():
+            pass
+
+    alice_listens = asyncio.create_task(alice_runs())
+    first = await next_of(bob, ev.MessageReceived)
+    assert first.message is not None and first.message.status == "waiting_for_key" and first.message.text is None
+    filled = await next_of(bob, ev.MessageEdited, lambda e: e.message is not None and e.message.id == first.message.id)
+    assert filled.message.status == "ok" and filled.message.text == "the key for this went missing"
+    alice_listens.cancel()
+    await close_all(alice, bob)
