@@ -225,7 +225,11 @@ class PushService:
         tasks = [t for t in [self._task, *self._deliveries] if t is not None]
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            # bounded: a task cancelled inside a database call may take long to unwind (asyncmy)
+            _, stuck = await asyncio.wait(tasks, timeout=3)
+            if stuck:
+                log.warning("%d push tasks did not stop in time", len(stuck))
         if self._http is not None:
             await self._http.close()
 

@@ -105,7 +105,9 @@ async def test_users_on_two_nodes_talk(cluster: tuple[Node, Node]) -> None:
     got = await sb.until(lambda f: f["type"] == "message.created")
     assert got["data"]["id"] == ack["result"]["id"] and got["data"]["e2e"]["ciphertext"] == "hello from A"
     m2 = await call(b, bob, "POST", f"/v1/chats/{chat}/messages", 201, json={"txn_id": "t2", "e2e": envelope("B")})
-    assert (await sa.until(lambda f: f["type"] == "message.created"))["data"]["id"] == m2["id"]
+    # (alice's own message.created may come after her ack: wait for bob's message itself)
+    from_b = await sa.until(lambda f: f["type"] == "message.created" and f["data"]["id"] == m2["id"])
+    assert from_b["data"]["e2e"]["ciphertext"] == "B" and from_b["data"]["sender"] == bob.name
     # a retry of the same send on the other node is still the same message
     again = await call(a, alice, "POST", f"/v1/chats/{chat}/messages", 201,
                        json={"txn_id": "t1", "e2e": envelope("hello from A")})
