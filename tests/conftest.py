@@ -22,6 +22,9 @@ from server.app import create_app
 from server.config import Settings
 from server.db.migrate import upgrade
 
+# Never the developer's real keyring, not even in module- or session-scoped fixtures that run before the
+# per-test isolation below (a test that needs a keyring installs an in-memory one itself).
+os.environ["MELO_KEYRING"] = "file"
 RUN_ID = secrets.token_hex(4)
 # One server secret per run: every app in the run shares the run's databases and their sealed keys.
 RUN_SECRET = base64.b64encode(secrets.token_bytes(32)).decode()
