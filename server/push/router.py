@@ -1,43 +1,15 @@
 """Web Push routes: the VAPID public key, and this user's per-device subscriptions."""
 
-from datetime import datetime
-
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field
 
+from melo_protocol.wire.jobs import PushSubscriptionIn as SubscriptionIn
+from melo_protocol.wire.jobs import PushSubscriptionList as SubscriptionList
+from melo_protocol.wire.jobs import PushSubscriptionOut as SubscriptionOut
+from melo_protocol.wire.jobs import VapidKeyOut
 from server.deps import CurrentCaller, DbSession, StateDep
 from server.push import service
 
 router = APIRouter(prefix="/v1/push", tags=["push"])
-
-
-class VapidKeyOut(BaseModel):
-    public_key: str  # base64url uncompressed P-256 point: the applicationServerKey
-    kid: str
-    algorithm: str = service.VAPID_ALGORITHM
-
-
-class SubscriptionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    endpoint: str = Field(min_length=8, max_length=1000)
-    p256dh: str = Field(min_length=80, max_length=128)
-    auth: str = Field(min_length=16, max_length=64)
-    include_sender: bool = False
-
-
-class SubscriptionOut(BaseModel):
-    id: int
-    endpoint: str
-    device_id: str
-    include_sender: bool
-    created_at: datetime
-    last_success_at: datetime | None = None
-    current_device: bool = False
-
-
-class SubscriptionList(BaseModel):
-    subscriptions: list[SubscriptionOut]
 
 
 @router.get("/vapid", response_model=VapidKeyOut)
