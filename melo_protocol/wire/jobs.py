@@ -6,7 +6,7 @@ The server's routes are in server/jobs/router.py and server/push/router.py; docs
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from melo_protocol.wire.base import Request, Response
 from melo_protocol.wire.chats import E2EEnvelope
@@ -23,8 +23,14 @@ class ScheduleRequest(Request):
     @classmethod
     def _zoned(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
-            raise ValueError("send_at needs a time zone")
+            raise ValueError("send_at needs a time zone (e.g. 2030-01-01T09:00:00Z)")
         return value
+
+    @model_validator(mode="after")
+    def _one_content(self) -> "ScheduleRequest":
+        if (self.text is None) == (self.e2e is None):
+            raise ValueError("give exactly one of text or e2e")
+        return self
 
 
 class ScheduledOut(Response):

@@ -1,15 +1,23 @@
 """Routes of the background duties: scheduled messages, disappearing-message timers, retention (admin)."""
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, timedelta
 
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from melo_protocol.wire import ErrorCode
-from melo_protocol.wire.chats import ChatKind, E2EEnvelope, MessageSend, Role
+from melo_protocol.wire.chats import ChatKind, MessageSend, Role
+from melo_protocol.wire.jobs import (
+    RetentionOut,
+    RetentionRequest,
+    RetentionRun,
+    ScheduledList,
+    ScheduledOut,
+    ScheduleRequest,
+    TimerOut,
+    TimerRequest,
+)
 from melo_protocol.wire.realtime import EventType
 from server.admin import service as admin_service
 from server.chats import events
@@ -23,65 +31,6 @@ from server.jobs.tasks import scheduled_context
 router = APIRouter(tags=["jobs"])
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
 MAX_PENDING_PER_USER = 1000
-
-
-class ScheduleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    txn_id: str = Field(min_length=1, max_length=64)
-    text: str | None = Field(default=None, min_length=1, max_length=16_000)
-    e2e: E2EEnvelope | None = None
-    reply_to: int | None = None
-    send_at: datetime
-
-    @model_validator(mode="after")
-    def _one_content(self) -> "ScheduleRequest":
-        if (self.text is None) == (self.e2e is None):
-            raise ValueError("give exactly one of text or e2e")
-        if self.send_at.tzinfo is None:
-            raise ValueError("send_at needs a time zone (e.g. 2030-01-01T09:00:00Z)")
-        return self
-
-
-class ScheduledOut(BaseModel):
-    id: int
-    chat_id: int
-    txn_id: str
-    send_at: datetime
-    created_at: datetime
-    text: str | None = None
-    e2e: dict[str, Any] | None = None
-
-
-class ScheduledList(BaseModel):
-    scheduled: list[ScheduledOut]
-
-
-class TimerRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    seconds: int | None = Field(ge=5, le=366 * 86400)
-
-
-class TimerOut(BaseModel):
-    chat_id: int
-    seconds: int | None
-
-
-class RetentionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    days: int | None = Field(ge=1, le=36500)
-
-
-class RetentionOut(BaseModel):
-    chat_id: int
-    days: int | None
-    effective_days: int | None
-
-
-class RetentionRun(BaseModel):
-    purged: dict[str, int]
 
 
 def _out(state: StateDep, row: ScheduledMessage) -> ScheduledOut:
