@@ -4,14 +4,26 @@ The app owns what outlives a screen: login/auto-login, the live event loop (a wo
 typed SDK events to the chat screen), and palette actions that open modals and call the SDK in workers.
 """
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+from aiortc.mediastreams import MediaStreamTrack
 from rich.text import Text
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
 
 from melo_protocol.client import events as ev
+from melo_protocol.client.calls import (
+    AudioSink,
+    Blackhole,
+    Call,
+    CallManager,
+    CallState,
+    SilenceTrack,
+    open_microphone,
+    open_speaker,
+)
 from melo_protocol.client.errors import MeloError
 from melo_tui.backend import Backend
 from melo_tui.commands import MeloCommands
@@ -19,11 +31,28 @@ from melo_tui.formatting import Formatting
 from melo_tui.sanitize import clean, clean_line
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.help import HelpScreen
+from melo_tui.screens.incoming_call import IncomingCallScreen
 from melo_tui.screens.info import InfoScreen
 from melo_tui.screens.login import LoginScreen
 from melo_tui.screens.prompt import PromptScreen
 from melo_tui.screens.sessions import SessionsScreen
 from melo_tui.screens.verify import VerifyScreen
+from melo_tui.widgets.call_bar import CallBar
+
+CallMedia = Callable[[], tuple[MediaStreamTrack, AudioSink, list[str]]]
+ENDED_BAR_S = 5.0  # an ended call stays on the bar this long, with its reason
+
+
+def device_media() -> tuple[MediaStreamTrack, AudioSink, list[str]]:
+    """The system microphone and speaker; silence or a blackhole (and a notice) where there is none."""
+    source, mic_notice = open_microphone()
+    sink, speaker_notice = open_speaker()
+    return source, sink, [n for n in (mic_notice, speaker_notice) if n]
+
+
+def quiet_media() -> tuple[MediaStreamTrack, AudioSink, list[str]]:
+    """Silence out, received audio discarded (tests, and machines without audio)."""
+    return SilenceTrack(), Blackhole(), []
 
 
 class MeloApp(App[None]):
@@ -34,13 +63,19 @@ class MeloApp(App[None]):
         Binding("f1", "help", "Help", id="app.help"),
         Binding("question_mark", "help", "Help", show=False, id="app.help_key"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit"),
+        Binding("ctrl+h", "hang_up", "Hang up", show=False, id="app.hang_up"),
     ]
 
-    def __init__(self, backend: Backend, *, formatting: Formatting | None = None) -> None:
+    def __init__(self, backend: Backend, *, formatting: Formatting | None = None,
+                 call_media: CallMedia = device_media, call_options: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.backend = backend
         self.formatting = formatting or Formatting()
         self.connection_state = "offline"
+        self.call_media = call_media
+        self.call_options = call_options or {}
+        self.calls: CallManager | None = None
+        self._incoming: dict[str, IncomingCallScreen] = {}
 
     # -- start: auto-login or the login screen ----------------------------------------------------------
     def _flush_warnings(self) -> None:
@@ -97,6 +132,9 @@ class MeloApp(App[None]):
         else:
             self.push_screen(chat)
         if self.backend.live:
+            if self.calls is None or self.calls.messenger is not messenger:
+                self.calls = CallManager(messenger, **self.call_options)
+                self.calls.on_incoming(self._incoming_call)
             self.listen()
             self.set_interval(0.5, self._poll_connection_state)
 
@@ -131,6 +169,13 @@ class MeloApp(App[None]):
         self.set_connection_state("closed")
 
     async def dispatch_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.CallSignal):
+            if self.calls is not None:
+                try:
+                    await self.calls.handle(event)
+                except Exception as exc:  # one bad signal must not end the stream
+                    self.log.error("call signal failed", event=event, error=exc)
+            return
         if isinstance(event, ev.ConnectionState):
             self.set_connection_state(event.state)
         elif isinstance(event, ev.SessionEnded):
@@ -291,9 +336,119 @@ class MeloApp(App[None]):
                     body.append(clean_line(" · ".join(str(v) for v in entry.model_dump().values()), 200) + "\n")
                 self.push_screen(InfoScreen("Audit log", body))
 
+    # -- calls ------------------------------------------------------------------------------------------------
+    def _media(self) -> tuple[MediaStreamTrack, AudioSink]:
+        source, sink, notices = self.call_media()
+        for notice in notices:
+            self.notify(clean_line(notice, 200), severity="warning")
+        return source, sink
+
+    def _call_bar(self) -> CallBar | None:
+        screen = self.chat_screen
+        if screen is None or not screen.is_mounted:
+            return None
+        return screen.query_one(CallBar)
+
+    def _track(self, call: Call, *, focus: bool = False) -> None:
+        """Show ``call`` on the call bar and keep it up to date."""
+        bar = self._call_bar()
+        if bar is not None:
+            bar.show_call(call)
+            if focus:
+                bar.focus()
+        call.on_state(self._call_changed)
+
+    def _call_changed(self, call: Call) -> None:
+        bar = self._call_bar()
+        if bar is not None and bar.call is call:
+            bar.show()
+        if call.state is CallState.ENDED:
+            modal = self._incoming.pop(call.call_id, None)
+            if modal is not None and self.screen is modal:
+                modal.dismiss(None)  # the caller gave up before we answered
+            self.set_timer(ENDED_BAR_S, lambda: self._hide_ended(call))
+
+    def _hide_ended(self, call: Call) -> None:
+        bar = self._call_bar()
+        if bar is not None and bar.call is call:
+            bar.show_call(None)
+
+    def _incoming_call(self, call: Call) -> None:
+        self._track(call)
+        modal = IncomingCallScreen(call.peer)
+        self._incoming[call.call_id] = modal
+
+        def answered(accept: bool | None) -> None:
+            self._incoming.pop(call.call_id, None)
+            if accept is not None and call.state is not CallState.ENDED:
+                self.answer_call(call, accept)
+        self.push_screen(modal, answered)
+
+    @work(group="calls")
+    async def answer_call(self, call: Call, accept: bool) -> None:
+        assert self.calls is not None
+        if not accept:
+            await self.calls.reject(call)
+            return
+        bar = self._call_bar()
+        if bar is not None:
+            bar.focus()
+        source, sink = self._media()
+        try:
+            await self.calls.accept(call, source=source, sink=sink)
+        except MeloError as exc:
+            self.notify(f"Could not answer: {exc}", severity="error")
+        for notice in call.notices:
+            self.notify(clean_line(notice, 200), severity="warning")
+
+    @work(group="calls")
+    async def start_call(self, username: str, chat_id: int | None = None) -> None:
+        if self.calls is None:
+            self.notify("Calls need a live connection.", severity="error")
+            return
+        if self.calls.active is not None:
+            self.notify("Another call is active.", severity="warning")
+            return
+        source, sink = self._media()
+        try:
+            call = await self.calls.start(username, source=source, sink=sink, chat_id=chat_id)
+        except MeloError as exc:
+            self.notify(f"Call failed: {exc}", severity="error")
+            return
+        self._track(call, focus=True)
+        for notice in call.notices:
+            self.notify(clean_line(notice, 200), severity="warning")
+
+    @on(CallBar.MuteWanted)
+    async def _mute(self, event: CallBar.MuteWanted) -> None:
+        bar = self._call_bar()
+        if self.calls is not None and bar is not None and isinstance(bar.call, Call):
+            await self.calls.mute(bar.call, event.on)
+            bar.show()
+
+    @on(CallBar.HangUpWanted)
+    def _hang_up_wanted(self, event: CallBar.HangUpWanted) -> None:
+        self.action_hang_up()
+
+    def action_hang_up(self) -> None:
+        if self.calls is not None and self.calls.active is not None:
+            self.hang_up(self.calls.active)
+
+    @work(group="calls")
+    async def hang_up(self, call: Call) -> None:
+        assert self.calls is not None
+        await self.calls.hang_up(call)
+
+    async def _close_calls(self) -> None:
+        if self.calls is not None:
+            calls, self.calls = self.calls, None
+            await calls.close()
+
     async def on_unmount(self) -> None:
+        await self._close_calls()
         await self.backend.close()  # however the app ends, the stream and HTTP clients close with it
 
     async def action_quit(self) -> None:
+        await self._close_calls()
         await self.backend.close()
         self.exit()

@@ -12,6 +12,7 @@ COMMANDS = {
     "leave": "/leave — leave this chat",
     "verify": "/verify [USER] — compare safety numbers",
     "me": "/me ACTION — send an emote",
+    "call": "/call — call the person of this direct chat",
 }
 
 

@@ -22,6 +22,7 @@ from melo_protocol.client.errors import MeloError, ServerUnreachable
 from melo_protocol.client.messenger import Messenger
 from melo_tui.commands_parse import COMMANDS, parse, unescape
 from melo_tui.sanitize import clean_line
+from melo_tui.widgets.call_bar import CallBar
 from melo_tui.widgets.chats.chat_list import ChatList, chat_title
 from melo_tui.widgets.conversation.composer import Composer
 from melo_tui.widgets.conversation.message_view import MessageView
@@ -76,6 +77,7 @@ class ChatScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Melo", style="bold"), id="status-header")
+        yield CallBar(id="call-bar")
         with Horizontal(id="main"):
             yield ChatList(id="chat-list")
             with Vertical(id="conversation"):
@@ -314,6 +316,12 @@ class ChatScreen(Screen[None]):
             self.melo.leave(self.chat_id)
         elif name == "verify":
             self.melo.verify(args or self._peer() or "")
+        elif name == "call":
+            peer = self._peer()
+            if peer is None:
+                self.notify("/call works in a direct chat: open the DM of the person to call.", severity="error")
+            else:
+                self.melo.start_call(peer, self.chat_id)
         else:
             self.notify(f"Unknown command /{clean_line(name, 20)}. Known: "
                         + " ".join("/" + c for c in COMMANDS), severity="warning")

@@ -22,6 +22,8 @@ KEYS = [
     ("Up", "edit your last message (empty composer)"),
     ("Escape", "cancel editing or replying; leave the composer"),
     ("Ctrl+S", "sessions"),
+    ("a / r", "accept / reject an incoming call"),
+    ("m, h / Ctrl+H", "on the call bar: mute, hang up (Ctrl+H anywhere)"),
     ("Ctrl+Q", "quit"),
 ]
 

@@ -1,4 +1,5 @@
-"""Snapshot tests (pytest-textual-snapshot) of login, chat list with a conversation, sessions, verify, help.
+"""Snapshot tests (pytest-textual-snapshot) of login, chat list with a conversation, sessions, verify, help,
+and the call bar.
 
 Deterministic: fixed usernames on this run's own ``melo-server`` process, the fixed clock of
 ``formatting.FIXED``, a fixed server URL on the login form, safety numbers from fixed keys, and nothing
@@ -10,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
+import melo_tui
 from melo_protocol.client import CredentialStore, MeloClient
 from melo_protocol.client import events as ev
+from melo_protocol.client.calls import CallQuality, CallState
 from melo_protocol.client.messenger import Messenger
 from melo_protocol.crypto import PartyIdentity, safety_number, safety_qr
 from melo_tui.app import MeloApp
@@ -21,6 +25,7 @@ from melo_tui.formatting import FIXED
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.sessions import SessionsScreen
 from melo_tui.screens.verify import VerifyScreen
+from melo_tui.widgets.call_bar import CallBar
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
 from tests.live import LiveServer
 from tests.realtime.e2ekit import PASSWORD, next_of
@@ -144,3 +149,37 @@ def test_verify_screen(snap_compare: Any, snapshot_home: tuple[str, Path]) -> No
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+class FixedCall:
+    """A call frozen in one state: the call bar's snapshot must not depend on a live connection."""
+
+    peer = "bob"
+    state = CallState.CONNECTED
+    reason: str | None = None
+    muted = True
+    level = 0.5
+    duration = 83.4
+
+    async def quality(self) -> CallQuality:
+        return CallQuality(rtt_ms=42.0, loss_fraction=0.0125)
+
+
+class CallBarApp(App[None]):
+    CSS_PATH = str(Path(melo_tui.__file__).parent / "app.tcss")
+
+    def compose(self) -> ComposeResult:
+        yield CallBar(id="call-bar")
+
+
+def test_call_bar(snap_compare: Any) -> None:
+    app = CallBarApp()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        bar = app.query_one(CallBar)
+        bar.show_call(FixedCall())
+        await bar.tick()
+        await pilot.pause()
+        assert bar.text.startswith("☎ bob  connected  01:23  muted  ▮▮▮▮▯▯▯▯  RTT 42 ms · loss 1.2%")
+
+    assert snap_compare(app, terminal_size=(100, 3), run_before=run_before)
