@@ -24,12 +24,13 @@ class FakeClock:
 
 
 @pytest.fixture
-async def two(sqlite_url: str, tmp_path: Path) -> AsyncIterator[tuple[Api, Api]]:
-    """Two app instances on one database, their own schedulers off: the tests drive the ticks."""
-    s1 = make_settings(tmp_path / "a", sqlite_url, jobs_enabled=False)
-    s2 = make_settings(tmp_path / "b", sqlite_url, jobs_enabled=False)
-    async for a in open_api(s1, "sqlite"):
-        async for b in open_api(s2, "sqlite"):
+async def two(db_url: str, tmp_path: Path) -> AsyncIterator[tuple[Api, Api]]:
+    """Two app instances on one database (SQLite, PostgreSQL, MariaDB), their own schedulers off: the tests
+    drive the ticks, so the lease's compare-and-swap is exercised on every backend."""
+    s1 = make_settings(tmp_path / "a", db_url, jobs_enabled=False)
+    s2 = make_settings(tmp_path / "b", db_url, jobs_enabled=False)
+    async for a in open_api(s1, "a"):
+        async for b in open_api(s2, "b"):
             async with a.state.sessions() as db:  # a clean slate for the lease and the period marks
                 for row in (await db.scalars(select(ServerState).where(ServerState.key.like("jobs.%")))).all():
                     await db.delete(row)
