@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +20,9 @@ from pydantic_settings import (
 )
 
 from melo_protocol.wire import RegistrationMode
+
+# the background jobs (server/jobs/scheduler.py), named in MELO_JOBS_PERIODS
+JOB_NAMES = ("scheduled_messages", "disappearing", "retention", "cleanup", "key_rotation")
 
 
 def default_data_dir() -> Path:
@@ -90,6 +93,9 @@ class Settings(BaseSettings):
     jobs_enabled: bool = True
     jobs_tick_s: float = Field(default=5.0, gt=0)
     jobs_lease_s: int = Field(default=30, ge=2)
+    # a job's period in seconds, by job name, instead of its default (tick, tick, 3600, 3600, 86400):
+    # MELO_JOBS_PERIODS='{"retention": 600}'
+    jobs_periods: dict[str, float] = {}
     retention_days: int = Field(default=0, ge=0)  # server default; 0 keeps history forever
     key_rotation_days: int = Field(default=30, ge=1)  # JWT signing key and data key
     revoked_session_keep_days: int = Field(default=30, ge=0)
@@ -108,6 +114,16 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings)
+
+    @field_validator("jobs_periods")
+    @classmethod
+    def _known_jobs(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(JOB_NAMES))
+        if unknown:
+            raise ValueError(f"unknown job(s) {unknown}: the jobs are {', '.join(JOB_NAMES)}")
+        if any(not period > 0 for period in value.values()):
+            raise ValueError("a job's period must be a positive number of seconds")
+        return value
 
     @model_validator(mode="after")
     def _refuse_insecure_public_defaults(self) -> "Settings":

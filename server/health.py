@@ -3,7 +3,7 @@
 import asyncio
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import text
 
 from server.deps import StateDep
@@ -21,6 +21,12 @@ class Metrics:
         )
         self.latency = Histogram(
             "melo_http_request_seconds", "HTTP request latency", ["method", "route"], registry=self.registry
+        )
+        self.job_runs = Counter(
+            "melo_job_runs_total", "Background job runs on this worker", ["job", "outcome"], registry=self.registry
+        )
+        self.jobs_leader = Gauge(
+            "melo_jobs_leader", "1 while this worker holds the scheduler's lease", registry=self.registry
         )
 
 

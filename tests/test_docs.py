@@ -44,3 +44,12 @@ def test_every_websocket_frame_is_documented() -> None:
     assert not missing, f"WebSocket frames missing from docs/protocol.md: {missing}"
     codes = [str(int(c)) for c in realtime.CloseCode]
     assert not [c for c in codes if f"| {c} |" not in text], "close codes missing from docs/protocol.md"
+
+
+def test_every_chat_out_field_is_documented(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path))
+    fields = app.openapi()["components"]["schemas"]["ChatOut"]["properties"]
+    assert "message_ttl_seconds" in fields
+    text = DOC.read_text()
+    missing = [f for f in fields if f"`{f}`" not in text]
+    assert not missing, f"ChatOut fields missing from docs/protocol.md: {missing}"

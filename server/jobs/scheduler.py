@@ -4,8 +4,10 @@ Every ``jobs_tick_s`` each worker's AsyncIOScheduler calls ``tick``. A tick firs
 leader lease: a row in ``server_state`` holding "<owner>|<expiry>", changed only by compare-and-swap,
 so at most one worker holds it at a time; a crashed leader's lease lapses after ``jobs_lease_s``.
 The leader then runs each job whose period has come round. A job's last period is itself recorded by
-compare-and-swap (``jobs.last.<name>``), so even a leader change mid-period runs each job exactly once
-per period. Time comes from an injectable clock, so tests move time instead of waiting for it.
+compare-and-swap (``jobs.last.<name>``, the period's start as a Unix time, so a changed period length
+compares correctly), so even a leader change mid-period runs each job exactly once per period. Each run
+is logged ("job ran", with job and period) and counted (``melo_job_runs_total``). Time comes from an
+injectable clock, so tests move time instead of waiting for it.
 """
 
 import logging
@@ -41,13 +43,15 @@ class Job:
 
 def default_jobs(state: AppState) -> list[Job]:
     tick = state.settings.jobs_tick_s
-    return [
+    periods = state.settings.jobs_periods  # MELO_JOBS_PERIODS overrides, by name
+    jobs = [
         Job("scheduled_messages", tick, tasks.send_scheduled),
         Job("disappearing", tick, tasks.expire_disappearing),
         Job("retention", 3600, tasks.retention),
         Job("cleanup", 3600, tasks.cleanup),
         Job("key_rotation", 86400, tasks.rotate_keys),  # rotates when the active keys are a month old
     ]
+    return [Job(j.name, periods.get(j.name, j.period_s), j.run) for j in jobs]
 
 
 class JobScheduler:
@@ -72,6 +76,7 @@ class JobScheduler:
             self._scheduler.shutdown(wait=False)
         self._scheduler = None
         await self.release()
+        self._set_leader_metric(False)
 
     # -- one tick --------------------------------------------------------------------------------------
     async def tick(self) -> dict[str, Any]:
@@ -79,19 +84,36 @@ class JobScheduler:
         now = self.clock()
         results: dict[str, Any] = {}
         try:
-            if not await self.acquire(now):
+            leading = await self.acquire(now)
+            self._set_leader_metric(leading)
+            if not leading:
                 return results
             for job in self.jobs:
-                if not await self._claim_period(job, now):
+                period = await self._claim_period(job, now)
+                if period is None:
                     continue
                 try:
                     results[job.name] = await job.run(self.state, now)
                     self.runs[job.name] += 1
+                    self._count(job.name, "ok")
+                    log.info("job ran", extra={"job": job.name, "period": period, "owner": self.owner})
                 except Exception:
-                    log.exception("job %s failed; it runs again next period", job.name)
+                    self._count(job.name, "error")
+                    log.exception("job %s failed; it runs again next period", job.name,
+                                  extra={"job": job.name, "period": period, "owner": self.owner})
         except Exception:
             log.exception("scheduler tick failed")
         return results
+
+    def _count(self, job: str, outcome: str) -> None:
+        metrics = self.state.metrics
+        if metrics is not None:
+            metrics.job_runs.labels(job, outcome).inc()
+
+    def _set_leader_metric(self, leading: bool) -> None:
+        metrics = self.state.metrics
+        if metrics is not None:
+            metrics.jobs_leader.set(1 if leading else 0)
 
     async def _cas(self, key: str, old: str | None, new: str) -> bool:
         """Set server_state[key] from ``old`` (None: absent) to ``new``; True if this call made the change."""
@@ -139,17 +161,26 @@ class JobScheduler:
         except Exception:
             log.warning("could not release the scheduler lease; it lapses by itself")
 
-    async def _claim_period(self, job: Job, now: datetime) -> bool:
-        period = int(now.timestamp() // job.period_s)
+    async def _claim_period(self, job: Job, now: datetime) -> str | None:
+        """Claim the job's current period (its start, as Unix time); None when it already ran or another
+        worker claimed it first. Starts, not period numbers, are stored: they stay comparable when an
+        operator changes the job's period."""
+        start = (now.timestamp() // job.period_s) * job.period_s
         key = LAST_RUN_PREFIX + job.name
         current = await self._read(key)
-        if current is not None and int(current) >= period:
-            return False
-        return await self._cas(key, current, str(period))
+        if current is not None:
+            try:
+                if float(current) >= start:
+                    return None
+            except ValueError:
+                log.warning("unreadable %s=%r: claiming the period anew", key, current)
+        claimed = repr(start)  # exact: every worker computes the same float for the same period
+        return claimed if await self._cas(key, current, claimed) else None
 
     async def run_now(self, name: str) -> Any:
         """Run one job at once, outside its schedule (the admin's "run retention now")."""
         job = next(j for j in self.jobs if j.name == name)
         result = await job.run(self.state, self.clock())
         self.runs[name] += 1
+        self._count(name, "ok")
         return result

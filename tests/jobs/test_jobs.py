@@ -2,16 +2,21 @@
 and the jobs themselves (scheduled delivery, disappearing messages, retention, clean-up, key rotation)."""
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import make_url
 
+from server.config import JOB_NAMES, Settings
 from server.db.models import Chat, ChatEvent, DeviceSession, Message, ServerState
 from server.db.types import utcnow
-from server.jobs.scheduler import JobScheduler
+from server.jobs.scheduler import Job, JobScheduler, default_jobs
 from tests.conftest import Api, bearer, make_settings, open_api
 
 
@@ -36,6 +41,18 @@ async def two(db_url: str, tmp_path: Path) -> AsyncIterator[tuple[Api, Api]]:
                     await db.delete(row)
                 await db.commit()
             yield a, b
+            async with a.state.sessions() as db:  # and no far-future lease left for later tests' apps
+                await db.execute(delete(ServerState).where(ServerState.key.like("jobs.%")))
+                await db.commit()
+
+
+@pytest.fixture
+async def one(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
+    """The app on each database backend with its scheduler off: the tests call the jobs themselves, so a
+    background tick (real clock) never races them."""
+    settings = make_settings(tmp_path, db_url, jobs_enabled=False)
+    async for a in open_api(settings, make_url(db_url).get_backend_name()):
+        yield a
 
 
 async def test_one_leader_each_job_once_per_period(two: tuple[Api, Api]) -> None:
@@ -66,6 +83,54 @@ async def test_one_leader_each_job_once_per_period(two: tuple[Api, Api]) -> None
     assert other.runs["retention"] + leader.runs["retention"] == 3
 
 
+def test_job_periods_are_configurable_by_name(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, jobs_tick_s=2, jobs_periods={"retention": 60, "key_rotation": 0.5})
+    periods = {j.name: j.period_s for j in default_jobs(SimpleNamespace(settings=settings))}  # type: ignore[arg-type]
+    assert periods == {"scheduled_messages": 2, "disappearing": 2, "retention": 60, "cleanup": 3600,
+                       "key_rotation": 0.5}
+    assert tuple(periods) == JOB_NAMES
+    for bad in ({"retension": 60}, {"retention": 0}, {"cleanup": -1}):
+        with pytest.raises(ValueError, match="jobs_periods"):
+            Settings(data_dir=tmp_path, jobs_periods=bad)
+
+
+async def test_a_changed_period_length_neither_repeats_nor_stalls_a_job(one: Api) -> None:
+    """Period marks are period starts in seconds: after MELO_JOBS_PERIODS changes, a job that already ran
+    in the current (longer) period waits for the next one, and never waits longer than that."""
+    name = f"probe-{secrets.token_hex(4)}"  # its own period mark in the shared database
+    ran: list[datetime] = []
+
+    async def run(_: Any, now: datetime) -> None:
+        ran.append(now)
+
+    hour = datetime(2040, 1, 1, 10, tzinfo=UTC)
+    clock = FakeClock(hour + timedelta(minutes=25))
+    every_10_min = JobScheduler(one.state, clock, jobs=[Job(name, 600, run)])
+    await every_10_min.tick()
+    assert ran == [clock.now]
+    await every_10_min.release()
+    # the operator makes it hourly: this hour already had its run ...
+    hourly = JobScheduler(one.state, clock, jobs=[Job(name, 3600, run)])
+    clock.now = hour + timedelta(minutes=50)
+    await hourly.tick()
+    assert len(ran) == 1
+    # ... and the next hour has one
+    clock.now = hour + timedelta(minutes=61)
+    await hourly.tick()
+    await hourly.tick()
+    assert ran[1:] == [hour + timedelta(minutes=61)]
+    await hourly.release()
+    # and back to every ten minutes: not again in the same ten minutes, then once in the next
+    every_10_min = JobScheduler(one.state, clock, jobs=[Job(name, 600, run)])
+    clock.now = hour + timedelta(minutes=65)
+    await every_10_min.tick()
+    assert len(ran) == 2
+    clock.now = hour + timedelta(minutes=71)
+    await every_10_min.tick()
+    assert ran[2:] == [hour + timedelta(minutes=71)]
+    await every_10_min.release()
+
+
 async def test_scheduled_message_sent_once_through_the_send_path(two: tuple[Api, Api]) -> None:
     a, b = two
     owner = await a.register()
@@ -91,22 +156,34 @@ async def test_scheduled_message_sent_once_through_the_send_path(two: tuple[Api,
     assert (await a.client.get("/v1/scheduled", headers=bearer(owner))).json()["scheduled"] == []
 
 
-async def test_disappearing_messages_are_tombstoned(sqlite_api: Api) -> None:
-    api = sqlite_api
+async def test_disappearing_messages_are_tombstoned(one: Api) -> None:
+    api = one
     owner = await api.register()
     chat = (await api.client.post("/v1/chats", json={"kind": "channel", "title": "poof"},
                                   headers=bearer(owner))).json()
     await api.client.post(f"/v1/chats/{chat['id']}/messages", json={"txn_id": "old", "text": "before timer"},
                           headers=bearer(owner))
+
+    async def get_chat() -> dict:
+        r = await api.client.get(f"/v1/chats/{chat['id']}", headers=bearer(owner))
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    assert (await get_chat())["message_ttl_seconds"] is None
     r = await api.client.put(f"/v1/chats/{chat['id']}/timer", json={"seconds": 60}, headers=bearer(owner))
     assert r.status_code == 200 and r.json()["seconds"] == 60
+    # the chat itself shows its timer, alone and in the list
+    assert (await get_chat())["message_ttl_seconds"] == 60
+    listed = (await api.client.get("/v1/chats", headers=bearer(owner))).json()["chats"]
+    assert [c["message_ttl_seconds"] for c in listed if c["id"] == chat["id"]] == [60]
     r = await api.client.post(f"/v1/chats/{chat['id']}/messages", json={"txn_id": "new", "text": "vanishing"},
                               headers=bearer(owner))
     gone_id = r.json()["id"]
     from server.jobs import tasks
 
-    assert await tasks.expire_disappearing(api.state, utcnow() + timedelta(seconds=30)) == {}
-    assert await tasks.expire_disappearing(api.state, utcnow() + timedelta(seconds=61)) == {str(chat["id"]): 1}
+    # (other tests' chats may share this database: look at this chat's count only)
+    assert str(chat["id"]) not in await tasks.expire_disappearing(api.state, utcnow() + timedelta(seconds=30))
+    assert (await tasks.expire_disappearing(api.state, utcnow() + timedelta(seconds=61)))[str(chat["id"])] == 1
     page = (await api.client.get(f"/v1/chats/{chat['id']}/messages", headers=bearer(owner))).json()["messages"]
     by_id = {m["id"]: m for m in page}
     assert by_id[gone_id]["deleted"] is True and by_id[gone_id]["text"] is None
@@ -115,10 +192,20 @@ async def test_disappearing_messages_are_tombstoned(sqlite_api: Api) -> None:
         ev = await db.scalar(select(ChatEvent).where(ChatEvent.chat_id == chat["id"], ChatEvent.type ==
                                                      "message.deleted"))
         assert ev is not None and ev.message_id == gone_id
+    # turning the timer off clears it on the chat, and messages sent from then on stay
+    r = await api.client.put(f"/v1/chats/{chat['id']}/timer", json={"seconds": None}, headers=bearer(owner))
+    assert r.status_code == 200 and r.json()["seconds"] is None
+    assert (await get_chat())["message_ttl_seconds"] is None
+    r = await api.client.post(f"/v1/chats/{chat['id']}/messages", json={"txn_id": "kept", "text": "stays"},
+                              headers=bearer(owner))
+    assert r.status_code == 201, r.text
+    assert str(chat["id"]) not in await tasks.expire_disappearing(api.state, utcnow() + timedelta(days=400))
+    page = (await api.client.get(f"/v1/chats/{chat['id']}/messages", headers=bearer(owner))).json()["messages"]
+    assert [m["text"] for m in page if not m["deleted"]] == ["before timer", "stays"]
 
 
-async def test_retention_purges_and_raises_purged_seq(sqlite_api: Api) -> None:
-    api = sqlite_api
+async def test_retention_purges_and_raises_purged_seq(one: Api) -> None:
+    api = one
     admin = await api.make_admin()
     chat = (await api.client.post("/v1/chats", json={"kind": "channel", "title": "forget"},
                                   headers=bearer(admin))).json()
@@ -141,8 +228,8 @@ async def test_retention_purges_and_raises_purged_seq(sqlite_api: Api) -> None:
         assert (await db.get(Chat, chat["id"])).purged_seq == cut
 
 
-async def test_cleanup_and_key_rotation(sqlite_api: Api) -> None:
-    api = sqlite_api
+async def test_cleanup_and_key_rotation(one: Api) -> None:
+    api = one
     from server.jobs import tasks
 
     user = await api.register()

@@ -159,9 +159,7 @@ async def _subscribe(api: Api, who: dict, server: PushServer, sub: Subscriber, *
     return r.json()
 
 
-async def test_offline_member_gets_an_encrypted_push_without_plaintext(sqlite_api: Api,
-                                                                       push_server: PushServer) -> None:
-    api = sqlite_api
+async def test_offline_member_gets_an_encrypted_push_without_plaintext(api: Api, push_server: PushServer) -> None:
     vapid = (await api.client.get("/v1/push/vapid")).json()
     assert len(unb64u(vapid["public_key"])) == 65
     owner, reader, chat_id = await _channel(api)
@@ -186,8 +184,7 @@ async def test_offline_member_gets_an_encrypted_push_without_plaintext(sqlite_ap
     assert secret not in json.dumps(payload)
 
 
-async def test_sender_name_only_when_opted_in_and_unread_counts(sqlite_api: Api, push_server: PushServer) -> None:
-    api = sqlite_api
+async def test_sender_name_only_when_opted_in_and_unread_counts(api: Api, push_server: PushServer) -> None:
     owner, reader, chat_id = await _channel(api)
     sub = Subscriber.new()
     await _subscribe(api, reader, push_server, sub)
@@ -201,8 +198,7 @@ async def test_sender_name_only_when_opted_in_and_unread_counts(sqlite_api: Api,
     assert all("sender" not in p for p in payloads)
 
 
-async def test_410_removes_the_subscription(sqlite_api: Api, push_server: PushServer) -> None:
-    api = sqlite_api
+async def test_410_removes_the_subscription(api: Api, push_server: PushServer) -> None:
     owner, reader, chat_id = await _channel(api)
     created = await _subscribe(api, reader, push_server, Subscriber.new())
     push_server.statuses = [410]
@@ -216,8 +212,7 @@ async def test_410_removes_the_subscription(sqlite_api: Api, push_server: PushSe
     assert (await api.client.get("/v1/push/subscriptions", headers=bearer(reader))).json()["subscriptions"] == []
 
 
-async def test_5xx_and_429_are_retried_then_delivered(sqlite_api: Api, push_server: PushServer) -> None:
-    api = sqlite_api
+async def test_5xx_and_429_are_retried_then_delivered(api: Api, push_server: PushServer) -> None:
     api.state.settings.push_backoff_s = 0.01
     owner, reader, chat_id = await _channel(api)
     sub = Subscriber.new()
@@ -248,8 +243,7 @@ async def test_bounded_attempts_keep_the_subscription(sqlite_api: Api, push_serv
         assert await db.get(PushSubscription, created["id"]) is not None
 
 
-async def test_connected_member_gets_no_push(sqlite_api: Api, push_server: PushServer) -> None:
-    api = sqlite_api
+async def test_connected_member_gets_no_push(api: Api, push_server: PushServer) -> None:
     owner, reader, chat_id = await _channel(api)
     await _subscribe(api, reader, push_server, Subscriber.new())
     await api.state.presence.connect(reader["user"]["id"], "conn-test")
