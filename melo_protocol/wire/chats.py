@@ -30,6 +30,8 @@ class UserRef(Response):
     id: int
     username: str
     display_name: str | None = None
+    # presence where a client shows it (member lists, the peer of a DM in chat lists); None elsewhere
+    online: bool | None = None
 
 
 class DirectChatCreate(Request):
@@ -118,6 +120,7 @@ class ChatOut(Response):
     description: str | None = None
     e2e: bool
     slow_mode_seconds: int = 0
+    message_ttl_seconds: int | None = None  # disappearing-messages timer (PUT /v1/chats/{id}/timer); None: off
     created_at: datetime
     role: Role | None = None
     member_count: int

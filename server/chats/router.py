@@ -55,8 +55,8 @@ async def update_chat(chat_id: int, body: ChatUpdate, caller: CurrentCaller, sta
 
 
 @router.get("/v1/chats/{chat_id}/members")
-async def list_members(chat_id: int, caller: CurrentCaller, db: DbSession) -> MemberList:
-    return MemberList(members=await service.list_members(db, caller.user, chat_id))
+async def list_members(chat_id: int, caller: CurrentCaller, state: StateDep, db: DbSession) -> MemberList:
+    return MemberList(members=await service.list_members(state, db, caller.user, chat_id))
 
 
 @router.post("/v1/chats/{chat_id}/members", status_code=201)

@@ -197,10 +197,15 @@ async def list_chats(state: AppState, db: AsyncSession, me: User, chat_id: int |
             )
         ).all():
             peers[int(cid)] = user_ref(user)
+    if peers:
+        online = await state.presence.online([p.id for p in peers.values()])
+        for peer in peers.values():
+            peer.online = peer.id in online
     return [
         ChatOut(
             id=c.id, kind=ChatKind(c.kind), title=c.title if c.kind != ChatKind.DIRECT.value else None,
-            description=c.description, e2e=c.e2e, slow_mode_seconds=c.slow_mode_seconds, created_at=c.created_at,
+            description=c.description, e2e=c.e2e, slow_mode_seconds=c.slow_mode_seconds,
+            message_ttl_seconds=c.message_ttl_seconds, created_at=c.created_at,
             role=Role(m.role), member_count=counts.get(c.id, 0), last_seq=c.last_seq,
             unread_count=unread.get(c.id, 0), peer=peers.get(c.id), last_message=last.get(c.id),
         )
@@ -215,7 +220,7 @@ async def get_chat(state: AppState, db: AsyncSession, me: User, chat_id: int) ->
     return chats[0]
 
 
-async def list_members(db: AsyncSession, me: User, chat_id: int) -> list[MemberOut]:
+async def list_members(state: AppState, db: AsyncSession, me: User, chat_id: int) -> list[MemberOut]:
     await load_member(db, chat_id, me.id)
     rows = (
         await db.execute(
@@ -224,9 +229,10 @@ async def list_members(db: AsyncSession, me: User, chat_id: int) -> list[MemberO
             .order_by(ChatMember.joined_at, User.username)
         )
     ).all()
+    online = await state.presence.online([u.id for _, u in rows]) if rows else set()
     return [
-        MemberOut(user=user_ref(u), role=Role(m.role), joined_at=m.joined_at, read_seq=m.read_seq,
-                  delivered_seq=m.delivered_seq)
+        MemberOut(user=UserRef(id=u.id, username=u.username, display_name=u.display_name, online=u.id in online),
+                  role=Role(m.role), joined_at=m.joined_at, read_seq=m.read_seq, delivered_seq=m.delivered_seq)
         for m, u in rows
     ]
 

@@ -138,6 +138,12 @@ async def test_presence_follows_the_last_socket_and_only_reaches_chat_peers(live
     await second.close()
     offline = await bob_sock.until(lambda f: f["type"] == "presence")
     assert offline["user"] == alice.username and offline["online"] is False
+    # the member list and the DM's peer say who is online now (a client that just opened needs it)
+    chat_list = (await bob.call("GET", "/v1/chats", 200))["chats"]
+    assert [c["peer"]["online"] for c in chat_list if c["kind"] == "direct"] == [False]
+    members = (await bob.call("GET", f"/v1/chats/{chat_list[0]['id']}/members", 200))["members"]
+    assert {m["user"]["username"]: m["user"]["online"] for m in members} == {alice.username: False,
+                                                                             bob.username: True}
     last_seen = datetime.fromisoformat(offline["last_seen"])
     assert before - timedelta(seconds=5) <= last_seen <= datetime.now(UTC)
     # a stranger shares no chat with alice: no presence about her at any point
@@ -145,6 +151,9 @@ async def test_presence_follows_the_last_socket_and_only_reaches_chat_peers(live
     # bob is told when alice comes back
     again = await ready_socket(alice)
     assert (await bob_sock.until(lambda f: f["type"] == "presence"))["online"] is True
+    members = (await bob.call("GET", f"/v1/chats/{chat_list[0]['id']}/members", 200))["members"]
+    assert all(m["user"]["online"] is True for m in members)
+    assert (await alice.call("GET", "/v1/chats", 200))["chats"][0]["peer"]["online"] is True
     await quiet(stranger_sock)
     for s in (again, bob_sock, stranger_sock):
         await s.close()
