@@ -1,10 +1,11 @@
 """Options and value parsers shared by command groups (only Typer imported: keeps ``--help`` fast)."""
 
-import re
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+
+from melo_protocol.timetext import parse_duration, parse_when
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document instead of text")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do it without asking (needed without a terminal)")]
@@ -17,21 +18,6 @@ ChatArg = Annotated[
     ),
 ]
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION_RE = re.compile(r"(\d+)([smhdw])")
-
-
-def parse_duration(text: str) -> int:
-    """"90" (seconds), "30m", "2h", "1d", "1w", "1h30m" → seconds. Raises ValueError."""
-    value = text.strip().lower()
-    if value.isdigit():
-        return int(value)
-    parts = _DURATION_RE.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        raise ValueError(f"invalid duration {text!r}: use e.g. 90s, 30m, 2h, 1d, 1w or 1h30m")
-    return sum(int(n) * _UNITS[u] for n, u in parts)
-
-
 def duration_seconds(value: str | None, param_hint: str) -> int | None:
     """A duration option's text → seconds; bad text is a usage error (exit 2)."""
     if value is None:
@@ -40,36 +26,6 @@ def duration_seconds(value: str | None, param_hint: str) -> int | None:
         return parse_duration(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=param_hint) from None
-
-
-_CLOCK_RE = re.compile(r"(?:(today|tomorrow)\s+)?(\d{1,2}):(\d{2})")
-WHEN_HELP = (
-    "when to send: ISO 8601 (2030-01-02T09:00, 2030-01-02 09:00+02:00, …Z; no zone = local time), "
-    "+DURATION from now (+10m, +2h, +1d, +1h30m), or a local clock time: 09:00 (the next one), "
-    "today 18:30, tomorrow 09:00"
-)
-
-
-def parse_when(text: str, now: datetime | None = None) -> datetime:
-    """A --at TIME → a zoned datetime (see WHEN_HELP). Raises ValueError; the future is the server's check."""
-    value = " ".join(text.strip().split())
-    local_now = (now or datetime.now().astimezone()).astimezone()
-    if value.startswith("+") or value.lower().startswith("in "):
-        return local_now + timedelta(seconds=parse_duration(value.lstrip("+").removeprefix("in ").strip()))
-    clock = _CLOCK_RE.fullmatch(value.lower())
-    if clock:
-        day, hour, minute = clock.group(1), int(clock.group(2)), int(clock.group(3))
-        if hour > 23 or minute > 59:
-            raise ValueError(f"invalid time of day {text!r}")
-        at = datetime.combine(local_now.date(), time(hour, minute), local_now.tzinfo)
-        if day == "tomorrow" or (day is None and at <= local_now):
-            at += timedelta(days=1)
-        return at
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"invalid time {text!r}: {WHEN_HELP}") from None
-    return at if at.tzinfo is not None else at.astimezone()  # naive: this machine's local time
 
 
 def when_option(value: str | None, param_hint: str = "--at") -> datetime | None:

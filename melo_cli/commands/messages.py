@@ -11,7 +11,8 @@ import typer
 
 from melo_cli.application import get_app
 from melo_cli.errors import ExitCode
-from melo_cli.options import WHEN_HELP, ChatArg, JsonOpt, iso, short_time, when_option
+from melo_cli.options import ChatArg, JsonOpt, iso, short_time, when_option
+from melo_protocol.timetext import WHEN_HELP
 
 if TYPE_CHECKING:
     from melo_protocol.client import events as ev

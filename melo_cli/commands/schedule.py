@@ -12,6 +12,7 @@ import typer
 
 from melo_cli.application import Application, get_app
 from melo_cli.options import ChatArg, JsonOpt, command_group, iso, parse_duration, short_time
+from melo_protocol.timetext import human_duration
 
 if TYPE_CHECKING:
     from melo_protocol.client import MeloClient
@@ -33,16 +34,6 @@ def scheduled_doc(row: "ScheduledOut") -> dict[str, Any]:
         "text": row.text,
         "e2e": row.e2e is not None,
     }
-
-
-def human_duration(seconds: int) -> str:
-    """3600 → "1h", 5400 → "1h30m", 90 → "1m30s" (the forms parse_duration reads)."""
-    parts = []
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts) or "0s"
 
 
 def schedule_message(application: Application, chat: str, text: str, send_at: datetime,

@@ -32,6 +32,7 @@ from melo_protocol.crypto import (
     CryptoMachine,
     CryptoStore,
     DecryptionError,
+    DeviceRecord,
     IdentityChanged,
     MissingSessionKey,
     PartyIdentity,
@@ -82,6 +83,11 @@ class Messenger:
         self._verifications: dict[str, SasVerification] = {}
         self._pending_events: list[ev.Event] = []
         self._lock = asyncio.Lock()
+        # delivered receipts: this device tells senders it has their messages (coalesced per chat, best effort)
+        self.send_delivered = True
+        self._delivered: dict[int, int] = {}
+        self._own_read: dict[int, int] = {}  # chat id → our read position as last announced
+        self._delivering: asyncio.Task[None] | None = None
         self.cache: MessageCache | None = None
 
     # -- opening -------------------------------------------------------------------------------------
@@ -120,6 +126,11 @@ class Messenger:
             await self.stream.start()
 
     async def close(self) -> None:
+        if self._delivering is not None:
+            self._delivering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._delivering
+            self._delivering = None
         if self.stream is not None:
             await self.stream.close()
             self.stream = None
@@ -268,6 +279,28 @@ class Messenger:
     async def mark_read(self, chat_id: int, seq: int) -> None:
         await self.client.mark_read(chat_id, seq)
 
+    async def pins(self, chat_id: int) -> list[ev.Message]:
+        """The chat's pinned messages, decrypted, newest pin last as the server lists them."""
+        out = [self._decrypt(m) for m in await self.client.list_pins(chat_id)]
+        self.crypto.flush()
+        return out
+
+    def _queue_delivered(self, chat_id: int, seq: int) -> None:
+        if not self.send_delivered or self.stream is None:
+            return
+        if seq > self._delivered.get(chat_id, 0):
+            self._delivered[chat_id] = seq
+        if self._delivering is None or self._delivering.done():
+            self._delivering = asyncio.get_running_loop().create_task(self._flush_delivered())
+
+    async def _flush_delivered(self) -> None:
+        while self._delivered and self.stream is not None:
+            chat_id, seq = self._delivered.popitem()
+            try:
+                await self.stream.command("received", chat_id=chat_id, seq=seq)
+            except (MeloError, TimeoutError):
+                pass  # best effort: a later message or the read receipt moves the marker on
+
     async def typing(self, chat_id: int, typing: bool = True) -> None:
         if self.stream is not None:
             await self.stream.command("typing", chat_id=chat_id, typing=typing)
@@ -357,6 +390,8 @@ class Messenger:
             message = self._decrypt(out)
             self.crypto.flush()
             cls = ev.MessageReceived if kind == "message.created" else ev.MessageEdited
+            if kind == "message.created" and message.sender != self.username and isinstance(chat_id, int):
+                self._queue_delivered(chat_id, out.seq)
             return [cls(chat_id=chat_id, seq=seq, message=message)]
         if kind == "message.deleted":
             return [ev.MessageDeleted(chat_id=chat_id, seq=seq, message_id=data.get("message_id", 0),
@@ -369,6 +404,13 @@ class Messenger:
             return [ev.PinChanged(chat_id=chat_id, seq=seq, message_id=data.get("message_id", 0),
                                   by=data.get("by", ""), pinned=kind == "message.pinned")]
         if kind == "receipt":
+            if data.get("user") == self.username and isinstance(chat_id, int):
+                # our own receipt: only a move of our read position matters (other devices' unread counts);
+                # the delivered receipts this device sends itself would be noise for every consumer
+                read = int(data.get("read_seq", 0))
+                if read <= self._own_read.get(chat_id, 0):
+                    return []
+                self._own_read[chat_id] = read
             return [ev.ReceiptUpdated(chat_id=chat_id, seq=seq, user=data.get("user", ""),
                                       read_seq=data.get("read_seq", 0), delivered_seq=data.get("delivered_seq", 0))]
         if kind == "typing":
@@ -531,8 +573,10 @@ class Messenger:
         sas = self._verifications.get(txn)
         try:
             if sas is None:
-                record = self.crypto.device(payload.sender_user_id, payload.sender_device_id)
-                if record is None or not content.get("type", "").endswith(".start"):
+                if not content.get("type", "").endswith(".start"):
+                    return []
+                record = await self._sender_device(payload.sender_user_id, payload.sender_device_id)
+                if record is None:
                     return []
                 sas = SasVerification.from_start(content, own_user_id=self.user_id, own_device_id=self.device_id,
                                                  own_ed25519=self.crypto.identity_keys["ed25519"],
@@ -549,6 +593,20 @@ class Messenger:
         return [ev.VerificationUpdate(user=self._usernames.get(sas.their[0], ""), device_id=sas.their[1],
                                       state=sas.state.value, data={"transaction_id": txn})]
 
+    async def _sender_device(self, user_id: int, device_id: str) -> DeviceRecord | None:
+        """Our record of a device that wrote to us; looked up (trust on first use) when we have none yet.
+
+        A contact may start a verification before we ever fetched their devices: without this look-up
+        their request would be dropped and they would wait in vain.
+        """
+        record = self.crypto.device(user_id, device_id)
+        username = self._usernames.get(user_id)
+        if record is None and username:
+            with contextlib.suppress(MeloError):
+                await self.devices(username)
+            record = self.crypto.device(user_id, device_id)
+        return record
+
     async def accept_sas(self, transaction_id: str) -> SasVerification:
         sas = self._verifications[transaction_id]
         await self._send_sas(sas, [sas.accept()])
@@ -559,6 +617,13 @@ class Messenger:
         await self._send_sas(sas, [sas.confirm() if match else sas.mismatch()])
         if sas.state is SasState.VERIFIED:
             self.mark_verified(sas.their[0], sas.their[1])
+        return sas
+
+    async def cancel_sas(self, transaction_id: str) -> SasVerification:
+        """The user gave up (or declined a request): tell the other device; nothing once it has ended."""
+        sas = self._verifications[transaction_id]
+        if sas.state not in (SasState.VERIFIED, SasState.CANCELLED):
+            await self._send_sas(sas, [sas.cancel("m.user", "the user cancelled")])
         return sas
 
     # -- call signalling (end-to-end encrypted to-device messages) ---------------------------------------

@@ -103,6 +103,15 @@ class CredentialStore:
         self.profile = check_profile_name(profile)
         self._warn = warn
 
+    def profiles(self) -> list[str]:
+        """The profiles of this home that have been used (logged in at least once), by name."""
+        folder = self.home / "profiles"
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+    def for_profile(self, profile: str) -> "CredentialStore":
+        """The store of another profile in the same home (ValueError for a bad name)."""
+        return CredentialStore(self.home, profile, warn=self._warn)
+
     @property
     def profile_path(self) -> Path:
         return self.home / "profiles" / f"{self.profile}.json"

@@ -120,3 +120,17 @@ def test_keyring_usability() -> None:
 def test_profile_names_cannot_escape_the_home(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValueError):
         CredentialStore(tmp_path, bad)
+
+
+def test_profiles_of_a_home_are_listed_and_reachable(tmp_path: Path) -> None:
+    work = CredentialStore(tmp_path, "work", warn=lambda _: None)
+    assert work.profiles() == []
+    work.save(creds())
+    work.for_profile("home").save(creds(server="http://127.0.0.1:10"))
+    assert work.profiles() == ["home", "work"]
+    home = work.for_profile("home")
+    assert home.home == tmp_path and home.profile == "home"
+    loaded = home.load()
+    assert loaded is not None and loaded.server_url == "http://127.0.0.1:10"
+    with pytest.raises(ValueError):
+        work.for_profile("../escape")

@@ -234,3 +234,24 @@ async def test_missing_room_key_is_re_requested_and_the_message_fills_in(live: L
     assert filled.message.status == "ok" and filled.message.text == "the key for this went missing"
     alice_listens.cancel()
     await close_all(alice, bob)
+
+
+async def test_delivered_then_read_receipts_and_decrypted_pins(live: Live, tmp_path: Path) -> None:
+    """A device that receives a message says so (✓✓ delivered) before its user reads it (read)."""
+    alice = await device(live, tmp_path, "alice" + tmp_path.name[-6:].replace("_", ""), "a1", register=True)
+    bob = await device(live, tmp_path, "bob" + tmp_path.name[-6:].replace("_", ""), "b1", register=True)
+    chat = await alice.client.create_direct(bob.username)
+    sent = await alice.send_text(chat.id, "did this arrive?")
+    await collect_texts(bob, chat.id, 1)  # bob's device has it: a delivered receipt goes out by itself
+    delivered = await next_of(alice, ev.ReceiptUpdated, lambda e: e.user == bob.username)
+    assert delivered.delivered_seq >= sent.seq and delivered.read_seq < sent.seq
+    await bob.mark_read(chat.id, sent.seq)
+    read = await next_of(alice, ev.ReceiptUpdated, lambda e: e.user == bob.username and e.read_seq >= sent.seq)
+    assert read.delivered_seq >= sent.seq
+    members = {m.user.username: m for m in await alice.client.list_members(chat.id)}
+    assert members[bob.username].delivered_seq >= sent.seq
+    assert members[alice.username].delivered_seq >= 0
+    await alice.pin(chat.id, sent.id)
+    pins = await bob.pins(chat.id)
+    assert [(p.id, p.text, p.status) for p in pins] == [(sent.id, "did this arrive?", "ok")]
+    await close_all(alice, bob)
