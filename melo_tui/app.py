@@ -4,7 +4,9 @@ The app owns what outlives a screen: login/auto-login, the live event loop (a wo
 typed SDK events to the chat screen), and palette actions that open modals and call the SDK in workers.
 """
 
-from collections.abc import Callable
+import asyncio
+import shutil
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from aiortc.mediastreams import MediaStreamTrack
@@ -12,6 +14,8 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.notifications import SeverityLevel
+from textual.timer import Timer
 
 from melo_protocol.client import events as ev
 from melo_protocol.client.calls import (
@@ -29,7 +33,9 @@ from melo_tui.backend import Backend
 from melo_tui.commands import MeloCommands
 from melo_tui.formatting import Formatting
 from melo_tui.sanitize import clean, clean_line
+from melo_tui.sas_flow import SasFlow
 from melo_tui.screens.chat import ChatScreen
+from melo_tui.screens.chat_info import ChatInfoScreen
 from melo_tui.screens.help import HelpScreen
 from melo_tui.screens.incoming_call import IncomingCallScreen
 from melo_tui.screens.info import InfoScreen
@@ -40,6 +46,8 @@ from melo_tui.screens.verify import VerifyScreen
 from melo_tui.widgets.call_bar import CallBar
 
 CallMedia = Callable[[], tuple[MediaStreamTrack, AudioSink, list[str]]]
+Notifier = Callable[[str, str], Awaitable[None]]  # (title, body) → a desktop notification
+FAILED = object()  # what ``MeloApp._call`` returns when the SDK call failed (None is a valid result)
 ENDED_BAR_S = 5.0  # an ended call stays on the bar this long, with its reason
 
 
@@ -48,6 +56,24 @@ def device_media() -> tuple[MediaStreamTrack, AudioSink, list[str]]:
     source, mic_notice = open_microphone()
     sink, speaker_notice = open_speaker()
     return source, sink, [n for n in (mic_notice, speaker_notice) if n]
+
+
+def desktop_notifier() -> Notifier | None:
+    """Desktop notifications through ``notify-send`` (freedesktop), or None where there is none.
+
+    Only the chat's name and the sender go to it, never message text: argv is visible to every local
+    user, and the text of an end-to-end encrypted chat must not leave the app.
+    """
+    exe = shutil.which("notify-send")
+    if exe is None:
+        return None
+
+    async def send(title: str, body: str) -> None:
+        quiet = asyncio.subprocess.DEVNULL
+        proc = await asyncio.create_subprocess_exec(exe, "--app-name=Melo", title, body,
+                                                    stdin=quiet, stdout=quiet, stderr=quiet)
+        await proc.wait()
+    return send
 
 
 def quiet_media() -> tuple[MediaStreamTrack, AudioSink, list[str]]:
@@ -67,7 +93,8 @@ class MeloApp(App[None]):
     ]
 
     def __init__(self, backend: Backend, *, formatting: Formatting | None = None,
-                 call_media: CallMedia = device_media, call_options: dict[str, Any] | None = None) -> None:
+                 call_media: CallMedia = device_media, call_options: dict[str, Any] | None = None,
+                 desktop_notify: Notifier | None = None) -> None:
         super().__init__()
         self.backend = backend
         self.formatting = formatting or Formatting()
@@ -76,6 +103,14 @@ class MeloApp(App[None]):
         self.call_options = call_options or {}
         self.calls: CallManager | None = None
         self._incoming: dict[str, IncomingCallScreen] = {}
+        self.desktop_notify = desktop_notify
+        self._state_poll: Timer | None = None
+        self.sas = SasFlow(self)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification is plain text: they quote server errors, usernames and titles (never markup)."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     # -- start: auto-login or the login screen ----------------------------------------------------------
     def _flush_warnings(self) -> None:
@@ -118,15 +153,15 @@ class MeloApp(App[None]):
             if isinstance(screen, LoginScreen):
                 screen.set_busy(False)
             return
-        self._logged_in()
+        self._logged_in(join_code=form.invite)
 
-    def _logged_in(self) -> None:
+    def _logged_in(self, join_code: str | None = None) -> None:
         self._flush_warnings()
         messenger = self.backend.messenger
         assert messenger is not None
         state = messenger.stream.state if messenger.stream is not None else "offline"
         self.call_after_refresh(self.set_connection_state, state)  # once the new screen's header exists
-        chat = ChatScreen(messenger)
+        chat = ChatScreen(messenger, join_code=join_code)
         if isinstance(self.screen, LoginScreen):
             self.switch_screen(chat)
         else:
@@ -136,7 +171,9 @@ class MeloApp(App[None]):
                 self.calls = CallManager(messenger, **self.call_options)
                 self.calls.on_incoming(self._incoming_call)
             self.listen()
-            self.set_interval(0.5, self._poll_connection_state)
+            if self._state_poll is not None:
+                self._state_poll.stop()
+            self._state_poll = self.set_interval(0.5, self._poll_connection_state)
 
     def _poll_connection_state(self) -> None:
         # the SDK reports state changes as events only when a frame arrives; the header must not wait
@@ -181,7 +218,7 @@ class MeloApp(App[None]):
         elif isinstance(event, ev.SessionEnded):
             self.notify(f"Session ended: {clean_line(event.reason, 100)}", severity="error", timeout=15)
         elif isinstance(event, ev.VerificationUpdate):
-            self.notify(f"Verification with {clean_line(event.user, 64)}: {clean_line(event.state, 40)}")
+            self.sas.handle(event)
         screen = self.chat_screen
         if screen is not None and screen.is_mounted:
             try:
@@ -196,6 +233,29 @@ class MeloApp(App[None]):
         if screen is not None and screen.is_mounted:
             screen.show_status(name, state)
 
+    # -- notifications ----------------------------------------------------------------------------------
+    def alert(self, message: ev.Message, chat_title: str, *, here: bool) -> None:
+        """Someone else's message arrived: the bell for other chats, a toast for mentions, and the desktop."""
+        me = self.backend.username or (self.backend.messenger.username if self.backend.messenger else "")
+        mention = bool(me and message.status == "ok" and message.text and f"@{me}" in message.text)
+        seen = here and self.app_focus  # the user is looking at this chat
+        if seen and not mention:
+            return
+        self.bell()
+        sender, chat = clean_line(message.sender, 64), clean_line(chat_title, 64)
+        if mention and not here:
+            self.notify(f"{sender} mentioned you in {chat}", title="Mention", timeout=8)
+        if self.desktop_notify is not None and (not seen or mention):
+            body = f"{sender} mentioned you" if mention else f"New message from {sender}"
+            self.run_worker(self._desktop(f"Melo · {chat}", body), group="desktop-notify")
+
+    async def _desktop(self, title: str, body: str) -> None:
+        assert self.desktop_notify is not None
+        try:
+            await self.desktop_notify(title, body)
+        except OSError as exc:  # a broken notifier must not break the chat
+            self.log.warning("desktop notification failed", error=exc)
+
     # -- screens ----------------------------------------------------------------------------------------
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -204,6 +264,40 @@ class MeloApp(App[None]):
     def action_sessions(self) -> None:
         if self.backend.messenger is not None and not isinstance(self.screen, SessionsScreen):
             self.push_screen(SessionsScreen(self.backend.messenger.client, self.formatting))
+
+    # -- profiles -------------------------------------------------------------------------------------------
+    def action_switch_profile(self) -> None:
+        current = self.backend.store.profile
+        others = [p for p in self.backend.store.profiles() if p != current]
+        label = f"Profile (now {current}; others: {', '.join(others) or 'none yet'}; a new name starts one)"
+        self._prompt("Switch profile", [("profile", label)], lambda v: self.switch_profile(v["profile"].strip()))
+
+    @work(exclusive=True, group="profile")
+    async def switch_profile(self, profile: str) -> None:
+        """Log this profile's connection out of the app (it stays logged in) and open ``profile``."""
+        if not profile or profile == self.backend.store.profile:
+            return
+        try:
+            store = self.backend.store.for_profile(profile)
+        except ValueError as exc:
+            self.notify(f"Cannot switch: {exc}", severity="error")
+            return
+        self.workers.cancel_group(self, "events")
+        if self._state_poll is not None:
+            self._state_poll.stop()
+            self._state_poll = None
+        await self._close_calls()
+        old = self.backend
+        await old.close()
+        self.backend = Backend(store, client_factory=old.client_factory, live=old.live, warnings=old.warnings)
+        self.connection_state = "offline"
+        while len(self.screen_stack) > 1:
+            await self.pop_screen()
+        self.notify(f"Profile {profile}.")
+        if self.backend.has_stored_login():
+            self.auto_login()
+        else:
+            self.push_screen(LoginScreen(store.stored_server() or old.default_server))
 
     def action_verify_prompt(self) -> None:
         self._prompt("Verify a contact", [("username", "Username")], lambda v: self.verify(v["username"]))
@@ -219,7 +313,11 @@ class MeloApp(App[None]):
         except MeloError as exc:
             self.notify(f"Cannot verify {clean_line(username, 64)}: {exc}", severity="error")
             return
-        self.push_screen(VerifyScreen(username, digits, qr))
+        self.push_screen(VerifyScreen(username, digits, qr),
+                         lambda want_sas: self.sas.start(username) if want_sas else None)
+
+    def action_sas_prompt(self) -> None:
+        self._prompt("Verify by emoji (SAS)", [("username", "Username")], lambda v: self.sas.start(v["username"]))
 
     # -- palette actions ----------------------------------------------------------------------------------
     def _messenger(self) -> Any:
@@ -233,11 +331,12 @@ class MeloApp(App[None]):
         self.push_screen(PromptScreen(title, fields), done)
 
     async def _call(self, what: str, coro: Any) -> Any:
+        """The result of ``coro``, or ``FAILED`` (after a notification) when the SDK raised."""
         try:
             return await coro
         except MeloError as exc:
             self.notify(f"{what} failed: {exc}", severity="error")
-            return None
+            return FAILED
 
     def action_new_dm(self) -> None:
         self._prompt("New direct message", [("username", "Username")], lambda v: self.create_dm(v["username"]))
@@ -267,7 +366,7 @@ class MeloApp(App[None]):
 
     async def _opened_new(self, chat: Any) -> None:
         screen = self.chat_screen
-        if chat is None or screen is None:
+        if chat is FAILED or chat is None or screen is None:
             return
         await screen.load_chats().wait()
         screen.open_chat(chat.id)
@@ -279,20 +378,29 @@ class MeloApp(App[None]):
             return
         self.invite(screen.chat_id, None)
 
+    def action_chat_info(self) -> None:
+        screen = self.chat_screen
+        if screen is None or screen.chat_id is None:
+            self.notify("Open a chat first.", severity="warning")
+            return
+        if not isinstance(self.screen, ChatInfoScreen):
+            messenger = self._messenger()
+            self.push_screen(ChatInfoScreen(messenger.client, screen.chat_id, messenger.username))
+
     @work(group="palette")
     async def invite(self, chat_id: int, username: str | None) -> None:
         client = self._messenger().client
         if username:
-            if await self._call("Invite", client.add_member(chat_id, username)) is not None:
+            if await self._call("Invite", client.add_member(chat_id, username)) is not FAILED:
                 self.notify(f"Added {clean_line(username, 64)}.")
             return
         invite = await self._call("Invite", client.create_invite(chat_id))
-        if invite is not None:
+        if invite is not FAILED:
             self.push_screen(InfoScreen("Invite code", Text(clean(invite.code), style="bold")))
 
     @work(group="palette")
     async def leave(self, chat_id: int) -> None:
-        if await self._call("Leave", self._messenger().client.leave_chat(chat_id)) is None:
+        if await self._call("Leave", self._messenger().client.leave_chat(chat_id)) is not FAILED:
             screen = self.chat_screen
             if screen is not None:
                 screen.chat_id = None
@@ -318,23 +426,29 @@ class MeloApp(App[None]):
     async def admin(self, action: str, username: str, reason: str) -> None:
         client = self._messenger().client
         if action == "ban":
-            if await self._call("Ban", client.admin_ban(username, reason or None)) is not None:
+            if await self._call("Ban", client.admin_ban(username, reason or None)) is not FAILED:
                 self.notify(f"Banned {clean_line(username, 64)}.")
         elif action == "revoke":
             n = await self._call("Revoke", client.admin_revoke_user_sessions(username))
-            if n is not None:
+            if n is not FAILED:
                 self.notify(f"Revoked {n} session(s) of {clean_line(username, 64)}.")
         elif action == "rotate":
             result = await self._call("Rotate keys", client.admin_rotate_keys(jwt=True))
-            if result is not None:
+            if result is not FAILED:
                 self.notify("Keys rotated.")
         elif action == "audit":
             audit = await self._call("Audit log", client.admin_audit(limit=100))
-            if audit is not None:
+            if audit is not FAILED:
                 body = Text()
-                for entry in getattr(audit, "entries", getattr(audit, "events", [])):
-                    body.append(clean_line(" · ".join(str(v) for v in entry.model_dump().values()), 200) + "\n")
-                self.push_screen(InfoScreen("Audit log", body))
+                for entry in audit.entries:
+                    body.append(entry.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S  "), style="dim")
+                    body.append(f"{clean_line(entry.actor or '-', 32):<20} ", style="cyan")
+                    body.append(f"{clean_line(entry.action, 40):<24} ", style="bold")
+                    body.append(f"{clean_line(entry.target or '', 40):<24} ")
+                    body.append(clean_line(entry.outcome, 20) + "\n", style="green" if entry.outcome == "ok" else "red")
+                if not audit.entries:
+                    body.append("No entries yet.", style="dim")
+                self.push_screen(InfoScreen("Audit log (newest first)", body))
 
     # -- calls ------------------------------------------------------------------------------------------------
     def _media(self) -> tuple[MediaStreamTrack, AudioSink]:

@@ -23,8 +23,12 @@ class MeloCommands(Provider):
             ("New channel", "a broadcast channel", partial(app.action_new_chat, "channel")),
             ("Join by code", "join a chat with an invite code", app.action_join),
             ("Invite to this chat", "create an invite code for the open chat", app.action_invite_code),
+            ("Chat info", "the open chat: members, roles, slow mode; manage it if you may (F3)",
+             app.action_chat_info),
             ("Sessions", "your sessions; revoke one or all others", app.action_sessions),
+            ("Switch profile", "another account (profile) of this home, or a new one", app.action_switch_profile),
             ("Verify contact", "compare safety numbers (digits and QR)", app.action_verify_prompt),
+            ("Verify by emoji (SAS)", "compare 7 emoji live with a contact's device", app.action_sas_prompt),
             ("Help", "keys and slash commands", app.action_help),
         ]
         if app.backend.is_admin:

@@ -20,13 +20,17 @@ from textual.widgets import Footer, Input, ListView, Static
 from melo_protocol.client import events as ev
 from melo_protocol.client.errors import MeloError, ServerUnreachable
 from melo_protocol.client.messenger import Messenger
+from melo_protocol.timetext import human_duration, parse_duration, parse_when, split_when
 from melo_tui.commands_parse import COMMANDS, parse, unescape
 from melo_tui.sanitize import clean_line
+from melo_tui.screens.info import InfoScreen
 from melo_tui.widgets.call_bar import CallBar
 from melo_tui.widgets.chats.chat_list import ChatList, chat_title
 from melo_tui.widgets.conversation.composer import Composer
 from melo_tui.widgets.conversation.message_view import MessageView
+from melo_tui.widgets.conversation.pinned_banner import PinnedBanner
 from melo_tui.widgets.conversation.typing_indicator import TypingIndicator
+from melo_tui.widgets.members import MemberPanel
 
 if TYPE_CHECKING:
     from melo_tui.app import MeloApp
@@ -53,16 +57,27 @@ def preview_of(message: ev.Message) -> str:
     return prefix + message.text[:200]
 
 
+def timer_notice(by: object, seconds: object) -> Text:
+    who = clean_line(str(by), 64) if by else "someone"
+    if isinstance(seconds, int) and seconds > 0:
+        return Text(f"⏱ {who} set messages to disappear {human_duration(seconds)} after sending", style="yellow")
+    return Text(f"⏱ {who} turned disappearing messages off", style="yellow")
+
+
 class ChatScreen(Screen[None]):
+    AUTO_FOCUS = "#chat-filter"  # focused when the screen is shown (never queried before it exists)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "app.sessions", "Sessions", id="chat.sessions"),
         Binding("ctrl+o", "focus_chats", "Chats", id="chat.focus_chats"),
         Binding("ctrl+r", "reload_chats", "Reload", id="chat.reload"),
+        Binding("f2", "toggle_members", "Members", show=False, id="chat.members"),
+        Binding("f3", "app.chat_info", "Chat info", show=False, id="chat.info"),
     ]
 
-    def __init__(self, messenger: Messenger) -> None:
+    def __init__(self, messenger: Messenger, *, join_code: str | None = None) -> None:
         super().__init__()
         self.messenger = messenger
+        self.join_code = join_code  # an invite code given at login: joined, and its chat opened, once shown
         self.chat_id: int | None = None
         self.outbox: list[PendingSend] = []
         self.editing: ev.Message | None = None
@@ -83,10 +98,12 @@ class ChatScreen(Screen[None]):
             with Vertical(id="conversation"):
                 yield Static(Text("Choose a chat on the left (Enter), or press Ctrl+P for actions.", style="dim"),
                              id="chat-title")
+                yield PinnedBanner(id="pinned-banner")
                 yield MessageView(self.messenger.username, self.melo.formatting, id="messages")
                 yield TypingIndicator(id="typing")
                 yield Static("", id="composer-mode")
                 yield Composer(id="composer")
+            yield MemberPanel(self.messenger.username, id="members")
         yield Footer()
 
     def show_status(self, username: str, state: str) -> None:
@@ -98,9 +115,11 @@ class ChatScreen(Screen[None]):
         self.query_one("#status-header", Static).update(text)
 
     def on_mount(self) -> None:
-        self.query_one("#chat-filter", Input).focus()
         self.load_chats()
         self.set_interval(3.0, self._retry_outbox)
+        if self.join_code:
+            code, self.join_code = self.join_code, None
+            self.melo.join(code)
 
     # -- chats ------------------------------------------------------------------------------------------
     @work(exclusive=True, group="chats")
@@ -116,12 +135,31 @@ class ChatScreen(Screen[None]):
                 self.previews[chat.id] = ("message deleted" if last.deleted else
                                           f"{last.sender}: {last.text}" if last.text else "🔒 encrypted message")
         await self.query_one(ChatList).set_chats(chats, self.previews)
+        if self.chat_id is not None:
+            self._show_title()  # slow mode or the timer may have changed
 
     def action_reload_chats(self) -> None:
         self.load_chats()
 
     def action_focus_chats(self) -> None:
         self.query_one("#chat-filter", Input).focus()
+
+    # -- members panel (F2) ------------------------------------------------------------------------------
+    def action_toggle_members(self) -> None:
+        self.query_one(MemberPanel).toggle()
+
+    @work(exclusive=True, group="members")
+    async def load_members(self, chat_id: int) -> None:
+        panel = self.query_one(MemberPanel)
+        try:
+            members = await self.messenger.client.list_members(chat_id)
+        except MeloError as exc:
+            self.notify(f"Could not load members: {clean_line(str(exc), 200)}", severity="warning", markup=False)
+            return
+        if chat_id == self.chat_id:
+            stream = self.messenger.stream
+            panel.set_presence(self.messenger.username, stream is not None and stream.state == "connected")
+            panel.show_members(chat_id, members)
 
     @on(ChatList.Opened)
     def _opened(self, event: ChatList.Opened) -> None:
@@ -130,15 +168,14 @@ class ChatScreen(Screen[None]):
     @work(exclusive=True, group="open")
     async def open_chat(self, chat_id: int) -> None:
         chats = self.query_one(ChatList)
-        entry = chats.entries.get(chat_id)
         self.chat_id = chat_id
+        self.load_members(chat_id)
         self.editing = self.replying = None
         self._show_mode()
         self.query_one(TypingIndicator).clear()
-        title = Text(clean_line(entry.title if entry else f"chat {chat_id}", 80), style="bold")
-        if entry is not None:
-            title.append(f"  {entry.chat.kind}{' · end-to-end encrypted' if entry.chat.e2e else ''}", style="dim")
-        self.query_one("#chat-title", Static).update(title)
+        self._show_title()
+        self.query_one(PinnedBanner).show_pins([])
+        self.load_pins(chat_id)
         try:
             messages = await self.messenger.history(chat_id, limit=HISTORY_PAGE)
         except MeloError as exc:
@@ -153,12 +190,36 @@ class ChatScreen(Screen[None]):
         if messages:
             try:
                 members = await self.messenger.client.list_members(chat_id)
-                others = [m.read_seq for m in members if m.user.username != self.messenger.username]
+                others = [m for m in members if m.user.username != self.messenger.username]
                 if others:
-                    view.receipt(max(others))
+                    view.receipt(max(m.read_seq for m in others), max(m.delivered_seq for m in others))
                 await self.messenger.mark_read(chat_id, messages[-1].seq)
             except MeloError as exc:
                 self.notify(f"Could not mark as read: {exc}", severity="warning")
+
+    def _show_title(self) -> None:
+        """The open chat's title line: name, kind, E2E, slow mode and the disappearing-messages timer."""
+        entry = self.query_one(ChatList).entries.get(self.chat_id or 0)
+        title = Text(clean_line(entry.title if entry else f"chat {self.chat_id}", 80), style="bold")
+        if entry is not None:
+            chat = entry.chat
+            title.append(f"  {chat.kind}{' · end-to-end encrypted' if chat.e2e else ''}", style="dim")
+            if chat.slow_mode_seconds:
+                title.append(f" · slow mode {human_duration(chat.slow_mode_seconds)}", style="dim")
+            if chat.message_ttl_seconds:
+                title.append(f"  ⏱ messages disappear after {human_duration(chat.message_ttl_seconds)}",
+                             style="yellow")
+        self.query_one("#chat-title", Static).update(title)
+
+    @work(exclusive=True, group="pins")
+    async def load_pins(self, chat_id: int) -> None:
+        try:
+            pins = await self.messenger.pins(chat_id)
+        except MeloError as exc:
+            self.notify(f"Could not load pinned messages: {exc}", severity="warning")
+            return
+        if self.chat_id == chat_id:
+            self.query_one(PinnedBanner).show_pins(pins)
 
     @on(MessageView.OlderWanted)
     def _older(self, event: MessageView.OlderWanted) -> None:
@@ -322,9 +383,75 @@ class ChatScreen(Screen[None]):
                 self.notify("/call works in a direct chat: open the DM of the person to call.", severity="error")
             else:
                 self.melo.start_call(peer, self.chat_id)
+        elif name == "timer":
+            self.set_timer(self.chat_id, args)
+        elif name == "schedule":
+            self.schedule(self.chat_id, args)
         else:
             self.notify(f"Unknown command /{clean_line(name, 20)}. Known: "
                         + " ".join("/" + c for c in COMMANDS), severity="warning")
+
+    @work(group="timer")
+    async def set_timer(self, chat_id: int, args: str) -> None:
+        if not args:
+            self.notify("Usage: /timer DURATION|off (for example /timer 1h)", severity="warning")
+            return
+        try:
+            seconds = None if args.lower() in ("off", "0", "none") else parse_duration(args)
+        except ValueError as exc:
+            self.notify(clean_line(str(exc), 200), severity="warning")
+            return
+        try:
+            await self.messenger.client.set_timer(chat_id, seconds)
+        except MeloError as exc:
+            self.notify(f"/timer failed: {exc}", severity="error")
+            return
+        self.notify(f"Messages disappear {human_duration(seconds)} after sending." if seconds
+                    else "Disappearing messages are off.")
+        self.load_chats()
+
+    @work(group="schedule")
+    async def schedule(self, chat_id: int, args: str) -> None:
+        """/schedule WHEN TEXT sends later; /schedule (or list) shows this chat's; /schedule cancel ID."""
+        head = args.split(maxsplit=1)[0].lower() if args else "list"
+        client = self.messenger.client
+        try:
+            if head == "list":
+                await self._show_scheduled(chat_id)
+            elif head == "cancel":
+                target = args.split(maxsplit=1)[1].strip().lstrip("#") if len(args.split()) > 1 else ""
+                if not target.isdigit():
+                    self.notify("Usage: /schedule cancel ID (the ids are in /schedule)", severity="warning")
+                    return
+                await client.cancel_scheduled(int(target))
+                self.notify(f"Scheduled message {target} cancelled.")
+            else:
+                when, text = split_when(args)
+                try:
+                    send_at = parse_when(when)
+                except ValueError as exc:
+                    self.notify(clean_line(str(exc), 300), severity="warning")
+                    return
+                if not text:
+                    self.notify("Usage: /schedule WHEN TEXT (for example /schedule +10m hello)", severity="warning")
+                    return
+                row = await self.messenger.schedule_text(chat_id, text, send_at)
+                local = row.send_at.astimezone().strftime("%Y-%m-%d %H:%M")
+                self.notify(f"Scheduled message {row.id} for {local}. /schedule cancel {row.id} to cancel.")
+        except MeloError as exc:
+            self.notify(f"/schedule failed: {exc}", severity="error")
+
+    async def _show_scheduled(self, chat_id: int) -> None:
+        rows = [r for r in await self.messenger.client.list_scheduled() if r.chat_id == chat_id]
+        body = Text()
+        if not rows:
+            body.append("Nothing scheduled in this chat. /schedule WHEN TEXT schedules a message.", style="dim")
+        for row in sorted(rows, key=lambda r: r.send_at):
+            body.append(f"#{row.id}  ", style="bold")
+            body.append(row.send_at.astimezone().strftime("%Y-%m-%d %H:%M") + "  ", style="cyan")
+            body.append(clean_line(row.text, 100) if row.text is not None else "🔒 end-to-end encrypted")
+            body.append("\n")
+        self.app.push_screen(InfoScreen("Scheduled messages", body))
 
     def _peer(self) -> str | None:
         entry = self.query_one(ChatList).entries.get(self.chat_id or 0)
@@ -370,8 +497,8 @@ class ChatScreen(Screen[None]):
                 if message.sender != self.messenger.username:
                     self.query_one(TypingIndicator).set_typing(message.sender, False)
                     self.mark_read(message.chat_id, message.seq)
-            elif not own:
-                self.app.bell()
+            if not own:
+                self.melo.alert(message, self.chat_title_for(message.chat_id), here=here)
             self._after_message(message, own=own)
         elif isinstance(event, ev.MessageEdited) and event.message is not None:
             if here:
@@ -385,8 +512,9 @@ class ChatScreen(Screen[None]):
             view.change_reaction(event.message_id, event.user, event.emoji, event.added)
         elif isinstance(event, ev.PinChanged) and here:
             view.change_pin(event.message_id, event.pinned)
+            self.load_pins(self.chat_id or 0)
         elif isinstance(event, ev.ReceiptUpdated) and here and event.user != self.messenger.username:
-            view.receipt(event.read_seq)
+            view.receipt(event.read_seq, event.delivered_seq)
         elif isinstance(event, ev.Typing) and here and event.user != self.messenger.username:
             self.query_one(TypingIndicator).set_typing(event.user, event.typing, event.expires_in)
         elif isinstance(event, ev.KeyWarning):
@@ -396,14 +524,23 @@ class ChatScreen(Screen[None]):
             await view.add_notice(warning)
             self.notify(warning.plain, severity="warning", timeout=10)
         elif isinstance(event, ev.Presence):
+            self.query_one(MemberPanel).set_presence(event.user, event.online)
             for entry in self.query_one(ChatList).entries.values():
                 if entry.chat.peer is not None and entry.chat.peer.username == event.user:
                     self.query_one(ChatList).update_entry(entry.chat.id, online=event.online)
         elif isinstance(event, (ev.ChatChanged, ev.MemberChanged, ev.ResyncRequired)):
+            if isinstance(event, ev.ChatChanged) and here and "message_ttl_seconds" in event.data:
+                await view.add_notice(timer_notice(event.data.get("by"), event.data.get("message_ttl_seconds")))
             if isinstance(event, ev.MemberChanged) and event.user == self.messenger.username \
                     and event.change in ("left", "removed") and here:
                 self.chat_id = None
                 view.chat_id = None
+            panel = self.query_one(MemberPanel)
+            if isinstance(event, ev.MemberChanged) and event.chat_id is not None and event.chat_id == panel.chat_id:
+                if event.chat_id == self.chat_id:
+                    self.load_members(event.chat_id)
+                else:
+                    panel.clear()  # we left it (here, or by /leave)
             self.load_chats()
         elif isinstance(event, ev.ConnectionState) and event.state == "connected":
             self._retry_outbox()

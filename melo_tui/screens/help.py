@@ -13,7 +13,7 @@ from melo_tui.commands_parse import COMMANDS
 
 KEYS = [
     ("F1, ?", "this help"),
-    ("Ctrl+P", "command palette: new DM/group/channel, join, sessions, verify, admin"),
+    ("Ctrl+P", "command palette: new DM/group/channel, join, chat info, sessions, verify, switch profile, admin"),
     ("Tab / Shift+Tab", "move between the chat list, messages and composer"),
     ("type in the filter", "filter chats; Down to the list, Enter opens the chat"),
     ("j / k", "move in the chat list and the messages"),
@@ -22,7 +22,10 @@ KEYS = [
     ("Up", "edit your last message (empty composer)"),
     ("Escape", "cancel editing or replying; leave the composer"),
     ("Ctrl+S", "sessions"),
+    ("F2", "show/hide the members of the open chat: role, ● online"),
+    ("F3", "chat info; owners/admins edit it, slow mode, roles"),
     ("a / r", "accept / reject an incoming call"),
+    ("y / n", "emoji verification (SAS, from the palette): they match / don't match"),
     ("m, h / Ctrl+H", "on the call bar: mute, hang up (Ctrl+H anywhere)"),
     ("Ctrl+Q", "quit"),
 ]

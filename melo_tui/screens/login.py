@@ -1,4 +1,8 @@
-"""First run: server URL, then log in or register (with an optional registration token)."""
+"""First run: server URL, then log in or register (with an optional registration token and invite code).
+
+An invite code (from ``/invite`` or ``melo invite create``) is joined right after logging in or registering,
+and its chat opens: a new user arrives straight in the conversation they were invited to.
+"""
 
 from textual import on
 from textual.app import ComposeResult
@@ -10,10 +14,11 @@ from textual.widgets import Button, Footer, Header, Input, Label
 
 class LoginScreen(Screen[None]):
     class Submitted(Message):
-        def __init__(self, server: str, username: str, password: str, token: str | None, register: bool) -> None:
+        def __init__(self, server: str, username: str, password: str, token: str | None, register: bool,
+                     invite: str | None = None) -> None:
             super().__init__()
             self.server, self.username, self.password = server, username, password
-            self.token, self.register = token, register
+            self.token, self.register, self.invite = token, register, invite
 
     def __init__(self, server_url: str) -> None:
         super().__init__()
@@ -28,6 +33,8 @@ class LoginScreen(Screen[None]):
             yield self._field(Input(id="password", password=True, placeholder="password"), "Password")
             yield self._field(Input(id="token", placeholder="only to register, when the server asks for one"),
                               "Registration token")
+            yield self._field(Input(id="invite", placeholder="optional: a chat's invite code, joined once you are in"),
+                              "Invite code")
             with Horizontal(id="login-buttons"):
                 yield Button("Log in", id="login", variant="primary")
                 yield Button("Register", id="register")
@@ -47,12 +54,12 @@ class LoginScreen(Screen[None]):
             self.notify("Server, username and password are needed.", severity="warning")
             return
         self.post_message(self.Submitted(value["server"].strip(), value["username"].strip(), value["password"],
-                                         value["token"].strip() or None, register))
+                                         value["token"].strip() or None, register, value["invite"].strip() or None))
 
     @on(Input.Submitted)
     def _enter(self, event: Input.Submitted) -> None:
-        if event.input.id in ("password", "token"):
-            self._submit(register=event.input.id == "token")
+        if event.input.id in ("password", "token", "invite"):
+            self._submit(register=event.input.id != "password")
         else:
             self.focus_next()
 

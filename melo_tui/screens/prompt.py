@@ -21,9 +21,9 @@ class PromptScreen(ModalScreen[dict[str, str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="modal-box", id="prompt-box"):
-            yield Label(self.title_text, id="prompt-title")
+            yield Label(self.title_text, id="prompt-title", markup=False)  # titles may name a user
             for key, label in self.fields:
-                yield Label(label)
+                yield Label(label, markup=False)
                 yield Input(id=f"field-{key}")
 
     @on(Input.Submitted)

@@ -7,6 +7,7 @@ from melo_protocol.client import events as ev
 from melo_tui.app import MeloApp
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.widgets.chats.chat_list import ChatList
+from melo_tui.widgets.conversation.message_view import MessageItem
 from melo_tui.widgets.conversation.typing_indicator import TypingIndicator
 from tests.realtime.conftest import Live
 from tests.realtime.e2ekit import close_all, device, next_of
@@ -86,8 +87,11 @@ async def test_two_clients_exchange_messages_typing_reactions_edits_receipts(liv
 
             # bob reads → alice's message gets the read ticks
             await bob.mark_read(chat.id, sent.seq)
-            await wait_for(pilot, lambda: any("hello bob again" in t and "✓✓" in t for t in message_texts(app)),
-                           what="read receipt")
+            def read_ticks() -> bool:
+                view = screen.query_one("#messages")
+                return any(item.message.text == "hello bob again" and item.rendering.read
+                           and "✓✓" in item.rendered.plain for item in view.query(MessageItem))
+            await wait_for(pilot, read_ticks, what="read receipt")
 
             # /me, /reply and /delete
             received = asyncio.create_task(next_of(bob, ev.MessageReceived, lambda e: e.chat_id == chat.id))

@@ -1,5 +1,5 @@
 """Snapshot tests (pytest-textual-snapshot) of login, chat list with a conversation, sessions, verify, help,
-and the call bar.
+chat info, the call bar and emoji (SAS) verification.
 
 Deterministic: fixed usernames on this run's own ``melo-server`` process, the fixed clock of
 ``formatting.FIXED``, a fixed server URL on the login form, safety numbers from fixed keys, and nothing
@@ -20,12 +20,16 @@ from melo_protocol.client import events as ev
 from melo_protocol.client.calls import CallQuality, CallState
 from melo_protocol.client.messenger import Messenger
 from melo_protocol.crypto import PartyIdentity, safety_number, safety_qr
+from melo_protocol.crypto.sas import EMOJI
 from melo_tui.app import MeloApp
 from melo_tui.formatting import FIXED
 from melo_tui.screens.chat import ChatScreen
+from melo_tui.screens.chat_info import ChatInfoScreen
+from melo_tui.screens.sas import SasScreen
 from melo_tui.screens.sessions import SessionsScreen
 from melo_tui.screens.verify import VerifyScreen
 from melo_tui.widgets.call_bar import CallBar
+from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
 from tests.live import LiveServer
 from tests.realtime.e2ekit import PASSWORD, next_of
@@ -151,6 +155,29 @@ def test_verify_screen(snap_compare: Any, snapshot_home: tuple[str, Path]) -> No
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
+def test_chat_info_screen(snap_compare: Any, snapshot_home: tuple[str, Path]) -> None:
+    app = alice_app(snapshot_home)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="auto-login")
+        screen = app.screen
+        assert isinstance(screen, ChatScreen)
+        await wait_for(pilot, lambda: screen.status == f"{ALICE} · connected" and len(screen.query("ChatRow")) == 2,
+                       what="connected with chats")
+        # the group "Melo team" (bob owns it, alice is a member), by the filter: list order and focus vary
+        await pilot.click("#chat-filter")
+        await pilot.press(*"melo", "enter")
+        group = next(e.chat.id for e in screen.query_one(ChatList).entries.values() if e.title == "Melo team")
+        await wait_for(pilot, lambda: screen.chat_id == group and screen.query_one("#composer").has_focus,
+                       what="the group open")
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatInfoScreen) and len(app.screen.members) == 2,
+                       what="chat info with its members")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
 class FixedCall:
     """A call frozen in one state: the call bar's snapshot must not depend on a live connection."""
 
@@ -183,3 +210,25 @@ def test_call_bar(snap_compare: Any) -> None:
         assert bar.text.startswith("☎ bob  connected  01:23  muted  ▮▮▮▮▯▯▯▯  RTT 42 ms · loss 1.2%")
 
     assert snap_compare(app, terminal_size=(100, 3), run_before=run_before)
+
+
+class SasApp(App[None]):
+    """The SAS screen with fixed codes: real ones are new every verification."""
+
+    CSS_PATH = str(Path(melo_tui.__file__).parent / "app.tcss")
+
+    def on_mount(self) -> None:
+        screen = SasScreen("bob", "PHONE", "t1", lambda _match: None)
+        screen.show("keys_exchanged", emoji=[EMOJI[i] for i in (0, 11, 22, 33, 44, 55, 63)],
+                    decimals=(1234, 5678, 4321))
+        self.push_screen(screen)
+
+
+def test_sas_screen(snap_compare: Any) -> None:
+    app = SasApp()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: isinstance(app.screen, SasScreen) and app.screen.can_decide, what="the codes")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 24), run_before=run_before)

@@ -86,7 +86,8 @@ class ChatList(Vertical):
         for c in chats:
             last = c.last_message
             self.entries[c.id] = ChatEntry(c, chat_title(c), c.unread_count, previews.get(c.id, ""),
-                                           last.created_at if last else c.created_at)
+                                           last.created_at if last else c.created_at,
+                                           c.peer.online if c.peer is not None else None)
         await self.redraw()
 
     async def redraw(self) -> None:

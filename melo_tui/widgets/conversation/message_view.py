@@ -36,6 +36,7 @@ class Rendering:
     show_header: bool = True
     quoted: Message | None = None
     read: bool = False
+    delivered: bool = False
 
 
 def render_message(message: Message, r: Rendering) -> Text:
@@ -75,7 +76,8 @@ def render_message(message: Message, r: Rendering) -> Text:
     if message.pinned:
         text.append("  📌", style="yellow")
     if message.sender == r.own_name and message.status != "deleted":
-        text.append("  ✓✓" if r.read else "  ✓", style="green" if r.read else "dim")
+        # ✓ the server has it, ✓✓ dim: a device of the other side has it, ✓✓ green: read
+        text.append("  ✓✓" if r.read or r.delivered else "  ✓", style="green" if r.read else "dim")
     if message.reactions and message.status != "deleted":
         parts = [f"{clean_line(emoji, 16)} {len(users)}" for emoji, users in sorted(message.reactions.items()) if users]
         if parts:
@@ -132,6 +134,7 @@ class MessageView(VerticalScroll, can_focus=True):
         self.shown_from = 0  # index in ``messages`` of the first mounted message
         self.shown_to = 0  # one past the last mounted message
         self.read_seq = 0  # highest seq read by someone else
+        self.delivered_seq = 0  # highest seq a device of someone else has received
         self.history_complete = False
         self.loading_older = False
 
@@ -142,7 +145,8 @@ class MessageView(VerticalScroll, can_focus=True):
         header = (new_day or previous is None or previous.sender != message.sender or message.kind == "emote"
                   or message.created_at - previous.created_at > GROUP_GAP)
         quoted = self.by_id.get(message.reply_to) if message.reply_to is not None else None
-        return Rendering(self.own_name, f, header, quoted, message.seq <= self.read_seq)
+        return Rendering(self.own_name, f, header, quoted, message.seq <= self.read_seq,
+                         message.seq <= max(self.delivered_seq, self.read_seq))
 
     def _widgets_for(self, messages: list[Message], previous: Message | None) -> list[Static]:
         out: list[Static] = []
@@ -173,7 +177,7 @@ class MessageView(VerticalScroll, can_focus=True):
         self.messages = sorted(messages, key=lambda m: m.seq)
         self.by_id = {m.id: m for m in self.messages}
         self.history_complete = complete
-        self.read_seq = 0
+        self.read_seq = self.delivered_seq = 0
         await self.jump_to_latest()
 
     async def jump_to_latest(self) -> None:
@@ -342,14 +346,19 @@ class MessageView(VerticalScroll, can_focus=True):
         if old is not None:
             self.replace_message(replace(old, pinned=pinned))
 
-    def receipt(self, read_seq: int) -> None:
-        if read_seq <= self.read_seq:
+    def receipt(self, read_seq: int, delivered_seq: int = 0) -> None:
+        """Someone else read up to ``read_seq`` and has received up to ``delivered_seq``: tick our messages."""
+        delivered_seq = max(delivered_seq, read_seq)
+        if read_seq <= self.read_seq and delivered_seq <= self.delivered_seq:
             return
-        before, self.read_seq = self.read_seq, read_seq
+        self.read_seq, self.delivered_seq = max(self.read_seq, read_seq), max(self.delivered_seq, delivered_seq)
         for item in self.items.values():
             m = item.message
-            if m.sender == self.own_name and before < m.seq <= read_seq:
-                item.rerender(read=True)
+            if m.sender != self.own_name:
+                continue
+            read, delivered = m.seq <= self.read_seq, m.seq <= self.delivered_seq
+            if (read, delivered) != (item.rendering.read, item.rendering.delivered):
+                item.rerender(read=read, delivered=delivered)
 
     async def add_notice(self, text: Text) -> None:
         await self.mount(Static(text, classes="notice"))
