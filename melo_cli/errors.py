@@ -88,6 +88,10 @@ def describe(exc: BaseException) -> tuple[str, str]:
 
     if isinstance(exc, E2EError):
         return "e2e_error", exc.message
+    from melo_protocol.client.messenger import ProfileInUse
+
+    if isinstance(exc, ProfileInUse):
+        return "profile_in_use", exc.message
     if isinstance(exc, e.MeloError):
         return "error", exc.message
     return "error", str(exc)

@@ -29,6 +29,7 @@ from melo_protocol.client.calls import (
     open_speaker,
 )
 from melo_protocol.client.errors import MeloError
+from melo_protocol.client.messenger import ProfileInUse
 from melo_tui.backend import Backend
 from melo_tui.commands import MeloCommands
 from melo_tui.formatting import Formatting
@@ -128,6 +129,10 @@ class MeloApp(App[None]):
     async def auto_login(self) -> None:
         try:
             await self.backend.resume()
+        except ProfileInUse as exc:
+            await self.backend.close()
+            self.exit(return_code=1, message=f"melo-tui: {exc}")
+            return
         except MeloError as exc:
             self.notify(f"Please log in again: {exc}", severity="warning")
             self.push_screen(LoginScreen(self.backend.default_server))

@@ -28,4 +28,6 @@ def run(argv: list[str] | None = None) -> None:
     notifier = desktop_notifier() if args.notify == "desktop" else None
     if args.notify == "desktop" and notifier is None:
         warnings.append("Desktop notifications need notify-send (libnotify-bin); the terminal bell rings instead.")
-    MeloApp(Backend(store, server_url=args.server, warnings=warnings), desktop_notify=notifier).run()
+    app = MeloApp(Backend(store, server_url=args.server, warnings=warnings), desktop_notify=notifier)
+    app.run()
+    sys.exit(app.return_code or 0)

@@ -25,6 +25,8 @@ class MessageCache:
         self._db.execute("CREATE TABLE IF NOT EXISTS messages (chat_id INTEGER, message_id INTEGER PRIMARY KEY, "
                          "seq INTEGER, blob BLOB)")
         self._db.execute("CREATE INDEX IF NOT EXISTS ix_chat_seq ON messages (chat_id, seq)")
+        # the text of our own scheduled messages in E2E chats: the server holds only their envelopes
+        self._db.execute("CREATE TABLE IF NOT EXISTS scheduled (scheduled_id INTEGER PRIMARY KEY, blob BLOB)")
         os.chmod(path, 0o600)
 
     def put(self, message: Message) -> None:
@@ -54,6 +56,30 @@ class MessageCache:
             "SELECT message_id, blob FROM messages WHERE chat_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
             (chat_id, before if before is not None else 2**62, limit)).fetchall()
         return [self._open(chat_id, mid, blob) for mid, blob in reversed(rows)]
+
+    def put_scheduled(self, scheduled_id: int, text: str) -> None:
+        nonce = os.urandom(12)
+        blob = nonce + self._aead.encrypt(nonce, text.encode(), f"scheduled:{scheduled_id}".encode())
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO scheduled VALUES (?, ?)", (scheduled_id, blob))
+
+    def scheduled_text(self, scheduled_id: int) -> str | None:
+        row = self._db.execute("SELECT blob FROM scheduled WHERE scheduled_id = ?", (scheduled_id,)).fetchone()
+        if row is None:
+            return None
+        return self._aead.decrypt(row[0][:12], row[0][12:], f"scheduled:{scheduled_id}".encode()).decode()
+
+    def forget_scheduled_except(self, keep: set[int]) -> None:
+        """Drop the texts of scheduled messages no longer pending (sent or cancelled)."""
+        with self._db:
+            for (sid,) in self._db.execute("SELECT scheduled_id FROM scheduled").fetchall():
+                if sid not in keep:
+                    self._db.execute("DELETE FROM scheduled WHERE scheduled_id = ?", (sid,))
+
+    def forget(self, chat_id: int, message_id: int) -> None:
+        """Drop a message's copy (deleted, or gone with the chat's disappearing-messages timer)."""
+        with self._db:
+            self._db.execute("DELETE FROM messages WHERE chat_id = ? AND message_id = ?", (chat_id, message_id))
 
     def close(self) -> None:
         self._db.close()

@@ -40,6 +40,7 @@ from melo_protocol.crypto import (
     SasState,
     SasVerification,
     StoreKeyError,
+    StoreLocked,
     TrustState,
     safety_number,
     safety_qr,
@@ -61,6 +62,10 @@ DEVICE_LIST_TTL_S = 60.0
 
 class E2EError(MeloError):
     """An end-to-end encryption problem the user must look at (trust, keys, local store)."""
+
+
+class ProfileInUse(MeloError):
+    """Another process has this profile's device open (its crypto store is locked to one process)."""
 
 
 class Messenger:
@@ -115,6 +120,10 @@ class Messenger:
         self._usernames[me.id] = me.username
         try:
             store = CryptoStore(self.data_dir / "crypto", self._store_key)
+        except StoreLocked:
+            raise ProfileInUse("this profile is in use by another melo or melo-tui process (its encrypted store "
+                               "is open there); one process per profile at a time: stop it, or give this one "
+                               "another profile (--profile NAME, logged in once as its own device)") from None
         except StoreKeyError as exc:
             raise E2EError(f"cannot open the local encrypted store: {exc}") from None
         self.machine = CryptoMachine.open(store, me.id, me.device_id)
@@ -255,8 +264,20 @@ class Messenger:
         txn_id = txn_id or uuid.uuid4().hex
         if chat.e2e:
             envelope = await self._encrypt(chat, {"type": TEXT, "body": text})
-            return await self.client.schedule_raw(chat_id, txn_id, send_at, e2e=envelope, reply_to=reply_to)
+            row = await self.client.schedule_raw(chat_id, txn_id, send_at, e2e=envelope, reply_to=reply_to)
+            if self.cache is not None:
+                self.cache.put_scheduled(row.id, text)  # so this device can still show what it scheduled
+            return row  # as the server holds it: the envelope, no text
         return await self.client.schedule_raw(chat_id, txn_id, send_at, text=text, reply_to=reply_to)
+
+    async def list_scheduled(self) -> list[ScheduledOut]:
+        """Our pending scheduled messages; E2E ones carry the text this device scheduled (None from others)."""
+        rows = await self.client.list_scheduled()
+        if self.cache is None:
+            return rows
+        self.cache.forget_scheduled_except({r.id for r in rows})
+        return [r if r.text is not None else r.model_copy(update={"text": self.cache.scheduled_text(r.id)})
+                for r in rows]
 
     async def edit_text(self, chat_id: int, message_id: int, text: str) -> ev.Message:
         chat = await self.chat(chat_id)
@@ -394,6 +415,9 @@ class Messenger:
                 self._queue_delivered(chat_id, out.seq)
             return [cls(chat_id=chat_id, seq=seq, message=message)]
         if kind == "message.deleted":
+            if self.cache is not None and isinstance(chat_id, int):
+                # deleted, or expired by the chat's timer: this device forgets its plaintext copy too
+                self.cache.forget(chat_id, int(data.get("message_id", 0)))
             return [ev.MessageDeleted(chat_id=chat_id, seq=seq, message_id=data.get("message_id", 0),
                                       by=data.get("by", ""))]
         if kind in ("reaction.added", "reaction.removed"):

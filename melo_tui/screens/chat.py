@@ -207,8 +207,7 @@ class ChatScreen(Screen[None]):
             if chat.slow_mode_seconds:
                 title.append(f" · slow mode {human_duration(chat.slow_mode_seconds)}", style="dim")
             if chat.message_ttl_seconds:
-                title.append(f"  ⏱ messages disappear after {human_duration(chat.message_ttl_seconds)}",
-                             style="yellow")
+                title.append(f"  ⏱ {human_duration(chat.message_ttl_seconds)}", style="yellow")  # disappearing
         self.query_one("#chat-title", Static).update(title)
 
     @work(exclusive=True, group="pins")
@@ -442,14 +441,19 @@ class ChatScreen(Screen[None]):
             self.notify(f"/schedule failed: {exc}", severity="error")
 
     async def _show_scheduled(self, chat_id: int) -> None:
-        rows = [r for r in await self.messenger.client.list_scheduled() if r.chat_id == chat_id]
+        rows = [r for r in await self.messenger.list_scheduled() if r.chat_id == chat_id]
         body = Text()
         if not rows:
             body.append("Nothing scheduled in this chat. /schedule WHEN TEXT schedules a message.", style="dim")
         for row in sorted(rows, key=lambda r: r.send_at):
             body.append(f"#{row.id}  ", style="bold")
             body.append(row.send_at.astimezone().strftime("%Y-%m-%d %H:%M") + "  ", style="cyan")
-            body.append(clean_line(row.text, 100) if row.text is not None else "🔒 end-to-end encrypted")
+            if row.e2e is not None:
+                body.append("🔒 ", style="green")
+            if row.text is not None:
+                body.append(clean_line(row.text, 100))
+            else:
+                body.append("end-to-end encrypted; its text is not on this device", style="dim")
             body.append("\n")
         self.app.push_screen(InfoScreen("Scheduled messages", body))
 

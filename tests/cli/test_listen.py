@@ -110,3 +110,21 @@ def test_shell_pipeline_consumer_parses_each_line(pair: tuple[str, Melo, str, Me
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert out.splitlines() == [f"message.created {a} piped {i}" for i in range(n)]
+
+
+def test_a_second_process_on_a_listening_profile_is_told_why_not_crashed(pair: tuple[str, Melo, str, Melo]) -> None:
+    """One process per profile (its encrypted store is locked): the second gets exit 1 and a reason."""
+    a, _, _, mb = pair
+    proc = _popen(mb, "listen", "--timeout", "60")
+    assert proc.stderr is not None
+    try:
+        _wait_line(proc.stderr, READY)
+        busy = mb("--json", "send", f"@{a}", "while listening")
+        assert busy.returncode == 1, busy.stderr
+        error = json.loads(busy.stdout or busy.stderr)["error"]
+        assert error["code"] == "profile_in_use" and "--profile" in error["message"]
+        assert "Traceback" not in busy.stderr
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert mb("send", f"@{a}", "after listening").returncode == 0  # the lock goes with the process

@@ -56,7 +56,7 @@ def job_nodes(request: pytest.FixtureRequest, databases: Any, redis_url: str,
         "MELO_JOBS_TICK_S": "0.2",
         "MELO_JOBS_LEASE_S": "5",
         "MELO_JOBS_PERIODS": json.dumps(FAST_JOBS),
-        "MELO_LOG_LEVEL": "info",  # the "job ran" lines
+        "MELO_LOG_LEVEL": "debug",  # the "job ran" lines
     }
     try:
         with running_server(tmp_path / "a", env) as a, running_server(tmp_path / "b", env) as b:

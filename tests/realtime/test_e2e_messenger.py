@@ -183,7 +183,17 @@ async def test_local_message_cache_is_sealed_and_serves_history(live: Live, tmp_
     bob2 = Messenger.open(MeloClient(store=store), store)
     await bob2.start(live=False)
     assert [m.text for m in bob2.cached_history(chat.id)] == ["cached one", "cached two"]
-    await close_all(alice, bob2)
+    await close_all(bob2)
+    # a deleted (or expired) message leaves this device's cache as it arrives
+    bob3 = Messenger.open(MeloClient(store=store), store)  # the same device, live this time
+    await bob3.start()
+    first = (await bob3.history(chat.id))[0]
+    assert [m.text for m in bob3.cached_history(chat.id)] == ["cached one", "cached two"]
+    await alice.delete(chat.id, first.id)
+    gone = await next_of(bob3, ev.MessageDeleted, lambda e: e.message_id == first.id)
+    assert gone.chat_id == chat.id
+    assert [m.text for m in bob3.cached_history(chat.id)] == ["cached two"]
+    await close_all(alice, bob3)
 
 
 async def test_new_device_of_a_contact_is_flagged(live: Live, tmp_path: Path) -> None:

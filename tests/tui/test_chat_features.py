@@ -94,7 +94,7 @@ async def test_invite_at_registration_ticks_pins_timer_schedule_and_alerts(live:
             await wait_for(pilot, lambda: any(notice in str(n.render()) for n in screen.query(".notice")),
                            what="the timer notice")
             title = screen.query_one("#chat-title")
-            await wait_for(pilot, lambda: "⏱ messages disappear after 1h" in str(title.render()), what="timer title")
+            await wait_for(pilot, lambda: "⏱ 1h" in str(title.render()), what="timer title")
             await send_line(pilot, app, "/timer 30m")
             await wait_for(pilot, lambda: notified(app, "/timer failed"), what="the refusal")
             assert (await bob.client.get_chat(group.id)).message_ttl_seconds == 3600
@@ -108,7 +108,8 @@ async def test_invite_at_registration_ticks_pins_timer_schedule_and_alerts(live:
             assert [r.chat_id for r in rows] == [group.id] and rows[0].text is None  # E2E: only an envelope
             await send_line(pilot, app, "/schedule")
             await wait_for(pilot, lambda: isinstance(app.screen, InfoScreen), what="the scheduled list")
-            assert f"#{rows[0].id}" in str(app.screen.query_one("#info-body").render())
+            listed = str(app.screen.query_one("#info-body").render())
+            assert f"#{rows[0].id}" in listed and "see you later" in listed  # this device remembers the text
             await pilot.press("escape")
             await wait_for(pilot, lambda: app.screen is screen, what="back in the chat")
             await send_line(pilot, app, f"/schedule cancel {rows[0].id}")
