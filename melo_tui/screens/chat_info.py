@@ -210,16 +210,21 @@ class ChatInfoScreen(ModalScreen[None]):
         self.apply("Setting slow mode", lambda: self.client.update_chat(self.chat_id, slow_mode_seconds=seconds),
                    f"Slow mode: {duration(seconds)}.")
 
+    def _other_member(self, if_yourself: str) -> MemberOut | None:
+        """The selected member, unless it is you (then ``if_yourself`` is shown)."""
+        member = self.selected_member()
+        if member is not None and member.user.username == self.me:
+            self.notify(if_yourself, severity="warning")
+            return None
+        return member
+
     def action_set_role(self, role: str) -> None:
         if not self._allowed("change roles", owner_only=True):
             return
-        member = self.selected_member()
+        member = self._other_member("You cannot change your own role.")
         if member is None:
             return
         name = member.user.username
-        if name == self.me:
-            self.notify("You cannot change your own role.", severity="warning")
-            return
         if member.role == role:
             self.notify(f"{clean_line(name, 64)} is already {'an' if role == 'admin' else 'a'} {role}.",
                         markup=False)
@@ -230,13 +235,10 @@ class ChatInfoScreen(ModalScreen[None]):
     def action_remove(self) -> None:
         if not self._allowed("remove members"):
             return
-        member = self.selected_member()
+        member = self._other_member("To leave the chat, use /leave.")
         if member is None:
             return
         name = member.user.username
-        if name == self.me:
-            self.notify("To leave the chat, use /leave.", severity="warning")
-            return
         shown = clean_line(name, 64)
         self._prompt(f"Remove {shown}?", [("confirm", "Type yes to remove them from the chat")],
                      lambda v: self._remove(name) if v["confirm"].lower() == "yes" else None)
