@@ -64,7 +64,9 @@ class Client:
         self.server = server
         self.username = username
         self.tokens = tokens
-        self.http = httpx.AsyncClient(base_url=server.url,
+        # 30 s, not httpx's 5: load tests (1,000 sends) share the machine's 2 cores with a second test worker,
+        # and a send queued behind SQLite's single writer may take longer than 5 s there
+        self.http = httpx.AsyncClient(base_url=server.url, timeout=30.0,
                                       headers={"Authorization": f"Bearer {tokens['access_token']}"})
 
     @property
