@@ -12,14 +12,13 @@ from melo_protocol.client.errors import SessionRevoked
 from melo_tui.app import MeloApp, quiet_media
 from melo_tui.backend import Backend
 from melo_tui.screens.chat import ChatScreen
-from melo_tui.screens.info import InfoScreen
 from melo_tui.screens.login import LoginScreen
 from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
 from melo_tui.widgets.conversation.pinned_banner import PinnedBanner
 from tests.realtime.conftest import Live
 from tests.realtime.e2ekit import close_all, device, next_of
-from tests.tui.tuikit import PASSWORD, SIZE, login, message_texts, type_text, unique, wait_for
+from tests.tui.tuikit import PASSWORD, SIZE, info_shown, login, message_texts, prompt_ready, type_text, unique, wait_for
 
 
 def own_item(app: MeloApp, text: str) -> MessageItem | None:
@@ -107,7 +106,7 @@ async def test_invite_at_registration_ticks_pins_timer_schedule_and_alerts(live:
             rows = await app.backend.messenger.client.list_scheduled()  # type: ignore[union-attr]
             assert [r.chat_id for r in rows] == [group.id] and rows[0].text is None  # E2E: only an envelope
             await send_line(pilot, app, "/schedule")
-            await wait_for(pilot, lambda: isinstance(app.screen, InfoScreen), what="the scheduled list")
+            await wait_for(pilot, lambda: info_shown(app), what="the scheduled list")
             listed = str(app.screen.query_one("#info-body").render())
             assert f"#{rows[0].id}" in listed and "see you later" in listed  # this device remembers the text
             await pilot.press("escape")
@@ -169,7 +168,6 @@ async def test_switch_profile_between_accounts_and_to_a_new_one(live: Live, tmp_
 async def test_admin_actions_and_new_dm_and_channel_from_the_palette(live: Live, tmp_path: Path) -> None:
     from sqlalchemy import select, update
 
-    from melo_tui.screens.prompt import PromptScreen
     from server.db.models import User
 
     home = tmp_path / "home"
@@ -184,7 +182,7 @@ async def test_admin_actions_and_new_dm_and_channel_from_the_palette(live: Live,
     app = MeloApp(Backend(CredentialStore(home, "admin")), call_media=quiet_media)
 
     async def fill(*values: str) -> None:
-        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="a prompt")
+        await wait_for(pilot, lambda: prompt_ready(app), what="a prompt")
         for value in values:
             await type_text(pilot, value)
             await pilot.press("enter")
@@ -227,7 +225,7 @@ async def test_admin_actions_and_new_dm_and_channel_from_the_palette(live: Live,
             app.action_admin_rotate()
             await wait_for(pilot, lambda: notified(app, "Keys rotated."), what="rotated")
             app.action_admin_audit()
-            await wait_for(pilot, lambda: isinstance(app.screen, InfoScreen), what="the audit log")
+            await wait_for(pilot, lambda: info_shown(app), what="the audit log")
             body = str(app.screen.query_one("#info-body").render())
             assert victim.username in body and troll.username in body and admin_name in body
             assert body.index("keys.rotate") < body.index("users.ban") < body.index("sessions.revoke_all")

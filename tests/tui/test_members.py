@@ -14,12 +14,11 @@ from melo_protocol.client.messenger import Messenger
 from melo_tui.app import MeloApp
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.chat_info import ChatInfoScreen
-from melo_tui.screens.prompt import PromptScreen
 from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.members import MemberPanel
 from tests.realtime.conftest import Live
 from tests.realtime.e2ekit import PASSWORD
-from tests.tui.tuikit import SIZE, login, make_app, type_text, unique, wait_for
+from tests.tui.tuikit import SIZE, login, make_app, prompt_ready, type_text, unique, wait_for
 
 
 async def _registered(live: Live, home: Path, username: str) -> MeloClient:
@@ -61,7 +60,7 @@ def _notified(app: MeloApp, needle: str) -> bool:
 
 async def _answer_prompt(pilot: Any, *answers: str) -> None:
     app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="the prompt")
+    await wait_for(pilot, lambda: prompt_ready(app), what="the prompt")
     for answer in answers:
         await type_text(pilot, answer)
         await pilot.press("enter")

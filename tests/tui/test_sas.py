@@ -16,13 +16,12 @@ from melo_protocol.crypto import SasState
 from melo_tui.app import MeloApp
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.pick_device import PickDeviceScreen
-from melo_tui.screens.prompt import PromptScreen
 from melo_tui.screens.sas import SasScreen
 from melo_tui.screens.sas_request import SasRequestScreen
 from melo_tui.screens.verify import VerifyScreen
 from tests.realtime.conftest import Live
 from tests.realtime.e2ekit import close_all, device, next_of
-from tests.tui.tuikit import SIZE, login, make_app, type_text, unique, wait_for
+from tests.tui.tuikit import SIZE, login, make_app, prompt_ready, type_text, unique, wait_for
 
 
 def _update(txn: str, state: str) -> Any:
@@ -75,7 +74,7 @@ async def test_start_from_palette_both_confirm_and_both_are_verified(live: Live,
             await wait_for(pilot, lambda: _highlighted_command(app).startswith("Verify by emoji (SAS)"),
                            what="the palette action")
             await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="the username prompt")
+            await wait_for(pilot, lambda: prompt_ready(app), what="the username prompt")
             await type_text(pilot, bob_name)
             await pilot.press("enter")
 

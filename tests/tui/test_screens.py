@@ -11,14 +11,23 @@ from melo_protocol.client import events as ev
 from melo_protocol.client.errors import ServerUnreachable
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.help import HelpScreen
-from melo_tui.screens.info import InfoScreen
-from melo_tui.screens.prompt import PromptScreen
 from melo_tui.screens.sessions import SessionsScreen
 from melo_tui.screens.verify import VerifyScreen
 from melo_tui.widgets.conversation.message_view import PendingItem
 from tests.realtime.conftest import Live
 from tests.realtime.e2ekit import PASSWORD, close_all, device, next_of
-from tests.tui.tuikit import SIZE, login, make_app, message_texts, screen_shows, type_text, unique, wait_for
+from tests.tui.tuikit import (
+    SIZE,
+    info_shown,
+    login,
+    make_app,
+    message_texts,
+    prompt_ready,
+    screen_shows,
+    type_text,
+    unique,
+    wait_for,
+)
 
 
 async def test_sessions_screen_lists_and_revokes(live: Live, tmp_path: Path) -> None:
@@ -98,7 +107,7 @@ async def test_verify_help_and_palette(live: Live, tmp_path: Path) -> None:
             await type_text(pilot, "join by code")
             await wait_for(pilot, lambda: app.screen.query("CommandList Option") or True)
             await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="join prompt")
+            await wait_for(pilot, lambda: prompt_ready(app), what="join prompt")
             await type_text(pilot, invite.code)
             await pilot.press("enter")
             await wait_for(pilot, lambda: screen.chat_id == group.id, what="joined group opened")
@@ -110,7 +119,7 @@ async def test_verify_help_and_palette(live: Live, tmp_path: Path) -> None:
             await type_text(pilot, "new group")
             await pilot.pause(0.3)
             await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="group prompt")
+            await wait_for(pilot, lambda: prompt_ready(app), what="group prompt")
             await type_text(pilot, "tea")
             await pilot.press("enter")
             await type_text(pilot, bob_name)
@@ -123,7 +132,7 @@ async def test_verify_help_and_palette(live: Live, tmp_path: Path) -> None:
             await type_text(pilot, "invite to this chat")
             await pilot.pause(0.3)
             await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, InfoScreen), what="invite code")
+            await wait_for(pilot, lambda: info_shown(app), what="invite code")
             code = str(getattr(app.screen.query_one("#info-body").render(), "plain", ""))
             invites = await app.backend.messenger.client.list_invites(new_group.id)  # type: ignore[union-attr]
             assert [i.code for i in invites] == [code]

@@ -38,6 +38,22 @@ def chat_screen(app: MeloApp) -> ChatScreen | None:
     return app.chat_screen
 
 
+def info_shown(app: MeloApp) -> bool:
+    """An InfoScreen is on top and composed (its body can be read)."""
+    from melo_tui.screens.info import InfoScreen
+
+    return isinstance(app.screen, InfoScreen) and bool(app.screen.query("#info-body"))
+
+
+def prompt_ready(app: MeloApp) -> bool:
+    """A PromptScreen is on top with its first field focused: typed keys reach it."""
+    from textual.widgets import Input
+
+    from melo_tui.screens.prompt import PromptScreen
+
+    return isinstance(app.screen, PromptScreen) and isinstance(app.focused, Input) and app.focused.screen is app.screen
+
+
 def message_texts(app: MeloApp) -> list[str]:
     screen = app.chat_screen
     if screen is None:
