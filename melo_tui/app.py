@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from aiortc.mediastreams import MediaStreamTrack
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.notifications import SeverityLevel
@@ -45,6 +45,7 @@ from melo_tui.screens.prompt import PromptScreen
 from melo_tui.screens.sessions import SessionsScreen
 from melo_tui.screens.verify import VerifyScreen
 from melo_tui.widgets.call_bar import CallBar
+from melo_tui.workers import ui_work
 
 CallMedia = Callable[[], tuple[MediaStreamTrack, AudioSink, list[str]]]
 Notifier = Callable[[str, str], Awaitable[None]]  # (title, body) → a desktop notification
@@ -125,7 +126,7 @@ class MeloApp(App[None]):
         else:
             self.push_screen(LoginScreen(self.backend.default_server))
 
-    @work(exclusive=True, group="login")
+    @ui_work(exclusive=True, group="login")
     async def auto_login(self) -> None:
         try:
             await self.backend.resume()
@@ -143,7 +144,7 @@ class MeloApp(App[None]):
     def _login(self, event: LoginScreen.Submitted) -> None:
         self.login(event)
 
-    @work(exclusive=True, group="login")
+    @ui_work(exclusive=True, group="login")
     async def login(self, form: LoginScreen.Submitted) -> None:
         screen = self.screen
         if isinstance(screen, LoginScreen):
@@ -199,7 +200,7 @@ class MeloApp(App[None]):
         return None
 
     # -- the live event stream --------------------------------------------------------------------------
-    @work(exclusive=True, group="events")
+    @ui_work(exclusive=True, group="events")
     async def listen(self) -> None:
         messenger = self.backend.messenger
         assert messenger is not None
@@ -277,7 +278,7 @@ class MeloApp(App[None]):
         label = f"Profile (now {current}; others: {', '.join(others) or 'none yet'}; a new name starts one)"
         self._prompt("Switch profile", [("profile", label)], lambda v: self.switch_profile(v["profile"].strip()))
 
-    @work(exclusive=True, group="profile")
+    @ui_work(exclusive=True, group="profile")
     async def switch_profile(self, profile: str) -> None:
         """Log this profile's connection out of the app (it stays logged in) and open ``profile``."""
         if not profile or profile == self.backend.store.profile:
@@ -307,7 +308,7 @@ class MeloApp(App[None]):
     def action_verify_prompt(self) -> None:
         self._prompt("Verify a contact", [("username", "Username")], lambda v: self.verify(v["username"]))
 
-    @work(group="verify")
+    @ui_work(group="verify")
     async def verify(self, username: str) -> None:
         if not username:
             self.notify("Whom to verify? /verify USERNAME", severity="warning")
@@ -346,7 +347,7 @@ class MeloApp(App[None]):
     def action_new_dm(self) -> None:
         self._prompt("New direct message", [("username", "Username")], lambda v: self.create_dm(v["username"]))
 
-    @work(group="palette")
+    @ui_work(group="palette")
     async def create_dm(self, username: str) -> None:
         chat = await self._call("New DM", self._messenger().client.create_direct(username))
         await self._opened_new(chat)
@@ -355,7 +356,7 @@ class MeloApp(App[None]):
         self._prompt(f"New {kind}", [("title", "Title"), ("members", "Members (comma-separated, optional)")],
                      lambda v: self.create_chat(kind, v["title"], v["members"]))
 
-    @work(group="palette")
+    @ui_work(group="palette")
     async def create_chat(self, kind: str, title: str, members: str) -> None:
         names = [m.strip() for m in members.split(",") if m.strip()]
         chat = await self._call(f"New {kind}", self._messenger().client.create_chat(kind, title, names or None))
@@ -364,7 +365,7 @@ class MeloApp(App[None]):
     def action_join(self) -> None:
         self._prompt("Join by code", [("code", "Invite code")], lambda v: self.join(v["code"]))
 
-    @work(group="palette")
+    @ui_work(group="palette")
     async def join(self, code: str) -> None:
         chat = await self._call("Join", self._messenger().client.join_invite(code))
         await self._opened_new(chat)
@@ -392,7 +393,7 @@ class MeloApp(App[None]):
             messenger = self._messenger()
             self.push_screen(ChatInfoScreen(messenger.client, screen.chat_id, messenger.username))
 
-    @work(group="palette")
+    @ui_work(group="palette")
     async def invite(self, chat_id: int, username: str | None) -> None:
         client = self._messenger().client
         if username:
@@ -403,7 +404,7 @@ class MeloApp(App[None]):
         if invite is not FAILED:
             self.push_screen(InfoScreen("Invite code", Text(clean(invite.code), style="bold")))
 
-    @work(group="palette")
+    @ui_work(group="palette")
     async def leave(self, chat_id: int) -> None:
         if await self._call("Leave", self._messenger().client.leave_chat(chat_id)) is not FAILED:
             screen = self.chat_screen
@@ -427,7 +428,7 @@ class MeloApp(App[None]):
     def action_admin_audit(self) -> None:
         self.admin("audit", "", "")
 
-    @work(group="admin")
+    @ui_work(group="admin")
     async def admin(self, action: str, username: str, reason: str) -> None:
         client = self._messenger().client
         if action == "ban":
@@ -503,7 +504,7 @@ class MeloApp(App[None]):
                 self.answer_call(call, accept)
         self.push_screen(modal, answered)
 
-    @work(group="calls")
+    @ui_work(group="calls")
     async def answer_call(self, call: Call, accept: bool) -> None:
         assert self.calls is not None
         if not accept:
@@ -520,7 +521,7 @@ class MeloApp(App[None]):
         for notice in call.notices:
             self.notify(clean_line(notice, 200), severity="warning")
 
-    @work(group="calls")
+    @ui_work(group="calls")
     async def start_call(self, username: str, chat_id: int | None = None) -> None:
         if self.calls is None:
             self.notify("Calls need a live connection.", severity="error")
@@ -553,7 +554,7 @@ class MeloApp(App[None]):
         if self.calls is not None and self.calls.active is not None:
             self.hang_up(self.calls.active)
 
-    @work(group="calls")
+    @ui_work(group="calls")
     async def hang_up(self, call: Call) -> None:
         assert self.calls is not None
         await self.calls.hang_up(call)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -31,6 +31,7 @@ from melo_tui.widgets.conversation.message_view import MessageView
 from melo_tui.widgets.conversation.pinned_banner import PinnedBanner
 from melo_tui.widgets.conversation.typing_indicator import TypingIndicator
 from melo_tui.widgets.members import MemberPanel
+from melo_tui.workers import ui_work
 
 if TYPE_CHECKING:
     from melo_tui.app import MeloApp
@@ -122,7 +123,7 @@ class ChatScreen(Screen[None]):
             self.melo.join(code)
 
     # -- chats ------------------------------------------------------------------------------------------
-    @work(exclusive=True, group="chats")
+    @ui_work(exclusive=True, group="chats")
     async def load_chats(self) -> None:
         try:
             chats = await self.messenger.client.list_chats()
@@ -148,7 +149,7 @@ class ChatScreen(Screen[None]):
     def action_toggle_members(self) -> None:
         self.query_one(MemberPanel).toggle()
 
-    @work(exclusive=True, group="members")
+    @ui_work(exclusive=True, group="members")
     async def load_members(self, chat_id: int) -> None:
         panel = self.query_one(MemberPanel)
         try:
@@ -165,7 +166,7 @@ class ChatScreen(Screen[None]):
     def _opened(self, event: ChatList.Opened) -> None:
         self.open_chat(event.chat_id)
 
-    @work(exclusive=True, group="open")
+    @ui_work(exclusive=True, group="open")
     async def open_chat(self, chat_id: int) -> None:
         chats = self.query_one(ChatList)
         self.chat_id = chat_id
@@ -210,7 +211,7 @@ class ChatScreen(Screen[None]):
                 title.append(f"  ⏱ {human_duration(chat.message_ttl_seconds)}", style="yellow")  # disappearing
         self.query_one("#chat-title", Static).update(title)
 
-    @work(exclusive=True, group="pins")
+    @ui_work(exclusive=True, group="pins")
     async def load_pins(self, chat_id: int) -> None:
         try:
             pins = await self.messenger.pins(chat_id)
@@ -224,7 +225,7 @@ class ChatScreen(Screen[None]):
     def _older(self, event: MessageView.OlderWanted) -> None:
         self.load_older(event.chat_id, event.before_seq)
 
-    @work(exclusive=True, group="older")
+    @ui_work(exclusive=True, group="older")
     async def load_older(self, chat_id: int, before_seq: int) -> None:
         view = self.query_one(MessageView)
         try:
@@ -279,7 +280,7 @@ class ChatScreen(Screen[None]):
             self._last_typing_sent = now
             self.send_typing(self.chat_id)
 
-    @work(group="typing")
+    @ui_work(group="typing")
     async def send_typing(self, chat_id: int) -> None:
         try:
             await self.messenger.typing(chat_id, True)
@@ -311,7 +312,7 @@ class ChatScreen(Screen[None]):
         self.outbox.append(PendingSend(uuid.uuid4().hex, chat_id, text, reply_to, emote))
         self.flush_outbox()
 
-    @work(exclusive=True, group="outbox")
+    @ui_work(exclusive=True, group="outbox")
     async def flush_outbox(self) -> None:
         view = self.query_one(MessageView)
         while self.outbox:
@@ -390,7 +391,7 @@ class ChatScreen(Screen[None]):
             self.notify(f"Unknown command /{clean_line(name, 20)}. Known: "
                         + " ".join("/" + c for c in COMMANDS), severity="warning")
 
-    @work(group="timer")
+    @ui_work(group="timer")
     async def set_timer(self, chat_id: int, args: str) -> None:
         if not args:
             self.notify("Usage: /timer DURATION|off (for example /timer 1h)", severity="warning")
@@ -409,7 +410,7 @@ class ChatScreen(Screen[None]):
                     else "Disappearing messages are off.")
         self.load_chats()
 
-    @work(group="schedule")
+    @ui_work(group="schedule")
     async def schedule(self, chat_id: int, args: str) -> None:
         """/schedule WHEN TEXT sends later; /schedule (or list) shows this chat's; /schedule cancel ID."""
         head = args.split(maxsplit=1)[0].lower() if args else "list"
@@ -461,7 +462,7 @@ class ChatScreen(Screen[None]):
         entry = self.query_one(ChatList).entries.get(self.chat_id or 0)
         return entry.chat.peer.username if entry and entry.chat.peer else None
 
-    @work(group="actions")
+    @ui_work(group="actions")
     async def run_action_worker(self, action: str, message_id: int, args: str) -> None:
         assert self.chat_id is not None
         chat_id, view = self.chat_id, self.query_one(MessageView)
@@ -549,7 +550,7 @@ class ChatScreen(Screen[None]):
         elif isinstance(event, ev.ConnectionState) and event.state == "connected":
             self._retry_outbox()
 
-    @work(group="read")
+    @ui_work(group="read")
     async def mark_read(self, chat_id: int, seq: int) -> None:
         try:
             await self.messenger.mark_read(chat_id, seq)

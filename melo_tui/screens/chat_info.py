@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -24,6 +23,7 @@ from melo_tui.sanitize import clean_line
 from melo_tui.screens.prompt import PromptScreen
 from melo_tui.widgets.chats.chat_list import chat_title
 from melo_tui.widgets.members import ROLE_STYLE, sorted_members
+from melo_tui.workers import ui_work
 
 MANAGERS = (Role.OWNER, Role.ADMIN)
 KIND_NAME = {ChatKind.DIRECT: "direct message", ChatKind.GROUP: "group", ChatKind.CHANNEL: "channel"}
@@ -79,7 +79,7 @@ class ChatInfoScreen(ModalScreen[None]):
     def role(self) -> Role | None:
         return self.chat.role if self.chat is not None else None
 
-    @work(exclusive=True, group="chat-info-load")
+    @ui_work(exclusive=True, group="chat-info-load")
     async def action_reload(self) -> None:
         try:
             chat = await self.client.get_chat(self.chat_id)
@@ -163,7 +163,7 @@ class ChatInfoScreen(ModalScreen[None]):
         else:
             self.notify(f"{what} failed: {reason}", severity="error", markup=False)
 
-    @work(group="chat-info-change")
+    @ui_work(group="chat-info-change")
     async def apply(self, what: str, change: Callable[[], Awaitable[Any]], done: str) -> None:
         """Run one change through the SDK; a refusal becomes a notification. Then show the new state."""
         try:

@@ -3,7 +3,7 @@
 from typing import ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -14,6 +14,7 @@ from melo_protocol.client.rest import MeloClient
 from melo_protocol.wire.accounts import SessionOut
 from melo_tui.formatting import Formatting
 from melo_tui.sanitize import clean_line
+from melo_tui.workers import ui_work
 
 
 class SessionsScreen(Screen[None]):
@@ -42,7 +43,7 @@ class SessionsScreen(Screen[None]):
         table.focus()
         self.action_reload()
 
-    @work(exclusive=True, group="sessions")
+    @ui_work(exclusive=True, group="sessions")
     async def action_reload(self) -> None:
         try:
             sessions = await self.client.list_sessions()
@@ -81,7 +82,7 @@ class SessionsScreen(Screen[None]):
             return
         self._revoke(session.id)
 
-    @work(exclusive=True, group="sessions")
+    @ui_work(exclusive=True, group="sessions")
     async def _revoke(self, session_id: str) -> None:
         try:
             await self.client.revoke_session(session_id)
@@ -90,7 +91,7 @@ class SessionsScreen(Screen[None]):
         except MeloError as exc:
             self.notify(f"Could not revoke: {exc}", severity="error")
 
-    @work(exclusive=True, group="sessions")
+    @ui_work(exclusive=True, group="sessions")
     async def action_revoke_others(self) -> None:
         try:
             n = await self.client.revoke_other_sessions()

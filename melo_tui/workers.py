@@ -1,0 +1,57 @@
+"""`ui_work`: Textual's `@work` for workers that touch widgets after an await.
+
+A worker belongs to the screen (or app) that started it, and Textual cancels it only once that node has
+closed. Children go first: when a screen is popped, or the app shuts down, its widgets are pruned while
+the worker may still be waiting on the network. When the answer arrives, `query_one` finds nothing and
+the worker would fail, and a failed worker takes the whole app down. `ui_work` treats a missing widget
+as the end of the worker's job only while its node is going away; anywhere else it is still a bug and
+still raised.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from textual import work
+from textual.css.query import NoMatches
+from textual.dom import DOMNode
+from textual.widget import MountError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+N = TypeVar("N", bound=DOMNode)
+
+
+def going_away(node: DOMNode) -> bool:
+    """True once `node`, or the app it runs in, has begun to close."""
+    app = node.app
+    if not app.is_running:
+        return True
+    if node is app:
+        return False
+    # Textual marks every node of a subtree `_pruning` the moment its removal starts, before the children
+    # go; there is no public flag for that window.
+    closing = bool(getattr(node, "_pruning", False) or getattr(node, "_closing", False))
+    return closing or getattr(node, "_closed", False) or not node.is_attached
+
+
+def ui_work(
+    *, exclusive: bool = False, group: str = "default", **options: Any
+) -> Callable[[Callable[Concatenate[N, P], Awaitable[R]]], Callable[Concatenate[N, P], Any]]:
+    """Like `textual.work`, for async methods of a screen, widget or the app."""
+
+    def decorate(method: Callable[Concatenate[N, P], Awaitable[R]]) -> Callable[Concatenate[N, P], Any]:
+        @functools.wraps(method)
+        async def guarded(self: N, *args: P.args, **kwargs: P.kwargs) -> R | None:
+            try:
+                return await method(self, *args, **kwargs)
+            except (NoMatches, MountError):
+                if going_away(self):
+                    return None
+                raise
+
+        return work(exclusive=exclusive, group=group, **options)(guarded)
+
+    return decorate
