@@ -420,5 +420,5 @@ def list_to_device(after: int = 0, limit: int = 100) -> ApiRequest:
     return ApiRequest("GET", "/v1/to-device", params={"after": int(after), "limit": int(limit)})
 
 
-def ack_to_device(up_to: int) -> ApiRequest:
-    return ApiRequest("POST", "/v1/to-device/ack", json=_body(ToDeviceAck(up_to=up_to)))
+def ack_to_device(ids: list[int]) -> ApiRequest:
+    return ApiRequest("POST", "/v1/to-device/ack", json=_body(ToDeviceAck(ids=ids)))

@@ -514,7 +514,7 @@ class Messenger:
                 frame["message_type"], frame["type"] = frame["type"], "to_device"
                 out.extend(await self._on_to_device(frame))
             after = batch[-1].id
-            await self.client.ack_to_device(after)
+            await self.client.ack_to_device([item.id for item in batch])
 
     def _collect_crypto_events(self) -> list[ev.Event]:
         out: list[ev.Event] = []

@@ -571,8 +571,9 @@ class MeloClient:
     async def list_to_device(self, after: int = 0, limit: int = 100) -> list[ToDeviceOut]:
         return (await self._json(api.list_to_device(after, limit), ToDeviceList)).messages
 
-    async def ack_to_device(self, up_to: int) -> int:
-        return int((await self._request(_build(api.ack_to_device, up_to))).json()["removed"])
+    async def ack_to_device(self, ids: list[int]) -> int:
+        """Forget exactly these processed to-device messages (a lower id that arrived late stays queued)."""
+        return int((await self._request(_build(api.ack_to_device, ids))).json()["removed"])
 
     # -- the live stream -----------------------------------------------------------------------------
 

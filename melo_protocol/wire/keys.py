@@ -7,7 +7,7 @@ ed25519 key over canonical JSON (see ``melo_protocol.crypto.signing``); the serv
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from melo_protocol.wire.base import Request, Response
 
@@ -68,5 +68,22 @@ class ToDeviceList(Response):
     messages: list[ToDeviceOut]
 
 
+MAX_ACK_IDS = 500
+
+
 class ToDeviceAck(Request):
-    up_to: int = Field(ge=0)
+    """Which of this device's to-device messages it has processed; the server deletes them.
+
+    ``ids`` names exactly the messages the device fetched. ``up_to`` deletes every message up to that
+    id, including one that committed late with a lower id and was never fetched: it stays for old
+    clients, and new ones send ``ids``.
+    """
+
+    ids: list[int] | None = Field(default=None, min_length=1, max_length=MAX_ACK_IDS)
+    up_to: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "ToDeviceAck":
+        if (self.ids is None) == (self.up_to is None):
+            raise ValueError("give exactly one of ids or up_to")
+        return self

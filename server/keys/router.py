@@ -58,4 +58,9 @@ async def list_to_device(
 
 @router.post("/v1/to-device/ack")
 async def ack_to_device(body: ToDeviceAck, caller: CurrentCaller, db: DbSession) -> dict[str, int]:
-    return {"removed": await service.acknowledge(db, caller.claims.device_id, body.up_to)}
+    if body.ids is not None:
+        removed = await service.acknowledge(db, caller.claims.device_id, max(body.ids), only=set(body.ids))
+    else:
+        assert body.up_to is not None  # the model requires one of the two
+        removed = await service.acknowledge(db, caller.claims.device_id, body.up_to)
+    return {"removed": removed}

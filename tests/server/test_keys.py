@@ -94,6 +94,24 @@ async def test_to_device_queue_and_revocation_forgets_device(api: Api) -> None:
     r = await api.client.post("/v1/to-device/ack", json={"up_to": got[-1]["id"]}, headers=bearer(bob))
     assert r.json() == {"removed": 1}
     assert (await api.client.get("/v1/to-device", headers=bearer(bob))).json()["messages"] == []
+    # ack by ids forgets exactly those: a lower id the device never fetched (it committed late) stays
+    for n in (2, 3):
+        r = await api.client.post("/v1/to-device", json={"type": "m.test", "messages": {name: {"*": {"n": n}}}},
+                                  headers=bearer(alice))
+        assert r.status_code == 202
+    late, fetched = (await api.client.get("/v1/to-device", headers=bearer(bob))).json()["messages"]
+    assert late["id"] < fetched["id"]
+    r = await api.client.post("/v1/to-device/ack", json={"ids": [fetched["id"]]}, headers=bearer(bob))
+    assert r.json() == {"removed": 1}
+    left = (await api.client.get("/v1/to-device", headers=bearer(bob))).json()["messages"]
+    assert [m["content"] for m in left] == [{"n": 2}]
+    for bad in ({}, {"ids": [late["id"]], "up_to": late["id"]}, {"ids": []}, {"ids": list(range(501))}):
+        r = await api.client.post("/v1/to-device/ack", json=bad, headers=bearer(bob))
+        assert r.status_code == 422 and "error" in r.json(), (bad, r.text)
+    # alice cannot forget bob's queue by naming his ids
+    r = await api.client.post("/v1/to-device/ack", json={"ids": [late["id"]]}, headers=bearer(alice))
+    assert r.json() == {"removed": 0}
+    assert len((await api.client.get("/v1/to-device", headers=bearer(bob))).json()["messages"]) == 1
     stranger = await api.register()
     r = await api.client.post("/v1/to-device", json={"type": "m.test", "messages": {name: {"*": {}}}},
                               headers=bearer(stranger))
