@@ -1,7 +1,8 @@
 """create_app(settings): the FastAPI application and its lifespan (database, Redis, keys)."""
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -38,6 +39,8 @@ from server.realtime.bus import BusEvent, LocalBus, RedisBus
 from server.realtime.hub import Hub
 from server.realtime.presence import MemoryPresence, RedisPresence
 from server.state import AppState
+
+log = logging.getLogger("melo.app")
 
 
 class BroadcastRevocations:
@@ -114,6 +117,28 @@ async def close_state(state: AppState) -> None:
     await state.engine.dispose()
 
 
+def bus_handler(state: AppState) -> Callable[[BusEvent], None]:
+    """Bus events go to this worker's sockets, except "keys", which reloads the key rings."""
+    reloads: set[asyncio.Task[None]] = set()
+
+    async def reload_keys() -> None:
+        try:
+            await state.keys.reload()
+            await state.data_keys.reload()
+        except Exception:  # the rings also reload when stale; a failure here only delays that
+            log.exception("could not reload the key rings after a rotation elsewhere")
+
+    def handle(ev: BusEvent) -> None:
+        if ev.kind == "keys":
+            task = asyncio.create_task(reload_keys(), name="melo-keys-reload")
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+        else:
+            state.hub.dispatch(ev)
+
+    return handle
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -124,7 +149,7 @@ def create_app(settings: Settings) -> FastAPI:
         state = await open_state(settings)
         state.metrics = app.state.metrics
         app.state.melo = state
-        state.bus.set_handler(state.hub.dispatch)
+        state.bus.set_handler(bus_handler(state))
         await state.bus.start()
         maintenance_task = asyncio.create_task(realtime_router.maintenance(state), name="ws-maintenance")
         if await state.data_keys.count_on_old_keys():

@@ -162,14 +162,18 @@ def keys_rotate(
         from server.app import close_state, open_state
 
         state = await open_state(settings)
+        data_row = None
         try:
             if jwt:
                 row = await state.keys.rotate()
                 typer.echo(f"new JWT signing key {row.kid} is active", err=True)
             if data:
-                row = await state.data_keys.rotate()
+                data_row = await state.data_keys.rotate()
+            if jwt or data:
+                await state.announce_key_rotation()  # running workers reload their rings at once (Redis)
+            if data_row is not None:
                 moved = await state.data_keys.reencrypt()
-                typer.echo(f"new data key {row.kid} is active; {moved} rows re-encrypted", err=True)
+                typer.echo(f"new data key {data_row.kid} is active; {moved} rows re-encrypted", err=True)
         finally:
             await close_state(state)
 

@@ -13,7 +13,7 @@ from server.core.passwords import Passwords
 from server.core.ratelimit import RateLimiter
 from server.core.revocation import RevocationStore
 from server.core.secrets import SecretBox
-from server.realtime.bus import LocalBus, RedisBus
+from server.realtime.bus import BusEvent, LocalBus, RedisBus
 from server.realtime.hub import Hub
 from server.realtime.presence import MemoryPresence, RedisPresence
 
@@ -38,3 +38,7 @@ class AppState:
     metrics: Any = None
     push: Any = None  # server.push.service.PushService, set by the app's lifespan
     jobs: Any = None  # server.jobs.scheduler.JobScheduler, set by the app's lifespan
+
+    async def announce_key_rotation(self) -> None:
+        """Tell every worker to reload its JWT and data key rings now (they also do so when stale)."""
+        await self.bus.publish(BusEvent(kind="keys"))

@@ -219,6 +219,8 @@ async def rotate_keys(body: KeyRotateRequest, caller: AdminCaller, state: StateD
             row = await state.data_keys.rotate()
             rotated.append(service.key_out(row, state.data_keys.active_kid))
             pending = await state.data_keys.count_on_old_keys()
+        await state.announce_key_rotation()  # other workers sign and seal with the new keys from now on
+        if body.data:
             state.data_keys.start_reencryption()
         return KeyRotateResult(rotated=rotated, reencrypt_pending=pending)
 

@@ -2,6 +2,10 @@
 
 Each sealed row stores the id of its key. Rotation makes a new active key at once; a background pass
 re-encrypts older rows, and the old key is retired only when no row uses it, so reads never fail.
+
+Every worker seals with the key it believes active. After a rotation elsewhere it learns the new one
+from the bus's "keys" event at once, and, should that be lost, from the database within
+``STALE_AFTER_S``, as the JWT ring does.
 """
 
 import asyncio
@@ -9,6 +13,7 @@ import base64
 import logging
 import os
 import secrets
+import time
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import func, select
@@ -20,6 +25,7 @@ from server.db.models import Message, ServerState, SigningKey
 from server.db.types import utcnow
 
 ACTIVE_STATE = "data.active_kid"
+STALE_AFTER_S = 10.0
 log = logging.getLogger("melo.keys")
 
 
@@ -30,6 +36,7 @@ class DataKeyRing:
         self._keys: dict[str, AESGCM] = {}
         self._active: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loaded_at = 0.0
 
     def _new_row(self) -> SigningKey:
         kid = "data-" + utcnow().strftime("%Y%m%d") + "-" + secrets.token_hex(4)
@@ -54,6 +61,12 @@ class DataKeyRing:
             state = await db.get(ServerState, ACTIVE_STATE)
         self._keys = {r.kid: AESGCM(self._box.open(r.private_sealed, context=r.kid.encode())) for r in rows}
         self._active = state.value if state else None
+        self._loaded_at = time.monotonic()
+
+    async def refresh_if_stale(self) -> None:
+        """Before sealing: a ring loaded more than ``STALE_AFTER_S`` ago is read again."""
+        if time.monotonic() - self._loaded_at > STALE_AFTER_S:
+            await self.reload()
 
     @property
     def active_kid(self) -> str | None:

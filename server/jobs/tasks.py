@@ -136,9 +136,11 @@ async def rotate_keys(state: AppState, now: datetime) -> dict[str, str]:
     age = await _active_key_age(state, DATA_ACTIVE_STATE, now)
     if age is not None and age >= every:
         rotated["data"] = (await state.data_keys.rotate()).kid
-        state.data_keys.start_reencryption()
     if rotated:
+        await state.announce_key_rotation()  # every worker switches now, not when its ring goes stale
         log.info("scheduled key rotation: %s", rotated)
+    if "data" in rotated:
+        state.data_keys.start_reencryption()
     return rotated
 
 

@@ -72,11 +72,14 @@ def _check_content(chat: Chat, body: MessageSend | MessageEdit) -> None:
                        {"chat_id": chat.id})
 
 
-def _store_content(state: AppState, chat: Chat, body: MessageSend | MessageEdit) -> tuple[str, str, str | None]:
+async def _store_content(
+    state: AppState, chat: Chat, body: MessageSend | MessageEdit
+) -> tuple[str, str, str | None]:
     """(kind, stored body, data key id). Text is sealed at rest; E2E envelopes are stored as given."""
     if body.e2e is not None:
         return "e2e", body.e2e.model_dump_json(), None
     assert body.text is not None
+    await state.data_keys.refresh_if_stale()  # a rotation on another worker: seal with the new key
     key_id, sealed = state.data_keys.seal(body.text, str(chat.id).encode())
     return "text", sealed, key_id
 
@@ -118,7 +121,7 @@ async def send(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
                 raise ApiError(429, ErrorCode.SLOW_MODE, f"slow mode: you can post again in {wait} s",
                                {"retry_after": wait, "allowed_at": allowed_at.isoformat()},
                                headers={"Retry-After": str(wait)})
-    kind, stored, key_id = _store_content(state, chat, body)
+    kind, stored, key_id = await _store_content(state, chat, body)
     msg = Message(chat_id=chat.id, seq=seq, sender_id=caller.user.id, sender_device=caller.claims.device_id,
                   kind=kind, body=stored, key_id=key_id, reply_to=body.reply_to, created_at=now)
     db.add(msg)
@@ -160,7 +163,7 @@ async def edit(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
     if msg.deleted_at is not None:
         raise ApiError(404, ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
     _check_content(chat, body)
-    msg.kind, msg.body, msg.key_id = _store_content(state, chat, body)
+    msg.kind, msg.body, msg.key_id = await _store_content(state, chat, body)
     msg.edited_at = utcnow()
     # the edited message as clients should now show it: its reactions stay
     out = await message_out(state, msg, caller.user.username, (await reactions_for(db, [msg.id])).get(msg.id))

@@ -20,7 +20,9 @@ log = logging.getLogger("melo.bus")
 class BusEvent:
     """One thing to deliver. ``frame`` is the pre-serialised JSON sent as-is to every recipient."""
 
-    kind: str  # "chat" | "typing" | "presence" | "revoke" | "sync" (local only: compare with the database)
+    # "chat" | "typing" | "presence" | "revoke" | "device" | "keys" (a key was rotated: every worker reloads
+    # its rings) | "sync" (local only: compare with the database)
+    kind: str
     frame: str = ""
     chat_id: int | None = None
     seq: int | None = None

@@ -5,12 +5,16 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import jwt
+import pytest
 from sqlalchemy import select, text
 
+from server.core import data_keys, jwt_keys
 from server.db.models import Message, SigningKey
-from tests.conftest import RUN_SECRET, Api, bearer
+from tests.conftest import RUN_SECRET, Api, bearer, make_settings, open_api
 
 
 async def _channel_with_messages(api: Api, n: int) -> tuple[dict, int, list[str]]:
@@ -83,3 +87,67 @@ async def test_melo_server_keys_rotate_data(sqlite_api: Api, tmp_path: Path) -> 
         active = (await db.execute(text("SELECT value FROM server_state WHERE key = 'data.active_kid'"))).scalar_one()
     assert kids == {active}
     assert (await _history(api, owner, chat_id))[-5:] == texts
+
+
+async def _sealed_with(api: Api, owner: dict, chat_id: int, txn: str) -> str | None:
+    r = await api.client.post(f"/v1/chats/{chat_id}/messages", json={"txn_id": txn, "text": "after rotation"},
+                              headers=bearer(owner))
+    assert r.status_code == 201, r.text
+    async with api.state.sessions() as db:
+        return (await db.get(Message, r.json()["id"])).key_id  # type: ignore[union-attr]
+
+
+@pytest.fixture
+async def two_workers(sqlite_url: str, redis_url: str, tmp_path: Path) -> AsyncIterator[tuple[Api, Api]]:
+    """Two app instances on one database and one Redis bus (same prefix), as two uvicorn workers are."""
+    first = make_settings(tmp_path / "a", sqlite_url, redis_url=redis_url)
+    second = make_settings(tmp_path / "b", sqlite_url, redis_url=redis_url, redis_prefix=first.redis_prefix)
+    async for a in open_api(first, "sqlite"):
+        async for b in open_api(second, "sqlite"):
+            yield a, b
+
+
+async def test_a_rotation_reaches_every_worker_over_the_bus(
+    two_workers: tuple[Api, Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker b rotates; worker a signs and seals with the new keys at once, not when its rings go stale."""
+    monkeypatch.setattr(data_keys, "STALE_AFTER_S", 3600.0)
+    monkeypatch.setattr(jwt_keys, "_STALE_AFTER_S", 3600.0)
+    a, b = two_workers
+    reloaded = asyncio.Event()
+    reload = a.state.data_keys.reload
+
+    async def reload_and_tell() -> None:  # the bus handler reloads the JWT ring, then this one
+        await reload()
+        reloaded.set()
+
+    monkeypatch.setattr(a.state.data_keys, "reload", reload_and_tell)
+    owner, chat_id, texts = await _channel_with_messages(a, 2)
+    assert await _sealed_with(a, owner, chat_id, "before") == a.state.data_keys.active_kid
+    admin = await b.make_admin()
+    r = await b.client.post("/v1/admin/keys/rotate", json={"jwt": True, "data": True}, headers=bearer(admin))
+    assert r.status_code == 200, r.text
+    new_jwt, new_data = b.state.keys.active_kid, b.state.data_keys.active_kid
+    async with asyncio.timeout(10):
+        await reloaded.wait()
+    assert a.state.data_keys.active_kid == new_data and a.state.keys.active_kid == new_jwt
+    assert await _sealed_with(a, owner, chat_id, "after") == new_data
+    login = await a.login(owner["user"]["username"])
+    assert jwt.get_unverified_header(login.json()["access_token"])["kid"] == new_jwt
+    await b.state.data_keys.wait_reencrypted()
+    assert (await _history(a, owner, chat_id))[-4:] == [*texts, "after rotation", "after rotation"]
+
+
+async def test_without_the_bus_a_stale_ring_reloads_before_sealing(
+    sqlite_api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process rotated (no Redis, so no bus event): the next seal here reads the ring again."""
+    api = sqlite_api
+    owner, chat_id, _texts = await _channel_with_messages(api, 1)
+    async for other in open_api(make_settings(tmp_path / "other", api.state.settings.effective_database_url),
+                                "sqlite"):
+        new_kid = (await other.state.data_keys.rotate()).kid
+    assert api.state.data_keys.active_kid != new_kid
+    assert await _sealed_with(api, owner, chat_id, "fresh") != new_kid  # within the window: the loaded key
+    monkeypatch.setattr(data_keys, "STALE_AFTER_S", 0.0)
+    assert await _sealed_with(api, owner, chat_id, "stale") == new_kid
