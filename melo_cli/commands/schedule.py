@@ -2,7 +2,8 @@
 
 Scheduled messages are sent by the server's scheduler at their time. In E2E chats the Messenger
 encrypts when scheduling (the server never sees the text), so members who join before the send time
-cannot read them, and ``schedule list`` cannot show their text.
+cannot read them. ``schedule list`` shows their text from this device's local cache (the device that
+scheduled them), without opening the crypto store, so it works while ``melo listen`` runs.
 """
 
 from datetime import datetime
@@ -21,7 +22,10 @@ if TYPE_CHECKING:
 
 app = command_group("Messages waiting to be sent at a set time (`melo send CHAT TEXT --at TIME` makes them).")
 
-SCHEDULED_KEYS_HELP = "scheduled_id, chat_id, txn_id, send_at, created_at, text (null in E2E chats), e2e"
+SCHEDULED_KEYS_HELP = (
+    "scheduled_id, chat_id, txn_id, send_at, created_at, text (in E2E chats only on the device that "
+    "scheduled it, else null), e2e"
+)
 
 
 def scheduled_doc(row: "ScheduledOut") -> dict[str, Any]:
@@ -56,12 +60,24 @@ def schedule_message(application: Application, chat: str, text: str, send_at: da
 def list_scheduled(ctx: typer.Context, json_flag: JsonOpt = False) -> None:
     """Your messages not sent yet, soonest first (times in UTC).
 
-    JSON: {"scheduled": [{scheduled_id, chat_id, txn_id, send_at, created_at, text (null in E2E chats), e2e}]}
+    The text of an end-to-end encrypted one shows on the device that scheduled it (the server holds
+    only its envelope); elsewhere it is null, shown as "(end-to-end encrypted)".
+
+    JSON: {"scheduled": [{scheduled_id, chat_id, txn_id, send_at, created_at, text, e2e}]}
     """
     application = get_app(ctx, json_flag)
 
     async def go(client: "MeloClient") -> dict[str, Any]:
-        return {"scheduled": [scheduled_doc(r) for r in await client.list_scheduled()]}
+        from melo_protocol.client.messenger import Messenger
+
+        if client.credentials is None:  # not logged in here: the SDK says so, with the exit code for it
+            return {"scheduled": [scheduled_doc(r) for r in await client.list_scheduled()]}
+        messenger = Messenger.open(client, application.store())
+        try:
+            rows = await (messenger.list_scheduled() if messenger.open_cache() else client.list_scheduled())
+        finally:
+            await messenger.close()
+        return {"scheduled": [scheduled_doc(r) for r in rows]}
 
     doc = application.run(go)
     out = application.output
@@ -72,7 +88,7 @@ def list_scheduled(ctx: typer.Context, json_flag: JsonOpt = False) -> None:
             return
         out.table(["ID", "Chat", "Send at", "Text"],
                   [[r["scheduled_id"], r["chat_id"], short_time(r["send_at"]),
-                    "(end-to-end encrypted)" if r["e2e"] else r["text"]] for r in doc["scheduled"]],
+                    r["text"] if r["text"] is not None else "(end-to-end encrypted)"] for r in doc["scheduled"]],
                   no_wrap=["ID", "Send at"])
 
     out.emit(doc, human)

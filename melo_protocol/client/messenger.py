@@ -134,6 +134,17 @@ class Messenger:
                                      on_state=self._on_state)
             await self.stream.start()
 
+    def open_cache(self) -> bool:
+        """Open only the local message cache, when this device has one: no crypto store, no network.
+
+        The cache is SQLite and shared safely between processes, so this works while another process
+        (``melo listen``, ``melo-tui``) holds the profile's crypto store. ``close()`` closes it.
+        """
+        path = self.data_dir / "cache.sqlite3"
+        if self.cache is None and path.exists():
+            self.cache = MessageCache(path, self._store_key)
+        return self.cache is not None
+
     async def close(self) -> None:
         if self._delivering is not None:
             self._delivering.cancel()

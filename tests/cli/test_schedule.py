@@ -114,8 +114,26 @@ def test_schedule_list_and_cancel_in_channel_and_dm(users: tuple[str, Melo, str,
 
     listed = {s["scheduled_id"]: s for s in _ok(ma, "schedule", "list")["scheduled"]}
     assert listed[chan["scheduled_id"]] == chan and listed[dm["scheduled_id"]]["e2e"] is True
-    human = ma("schedule", "list")
-    assert "channel news" in human.stdout and "(end-to-end encrypted)" in human.stdout
+    assert listed[dm["scheduled_id"]]["text"] == "see you tomorrow"  # this device scheduled it: its cache
+    assert dm["text"] is None  # what the server holds is the envelope
+    # while `melo listen` holds the profile's crypto store, the list still works and still has the text
+    listen = subprocess.Popen([*melo_command(), "listen", "--json"], env=ma.env(), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert listen.stderr is not None
+        assert any("listening" in line for line in listen.stderr)  # ready: its own output, no sleeping
+        human = ma("schedule", "list")
+        assert human.returncode == 0, human.stderr
+        assert "channel news" in human.stdout and "see you tomorrow" in human.stdout
+    finally:
+        listen.terminate()
+        listen.communicate(timeout=30)
+    # another device of the same account sees only the envelope
+    other = Melo(ma.home.with_name(ma.home.name + "-laptop"), ma.server)
+    assert other.login(a).returncode == 0
+    elsewhere = {s["scheduled_id"]: s for s in _ok(other, "schedule", "list")["scheduled"]}
+    assert elsewhere[dm["scheduled_id"]]["text"] is None
+    assert "(end-to-end encrypted)" in other("schedule", "list").stdout
 
     assert _ok(ma, "schedule", "cancel", str(chan["scheduled_id"])) == {"scheduled_id": chan["scheduled_id"],
                                                                         "cancelled": True}
