@@ -81,5 +81,11 @@ class MessageCache:
         with self._db:
             self._db.execute("DELETE FROM messages WHERE chat_id = ? AND message_id = ?", (chat_id, message_id))
 
+    def forget_through(self, chat_id: int, seq: int) -> int:
+        """Drop every copy at or below ``seq`` in a chat (the server's retention removed them). Returns how many."""
+        with self._db:
+            gone = self._db.execute("DELETE FROM messages WHERE chat_id = ? AND seq <= ?", (chat_id, seq))
+        return gone.rowcount
+
     def close(self) -> None:
         self._db.close()

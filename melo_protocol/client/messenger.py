@@ -181,7 +181,9 @@ class Messenger:
     # -- chats and members ---------------------------------------------------------------------------
     async def chat(self, chat_id: int, *, refresh: bool = False) -> ChatOut:
         if refresh or chat_id not in self._chats:
-            self._chats[chat_id] = await self.client.get_chat(chat_id)
+            chat = self._chats[chat_id] = await self.client.get_chat(chat_id)
+            if self.cache is not None and chat.purged_seq:
+                self.cache.forget_through(chat_id, chat.purged_seq)
         return self._chats[chat_id]
 
     async def _member_names(self, chat_id: int, *, fresh: bool = False) -> list[str]:
@@ -397,6 +399,8 @@ class Messenger:
 
     async def history(self, chat_id: int, *, before: int | None = None, limit: int = 50) -> list[ev.Message]:
         page = await self.client.history_raw(chat_id, before=before, limit=limit)
+        if self.cache is not None and page.purged_seq:
+            self.cache.forget_through(chat_id, page.purged_seq)  # the chat's retention removed them
         out = [self._decrypt(m) for m in page.messages]
         self.crypto.flush()
         return out

@@ -111,6 +111,8 @@ class MessageOut(Response):
 class MessagePage(Response):
     messages: list[MessageOut]
     has_more: bool
+    # messages at or below this seq were removed by retention: a client forgets its copies of them too
+    purged_seq: int = 0
 
 
 class ChatOut(Response):
@@ -125,6 +127,7 @@ class ChatOut(Response):
     role: Role | None = None
     member_count: int
     last_seq: int
+    purged_seq: int = 0  # retention removed every message at or below this seq (clients drop their copies)
     unread_count: int = 0
     peer: UserRef | None = None  # the other user of a DM
     last_message: MessageOut | None = None

@@ -206,7 +206,7 @@ async def list_chats(state: AppState, db: AsyncSession, me: User, chat_id: int |
             id=c.id, kind=ChatKind(c.kind), title=c.title if c.kind != ChatKind.DIRECT.value else None,
             description=c.description, e2e=c.e2e, slow_mode_seconds=c.slow_mode_seconds,
             message_ttl_seconds=c.message_ttl_seconds, created_at=c.created_at,
-            role=Role(m.role), member_count=counts.get(c.id, 0), last_seq=c.last_seq,
+            role=Role(m.role), member_count=counts.get(c.id, 0), last_seq=c.last_seq, purged_seq=c.purged_seq,
             unread_count=unread.get(c.id, 0), peer=peers.get(c.id), last_message=last.get(c.id),
         )
         for c, m in rows

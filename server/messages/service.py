@@ -276,7 +276,8 @@ async def history(state: AppState, db: AsyncSession, caller: Caller, chat_id: in
         rows = list((await db.execute(query)).all())
         has_more = len(rows) > limit
         rows = list(reversed(rows[:limit]))
-    return MessagePage(messages=await _page(state, db, [(m, n) for m, n in rows]), has_more=has_more)
+    return MessagePage(messages=await _page(state, db, [(m, n) for m, n in rows]), has_more=has_more,
+                       purged_seq=chat.purged_seq)
 
 
 async def mark(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, seq: int, *, read: bool) -> None:

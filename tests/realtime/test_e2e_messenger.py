@@ -265,3 +265,37 @@ async def test_delivered_then_read_receipts_and_decrypted_pins(live: Live, tmp_p
     pins = await bob.pins(chat.id)
     assert [(p.id, p.text, p.status) for p in pins] == [(sent.id, "did this arrive?", "ok")]
     await close_all(alice, bob)
+
+
+async def test_retention_purge_leaves_the_local_cache_too(live: Live, tmp_path: Path) -> None:
+    """The server's retention removed the oldest messages: the device drops its decrypted copies as soon as
+    it sees the chat's purged_seq (history or chat details), so "forget" holds on every device."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from server.db.models import ChatEvent
+    from server.db.types import utcnow
+    from server.jobs.tasks import purge_chat
+
+    tag = tmp_path.name[-5:].replace("_", "")
+    alice = await device(live, tmp_path, f"alice{tag}", "a1", register=True)
+    bob = await device(live, tmp_path, f"bob{tag}", "b1", register=True)
+    chat = await alice.client.create_direct(bob.username)
+    sent = [await alice.send_text(chat.id, text) for text in ("old one", "old two", "recent")]
+    assert [m.text for m in await collect_texts(bob, chat.id, 3)] == ["old one", "old two", "recent"]
+    assert [m.text for m in bob.cached_history(chat.id)] == ["old one", "old two", "recent"]
+    assert [m.text for m in await collect_texts(alice, chat.id, 3)] == ["old one", "old two", "recent"]
+    assert [m.text for m in alice.cached_history(chat.id)] == ["old one", "old two", "recent"]
+    state = live.server.app.state.melo
+    async with state.sessions() as db:  # the first two are ten days old; the chat keeps seven
+        await db.execute(update(ChatEvent).where(ChatEvent.chat_id == chat.id, ChatEvent.seq <= sent[1].seq)
+                         .values(created_at=utcnow() - timedelta(days=10)))
+        await db.commit()
+    assert await purge_chat(state, chat.id, utcnow() - timedelta(days=7)) == 2
+    assert (await bob.chat(chat.id, refresh=True)).purged_seq >= sent[1].seq
+    assert [m.text for m in bob.cached_history(chat.id)] == ["recent"]
+    # a device that learns of it from a history page forgets just the same
+    assert [m.text for m in await alice.history(chat.id)] == ["recent"]
+    assert [m.text for m in alice.cached_history(chat.id)] == ["recent"]
+    await close_all(alice, bob)
