@@ -1,4 +1,4 @@
-"""`ui_work`: Textual's `@work` for workers that touch widgets after an await.
+"""`ui_work` and `ui_handler`: workers and handlers that touch widgets while their screen may be leaving.
 
 A worker belongs to the screen (or app) that started it, and Textual cancels it only once that node has
 closed. Children go first: when a screen is popped, or the app shuts down, its widgets are pruned while
@@ -6,6 +6,9 @@ the worker may still be waiting on the network. When the answer arrives, `query_
 the worker would fail, and a failed worker takes the whole app down. `ui_work` treats a missing widget
 as the end of the worker's job only while its node is going away; anywhere else it is still a bug and
 still raised.
+
+`ui_handler` does the same for a plain handler such as `on_mount`: a screen pushed as the app exits
+gets its Mount after its children were pruned.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from textual.widget import MountError
 
 P = ParamSpec("P")
 R = TypeVar("R")
+H = TypeVar("H", bound=Callable[..., Any])
 N = TypeVar("N", bound=DOMNode)
 
 
@@ -55,3 +59,18 @@ def ui_work(
         return work(exclusive=exclusive, group=group, **options)(guarded)
 
     return decorate
+
+
+def ui_handler(handler: H) -> H:
+    """For a screen's or widget's sync handler that queries its children (`on_mount`, say)."""
+
+    @functools.wraps(handler)
+    def guarded(self: DOMNode, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(self, *args, **kwargs)
+        except NoMatches:
+            if going_away(self):
+                return None
+            raise
+
+    return guarded  # type: ignore[return-value]

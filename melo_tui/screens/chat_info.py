@@ -23,7 +23,7 @@ from melo_tui.sanitize import clean_line
 from melo_tui.screens.prompt import PromptScreen
 from melo_tui.widgets.chats.chat_list import chat_title
 from melo_tui.widgets.members import ROLE_STYLE, sorted_members
-from melo_tui.workers import ui_work
+from melo_tui.workers import ui_handler, ui_work
 
 MANAGERS = (Role.OWNER, Role.ADMIN)
 KIND_NAME = {ChatKind.DIRECT: "direct message", ChatKind.GROUP: "group", ChatKind.CHANNEL: "channel"}
@@ -68,6 +68,7 @@ class ChatInfoScreen(ModalScreen[None]):
             yield DataTable(id="chat-info-members", cursor_type="row", zebra_stripes=True)
             yield Static("", id="chat-info-keys")
 
+    @ui_handler
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("member", "role")

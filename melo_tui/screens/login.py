@@ -4,12 +4,15 @@ An invite code (from ``/invite`` or ``melo invite create``) is joined right afte
 and its chat opens: a new user arrives straight in the conversation they were invited to.
 """
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label
+from textual.widgets import Button, Footer, Input, Label, Static
+
+from melo_tui.workers import ui_handler
 
 
 class LoginScreen(Screen[None]):
@@ -25,7 +28,7 @@ class LoginScreen(Screen[None]):
         self.server_url = server_url
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield Static(Text("Melo · log in", style="bold"), classes="screen-header")
         with Vertical(id="login-form"):
             yield Label("Welcome to Melo: log in, or register a new account.", id="login-title")
             yield self._field(Input(self.server_url, id="server"), "Server")
@@ -45,6 +48,7 @@ class LoginScreen(Screen[None]):
         widget.border_title = title
         return widget
 
+    @ui_handler
     def on_mount(self) -> None:
         self.query_one("#username" if self.server_url else "#server", Input).focus()
 

@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from melo_tui.sanitize import clean_line
+from melo_tui.workers import ui_handler
 
 ENDED = ("verified", "cancelled")
 CELL = 11  # columns per emoji and its name
@@ -75,6 +76,7 @@ class SasScreen(ModalScreen[None]):
                 yield Button("They don't match (n)", variant="error", id="sas-mismatch")
             yield Static(self._hint(), id="sas-hint")
 
+    @ui_handler
     def on_mount(self) -> None:
         self._refresh_widgets()
 

@@ -7,14 +7,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Footer, Static
 
 from melo_protocol.client.errors import MeloError
 from melo_protocol.client.rest import MeloClient
 from melo_protocol.wire.accounts import SessionOut
 from melo_tui.formatting import Formatting
 from melo_tui.sanitize import clean_line
-from melo_tui.workers import ui_work
+from melo_tui.workers import ui_handler, ui_work
 
 
 class SessionsScreen(Screen[None]):
@@ -32,11 +32,12 @@ class SessionsScreen(Screen[None]):
         self.sessions: list[SessionOut] = []
 
     def compose(self) -> ComposeResult:
-        yield Header()
+        yield Static(Text("Melo · sessions", style="bold"), classes="screen-header")
         yield Static(Text("Sessions — r revokes the selected one, o revokes all others", style="bold"))
         yield DataTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
+    @ui_handler
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("", "device", "created", "last seen", "address", "client")

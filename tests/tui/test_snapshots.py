@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 import melo_tui
 from melo_protocol.client import CredentialStore, MeloClient
@@ -133,6 +134,10 @@ def test_sessions_screen(snap_compare: Any, snapshot_home: tuple[str, Path]) -> 
         screen = app.screen
         assert isinstance(screen, SessionsScreen)
         await wait_for(pilot, lambda: len(screen.sessions) == 2, what="two sessions")
+        table = screen.query_one(DataTable)
+        # the table sizes its columns to new rows on idle; the picture waits for that, or it is truncated
+        await wait_for(pilot, lambda: table.ordered_columns[0].content_width >= len("● this device"),
+                       what="columns sized to the rows")
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

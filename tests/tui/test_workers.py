@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import WorkerFailed
 
+from melo_tui.screens.login import LoginScreen
 from melo_tui.workers import ui_work
 
 
@@ -85,3 +86,20 @@ async def test_a_missing_widget_on_a_live_screen_is_still_an_error() -> None:
             await pilot.pause()
             await screen.query_one(Banner).remove()  # sets the answer; the screen itself stays
             await pilot.pause()
+
+
+class ExitsAtOnce(App[None]):
+    """Pushes the login screen and exits in the same breath: the screen's Mount comes after its fields
+    were pruned (what a quick profile switch then quit, or a test ending there, does)."""
+
+    def on_mount(self) -> None:
+        self.push_screen(LoginScreen("http://127.0.0.1:1"))
+        self.exit()
+
+
+async def test_a_screen_mounted_as_the_app_exits_does_not_crash_it() -> None:
+    for _ in range(3):
+        app = ExitsAtOnce()
+        async with app.run_test():
+            pass
+        assert app.return_code in (0, None)
