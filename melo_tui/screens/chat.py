@@ -384,7 +384,7 @@ class ChatScreen(Screen[None]):
             else:
                 self.melo.start_call(peer, self.chat_id)
         elif name == "timer":
-            self.set_timer(self.chat_id, args)
+            self.change_timer(self.chat_id, args)
         elif name == "schedule":
             self.schedule(self.chat_id, args)
         else:
@@ -392,7 +392,7 @@ class ChatScreen(Screen[None]):
                         + " ".join("/" + c for c in COMMANDS), severity="warning")
 
     @ui_work(group="timer")
-    async def set_timer(self, chat_id: int, args: str) -> None:
+    async def change_timer(self, chat_id: int, args: str) -> None:
         if not args:
             self.notify("Usage: /timer DURATION|off (for example /timer 1h)", severity="warning")
             return

@@ -75,7 +75,7 @@ class ChatList(Vertical):
     def list_view(self) -> ListView:
         return self.query_one("#chats", ListView)
 
-    def visible(self) -> list[ChatEntry]:
+    def shown_entries(self) -> list[ChatEntry]:
         needle = self.query_one("#chat-filter", Input).value.strip().lower()
         entries = [e for e in self.entries.values() if needle in e.title.lower()]
         return sorted(entries, key=lambda e: (e.last_at is None, -(e.last_at.timestamp() if e.last_at else 0),
@@ -94,7 +94,7 @@ class ChatList(Vertical):
         view = self.list_view
         selected = self.selected_chat_id()
         await view.clear()
-        rows = [ChatRow(e) for e in self.visible()]
+        rows = [ChatRow(e) for e in self.shown_entries()]
         await view.extend(rows)
         ids = [r.entry.chat.id for r in rows]
         if rows:
