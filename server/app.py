@@ -17,6 +17,7 @@ from server.auth.router import router as auth_router
 from server.calls.router import router as calls_router
 from server.chats.router import router as chats_router
 from server.config import Settings
+from server.core.background import finish
 from server.core.data_keys import DataKeyRing
 from server.core.errors import install_error_handlers
 from server.core.jwt_keys import JwtKeyRing
@@ -117,9 +118,9 @@ async def close_state(state: AppState) -> None:
     await state.engine.dispose()
 
 
-def bus_handler(state: AppState) -> Callable[[BusEvent], None]:
-    """Bus events go to this worker's sockets, except "keys", which reloads the key rings."""
-    reloads: set[asyncio.Task[None]] = set()
+def bus_handler(state: AppState, reloads: set["asyncio.Task[None]"]) -> Callable[[BusEvent], None]:
+    """Bus events go to this worker's sockets, except "keys", which reloads the key rings (in a task kept
+    in ``reloads`` until it ends, so shutdown can wait for it)."""
 
     async def reload_keys() -> None:
         try:
@@ -149,7 +150,8 @@ def create_app(settings: Settings) -> FastAPI:
         state = await open_state(settings)
         state.metrics = app.state.metrics
         app.state.melo = state
-        state.bus.set_handler(bus_handler(state))
+        reloads: set[asyncio.Task[None]] = set()
+        state.bus.set_handler(bus_handler(state, reloads))
         await state.bus.start()
         maintenance_task = asyncio.create_task(realtime_router.maintenance(state), name="ws-maintenance")
         if await state.data_keys.count_on_old_keys():
@@ -164,8 +166,9 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await state.jobs.stop()
             await state.push.stop()
-            maintenance_task.cancel()
-            state.data_keys.stop_reencryption()
+            await finish([maintenance_task], what="socket maintenance")
+            await state.data_keys.stop_reencryption()
+            await finish(list(reloads), what="key reload", grace=5.0)
             await state.hub.close_all(CloseCode.SERVER_SHUTDOWN, "server restarting: reconnect and resume")
             await state.bus.stop()
             await close_state(state)

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.core.background import finish
 from server.core.secrets import SecretBox
 from server.db.models import Message, ServerState, SigningKey
 from server.db.types import utcnow
@@ -145,9 +146,9 @@ class DataKeyRing:
         except Exception:
             log.exception("re-encryption stopped; it resumes at the next rotation or start")
 
-    def stop_reencryption(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+    async def stop_reencryption(self) -> None:
+        """Cancel a running pass and wait for it (it resumes at the next start)."""
+        await finish([self._task], what="re-encryption")
 
     async def wait_reencrypted(self) -> None:
         if self._task is not None:

@@ -10,6 +10,7 @@ is logged at debug level ("job ran", with job and period) and counted (``melo_jo
 injectable clock, so tests move time instead of waiting for it.
 """
 
+import asyncio
 import logging
 import secrets
 from collections import Counter
@@ -22,6 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from server.core.background import finish
 from server.db.models import ServerState
 from server.db.types import utcnow
 from server.jobs import tasks
@@ -32,6 +34,7 @@ log = logging.getLogger("melo.jobs")
 Clock = Callable[[], datetime]
 LEASE_KEY = "jobs.leader"
 LAST_RUN_PREFIX = "jobs.last."
+STOP_GRACE_S = 10.0  # at shutdown a running tick may finish its jobs before it is cancelled
 
 
 @dataclass(frozen=True)
@@ -62,23 +65,35 @@ class JobScheduler:
         self.owner = secrets.token_hex(8)
         self.runs: Counter[str] = Counter()  # jobs this instance ran (tests and metrics)
         self._scheduler: AsyncIOScheduler | None = None
+        self._ticking: asyncio.Task[Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
         self._scheduler = AsyncIOScheduler(timezone="UTC")
-        self._scheduler.add_job(self.tick, "interval", seconds=self.state.settings.jobs_tick_s, id="melo-tick",
-                                max_instances=1, coalesce=True, misfire_grace_time=None,
+        self._scheduler.add_job(self._scheduled_tick, "interval", seconds=self.state.settings.jobs_tick_s,
+                                id="melo-tick", max_instances=1, coalesce=True, misfire_grace_time=None,
                                 next_run_time=utcnow())
         self._scheduler.start()
 
     async def stop(self) -> None:
+        """No new ticks; a running one finishes (or is cancelled after ``STOP_GRACE_S``) before we return,
+        so it never outlives the database engine."""
         if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.pause()
+            await finish([self._ticking], what="scheduler tick", grace=STOP_GRACE_S)
             self._scheduler.shutdown(wait=False)
         self._scheduler = None
         await self.release()
         self._set_leader_metric(False)
 
     # -- one tick --------------------------------------------------------------------------------------
+    async def _scheduled_tick(self) -> None:
+        self._ticking = asyncio.current_task()
+        try:
+            await self.tick()
+        finally:
+            self._ticking = None
+
     async def tick(self) -> dict[str, Any]:
         """Take or renew the lease; as leader, run every job whose period is due. Returns their results."""
         now = self.clock()

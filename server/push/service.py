@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from melo_protocol.wire import ErrorCode
 from melo_protocol.wire.chats import MessageOut
 from server.config import is_loopback
+from server.core.background import finish
 from server.core.errors import ApiError
 from server.core.secrets import SecretBox
 from server.db.models import ChatMember, DeviceSession, Message, PushSubscription, ServerState, SigningKey
@@ -222,14 +223,8 @@ class PushService:
         self._task = asyncio.create_task(self._run(), name="melo-push")
 
     async def stop(self) -> None:
-        tasks = [t for t in [self._task, *self._deliveries] if t is not None]
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            # bounded: a task cancelled inside a database call may take long to unwind (asyncmy)
-            _, stuck = await asyncio.wait(tasks, timeout=3)
-            if stuck:
-                log.warning("%d push tasks did not stop in time", len(stuck))
+        # bounded: a task cancelled inside a database call may take long to unwind (asyncmy)
+        await finish([self._task, *self._deliveries], what="push")
         if self._http is not None:
             await self._http.close()
 

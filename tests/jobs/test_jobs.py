@@ -249,3 +249,46 @@ async def test_cleanup_and_key_rotation(one: Api) -> None:
     assert api.state.keys.active_kid != jwt_before and api.state.data_keys.active_kid != data_before
     await api.state.data_keys.wait_reencrypted()
     assert await api.state.data_keys.count_on_old_keys() == 0
+
+
+async def test_stop_waits_for_a_running_tick_and_cancels_one_that_hangs(
+    one: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At shutdown no tick outlives the scheduler (nor, so, the database engine disposed right after)."""
+    from server.jobs import scheduler as scheduler_module
+
+    clock = FakeClock(utcnow() + timedelta(days=20000))  # past any lease another test left behind
+    started, release = asyncio.Event(), asyncio.Event()
+    finished: list[datetime] = []
+
+    async def slow(_: Any, now: datetime) -> None:
+        started.set()
+        await release.wait()
+        finished.append(now)
+
+    jobs = JobScheduler(one.state, clock, jobs=[Job(f"slow-{secrets.token_hex(4)}", 600, slow)])
+    jobs.start()
+    async with asyncio.timeout(15):
+        await started.wait()
+    stopping = asyncio.create_task(jobs.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=0.3)
+    assert not done  # stop() waits for the job in flight ...
+    release.set()
+    async with asyncio.timeout(15):
+        await stopping
+    assert finished == [clock.now]  # ... which finished, not cancelled
+
+    monkeypatch.setattr(scheduler_module, "STOP_GRACE_S", 0.2)
+    started.clear()
+    hangs = JobScheduler(one.state, clock, jobs=[Job(f"hangs-{secrets.token_hex(4)}", 600, slow)])
+    release.clear()
+    hangs.start()
+    async with asyncio.timeout(15):
+        await started.wait()
+    tick = hangs._ticking
+    assert tick is not None
+    async with asyncio.timeout(15):
+        await hangs.stop()
+    # past the grace period it was cancelled (APScheduler's wrapper records that as the job's error) and
+    # stop() waited for it to end
+    assert tick.done() and finished == [clock.now]

@@ -383,9 +383,9 @@ async def test_history_pages_in_both_directions(live: Live) -> None:
     window = await bob.call("GET", path, 200, params={"after": seqs[99], "before": seqs[110], "limit": 200})
     assert [m["seq"] for m in window["messages"]] == seqs[100:110] and window["has_more"] is False
     last = await bob.call("GET", path, 200, params={"after": seqs[-1]})
-    assert last == {"messages": [], "has_more": False}
+    assert last == {"messages": [], "has_more": False, "purged_seq": 0}
     first = await bob.call("GET", path, 200, params={"before": seqs[0]})
-    assert first == {"messages": [], "has_more": False}
+    assert first == {"messages": [], "has_more": False, "purged_seq": 0}
 
 
 async def test_ws_commands_ack_or_error_with_the_request_id(live: Live) -> None:
