@@ -22,6 +22,7 @@ from melo_protocol.wire import (
     RegistrationTokenCreate,
 )
 from melo_protocol.wire.base import Request as WireRequest
+from melo_protocol.wire.calls import MissedCall
 from melo_protocol.wire.chats import (
     ChatCreate,
     ChatUpdate,
@@ -389,6 +390,16 @@ def push_list() -> ApiRequest:
 
 def push_unsubscribe(subscription_id: int) -> ApiRequest:
     return ApiRequest("DELETE", f"/v1/push/subscriptions/{int(subscription_id)}", expect=204)
+
+
+# -- calls ---------------------------------------------------------------------------------------
+def ice_servers() -> ApiRequest:
+    return ApiRequest("GET", "/v1/calls/ice-servers")
+
+
+def record_missed_call(chat_id: int, call_id: str, at: datetime | None = None) -> ApiRequest:
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/calls/missed",
+                      json=_body(MissedCall(call_id=call_id, at=at)), expect=201)
 
 
 # -- keys and to-device ------------------------------------------------------------------------

@@ -42,6 +42,7 @@ import uuid
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,7 +53,6 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from melo_protocol.client import events as ev
-from melo_protocol.client.api import ApiRequest
 from melo_protocol.client.errors import MeloError
 
 log = logging.getLogger("melo.calls")
@@ -603,12 +603,9 @@ class CallManager:
             return self._ice_servers  # TURN credentials live a day; fetched again hourly
         servers: list[RTCIceServer] = []
         try:
-            # MeloClient has no typed method for this route yet; its authenticated request path is used as is
-            resp = await self.messenger.client._request(ApiRequest("GET", "/v1/calls/ice-servers"))
-            for item in resp.json().get("ice_servers", []):
-                servers.append(RTCIceServer(urls=list(item["urls"]), username=item.get("username"),
-                                            credential=item.get("credential")))
-        except (MeloError, KeyError, ValueError) as exc:
+            for item in (await self.messenger.client.ice_servers()).ice_servers:
+                servers.append(RTCIceServer(urls=list(item.urls), username=item.username, credential=item.credential))
+        except MeloError as exc:
             log.info("no ICE servers from the server (%s): host candidates only", exc)
         self._ice_servers, self._ice_fetched_at = servers, time.monotonic()
         return servers
@@ -707,9 +704,7 @@ class CallManager:
                 log.info("missed call %s: no direct chat with %s to record it in", call.call_id[:8], call.peer)
                 return
             call.chat_id = chat_id
-            at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(call.ended_at or time.time()))
-            await self.messenger.client._request(ApiRequest(
-                "POST", f"/v1/chats/{int(chat_id)}/calls/missed", json={"call_id": call.call_id, "at": at},
-                expect=201))
+            at = datetime.fromtimestamp(call.ended_at or time.time(), UTC).replace(microsecond=0)
+            await self.messenger.client.record_missed_call(chat_id, call.call_id, at)
         except MeloError as exc:
             log.info("could not record the missed call %s: %s", call.call_id[:8], exc)

@@ -51,6 +51,7 @@ from melo_protocol.wire import (
     TokenResponse,
     UserPublic,
 )
+from melo_protocol.wire.calls import IceServers, MissedCallOut
 from melo_protocol.wire.chats import (
     ChatList,
     ChatOut,
@@ -548,6 +549,15 @@ class MeloClient:
 
     async def push_unsubscribe(self, subscription_id: int) -> None:
         await self._request(api.push_unsubscribe(subscription_id))
+
+    # -- calls ---------------------------------------------------------------------------------------
+    async def ice_servers(self) -> IceServers:
+        """STUN and TURN servers for calls; TURN credentials expire after ``ttl_seconds``."""
+        return await self._json(api.ice_servers(), IceServers)
+
+    async def record_missed_call(self, chat_id: int, call_id: str, at: datetime | None = None) -> MissedCallOut:
+        """A ``call.missed`` event in the chat (metadata only); ``at`` defaults to the server's clock."""
+        return await self._json(_build(api.record_missed_call, chat_id, call_id, at), MissedCallOut)
 
     # -- keys and to-device ------------------------------------------------------------------------
 

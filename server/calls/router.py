@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
+from melo_protocol.wire.calls import IceServers, MissedCall, MissedCallOut
 from server.calls import service
-from server.calls.service import IceServers, MissedCall, MissedCallOut
 from server.deps import CurrentCaller, DbSession, StateDep
 
 router = APIRouter(tags=["calls"])

@@ -4,13 +4,11 @@ import base64
 import hashlib
 import hmac
 import time
-from datetime import datetime
 from typing import Any
 
-from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from melo_protocol.wire.base import Request, Response
+from melo_protocol.wire.calls import IceServer, IceServers, MissedCall, MissedCallOut
 from melo_protocol.wire.realtime import EventType
 from server.chats import events
 from server.chats.service import load_member
@@ -18,30 +16,6 @@ from server.config import Settings
 from server.db.types import utcnow
 from server.deps import Caller
 from server.state import AppState
-
-
-class IceServer(Response):
-    urls: list[str]
-    username: str | None = None
-    credential: str | None = None
-
-
-class IceServers(Response):
-    ice_servers: list[IceServer]
-    ttl_seconds: int
-
-
-class MissedCall(Request):
-    call_id: str = Field(min_length=1, max_length=64)
-    at: datetime | None = None  # when the caller gave up; the server's clock when absent
-
-
-class MissedCallOut(Response):
-    chat_id: int
-    seq: int
-    call_id: str
-    caller: str
-    at: datetime
 
 
 def turn_credentials(secret: str, user_id: int, ttl_seconds: int, now: float | None = None) -> tuple[str, str]:

@@ -153,6 +153,14 @@ async def test_ice_servers_with_time_limited_turn_credentials(sqlite_url: str, t
         assert turn["credential"] == expected and body["ttl_seconds"] == 600
         async with httpx.AsyncClient(base_url=server.url) as anon:
             assert (await anon.get("/v1/calls/ice-servers")).status_code == 401
+        # the SDK's typed call, which the call manager turns into aiortc's RTCIceServer list
+        from melo_protocol.client import CredentialStore, MeloClient
+
+        async with MeloClient(server.url, store=CredentialStore(tmp_path / "sdk", "ice")) as client:
+            await client.register(f"icesdk{user.user_id}", "correct horse battery")
+            typed = await client.ice_servers()
+        assert [s.urls for s in typed.ice_servers] == [stun["urls"], turn["urls"]] and typed.ttl_seconds == 600
+        assert typed.ice_servers[1].username is not None and typed.ice_servers[1].credential is not None
     finally:
         await lv.close()
         await server.stop()
