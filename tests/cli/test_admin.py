@@ -78,6 +78,9 @@ def test_ban_dry_run_refusal_unban(admin: Melo, admin_server: LiveServer, tmp_pa
     assert (detail["banned"], detail["ban_reason"], detail["sessions"]) == (True, "spam", [])
 
     assert _ok(admin, "admin", "users", "unban", name)["status"] == "active"
+    again = admin("admin", "users", "ban", name, "--yes")  # the human form says what happened
+    assert again.returncode == 0 and f"Banned {name}" in again.stdout
+    assert _ok(admin, "admin", "users", "unban", name)["status"] == "active"
     assert user.login(name).returncode == 0
     assert user("whoami").returncode == 0
 
@@ -153,7 +156,9 @@ def test_users_list_show_stats_promote_demote(admin: Melo, admin_server: LiveSer
     assert admin("admin", "users", "demote", name).returncode == 2
     assert _ok(admin, "admin", "users", "demote", name, "--dry-run")["dry_run"] is True
     assert _show(admin, name)["is_admin"] is True
-    assert _ok(admin, "admin", "users", "demote", name, "--yes")["is_admin"] is False
+    demoted = admin("admin", "users", "demote", name, "--yes")
+    assert demoted.returncode == 0 and f"{name} is no longer a server admin" in demoted.stdout
+    assert _show(admin, name)["is_admin"] is False
 
     me = _ok(admin, "whoami")["username"]
     assert admin("admin", "users", "ban", me, "--yes").returncode == 1  # cannot_target_self

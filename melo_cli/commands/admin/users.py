@@ -1,6 +1,7 @@
 """``melo admin users``: list, show, ban, unban, deactivate, reset-password, promote, demote."""
 
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -143,6 +144,28 @@ def show(ctx: typer.Context, user: UserArg, json_flag: JsonOpt = False) -> None:
     out.emit(doc, human)
 
 
+def _guarded_user_change(
+    application: Application,
+    user: str,
+    action: str,
+    change: Callable[["MeloClient"], Awaitable["AdminUserSummary"]],
+    *,
+    summary: Callable[[dict[str, Any] | None], str],
+    done: str,
+    yes: bool,
+    dry_run: bool,
+) -> None:
+    """A change to one account behind the admin guard (preview, confirm or --yes, --dry-run), then its
+    result; ``done`` is formatted with the account's fields."""
+
+    async def perform(client: "MeloClient") -> dict[str, Any]:
+        return user_doc(await change(client))
+
+    doc = guarded(application, action=action, summary=summary, yes=yes, dry_run=dry_run,
+                  preview=lambda client: preview_user(client, user), perform=perform)
+    _emit_user(application, doc, done.format(**doc))
+
+
 @app.command("ban")
 def ban(
     ctx: typer.Context,
@@ -153,21 +176,11 @@ def ban(
     json_flag: JsonOpt = False,
 ) -> None:
     """Ban USER: every session ends at once and they cannot log in until unbanned."""
-    application = get_app(ctx, json_flag)
-
-    async def perform(client: "MeloClient") -> dict[str, Any]:
-        return user_doc(await client.admin_ban(user, reason))
-
-    doc = guarded(
-        application,
-        action="users.ban",
-        summary=lambda plan: f"ban {user} and {_sessions_phrase(plan)}",
-        yes=yes,
-        dry_run=dry_run,
-        preview=lambda client: preview_user(client, user),
-        perform=perform,
+    _guarded_user_change(
+        get_app(ctx, json_flag), user, "users.ban", lambda client: client.admin_ban(user, reason),
+        summary=lambda plan: f"ban {user} and {_sessions_phrase(plan)}", done="Banned {username}",
+        yes=yes, dry_run=dry_run,
     )
-    _emit_user(application, doc, f"Banned {doc['username']}")
 
 
 @app.command("unban")
@@ -187,21 +200,11 @@ def deactivate(
     ctx: typer.Context, user: UserArg, yes: YesOpt = False, dry_run: DryRunOpt = False, json_flag: JsonOpt = False
 ) -> None:
     """Deactivate USER's account for good: sessions end and the account cannot log in."""
-    application = get_app(ctx, json_flag)
-
-    async def perform(client: "MeloClient") -> dict[str, Any]:
-        return user_doc(await client.admin_deactivate(user))
-
-    doc = guarded(
-        application,
-        action="users.deactivate",
-        summary=lambda plan: f"deactivate {user} and {_sessions_phrase(plan)}",
-        yes=yes,
-        dry_run=dry_run,
-        preview=lambda client: preview_user(client, user),
-        perform=perform,
+    _guarded_user_change(
+        get_app(ctx, json_flag), user, "users.deactivate", lambda client: client.admin_deactivate(user),
+        summary=lambda plan: f"deactivate {user} and {_sessions_phrase(plan)}", done="Deactivated {username}",
+        yes=yes, dry_run=dry_run,
     )
-    _emit_user(application, doc, f"Deactivated {doc['username']}")
 
 
 @app.command("promote")
@@ -221,21 +224,11 @@ def demote(
     ctx: typer.Context, user: UserArg, yes: YesOpt = False, dry_run: DryRunOpt = False, json_flag: JsonOpt = False
 ) -> None:
     """Take server admin rights away from USER."""
-    application = get_app(ctx, json_flag)
-
-    async def perform(client: "MeloClient") -> dict[str, Any]:
-        return user_doc(await client.admin_demote(user))
-
-    doc = guarded(
-        application,
-        action="users.demote",
+    _guarded_user_change(
+        get_app(ctx, json_flag), user, "users.demote", lambda client: client.admin_demote(user),
         summary=lambda plan: f"remove the server admin role from {user}",
-        yes=yes,
-        dry_run=dry_run,
-        preview=lambda client: preview_user(client, user),
-        perform=perform,
+        done="{username} is no longer a server admin", yes=yes, dry_run=dry_run,
     )
-    _emit_user(application, doc, f"{doc['username']} is no longer a server admin")
 
 
 def write_secret_file(path: Path, secret: str) -> None:
