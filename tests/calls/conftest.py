@@ -1,12 +1,10 @@
-"""Call tests run against a live server on PostgreSQL + Redis.
-
-Not SQLite: there the to-device queue reuses row ids once the table empties (SQLite rowids without
-AUTOINCREMENT), and a socket drops a to-device message whose id it believes it already sent, so the
-second and later call signals of a conversation can be lost. Reported; the server fix is not ours.
-"""
+"""Call tests run against a live server on PostgreSQL + Redis: the deployment calls are meant for (a
+scaled-out server relays call signals between workers over Redis). SQLite once reused to-device ids
+and lost later signals; that is fixed (AUTOINCREMENT), and the SQLite paths are covered elsewhere."""
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +14,8 @@ from tests.conftest import make_settings
 from tests.realtime.conftest import Live, start_live
 
 
-@pytest.fixture
-async def live(databases: Any, redis_url: str, tmp_path: Path) -> AsyncIterator[Live]:
+@asynccontextmanager
+async def postgres_live(databases: Any, redis_url: str, tmp_path: Path) -> AsyncIterator[Live]:
     url = await asyncio.to_thread(databases.url, "postgres")
     server = await start_live(make_settings(tmp_path, url, redis_url=redis_url))
     lv = Live(server)
@@ -26,3 +24,9 @@ async def live(databases: Any, redis_url: str, tmp_path: Path) -> AsyncIterator[
     finally:
         await lv.close()
         await server.stop()
+
+
+@pytest.fixture
+async def live(databases: Any, redis_url: str, tmp_path: Path) -> AsyncIterator[Live]:
+    async with postgres_live(databases, redis_url, tmp_path) as lv:
+        yield lv
