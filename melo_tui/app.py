@@ -231,6 +231,8 @@ class MeloApp(App[None]):
                 await screen.handle_event(event)
             except Exception as exc:  # one bad event must not end the stream
                 self.log.error("event handling failed", event=event, error=exc)
+        if isinstance(self.screen, ChatInfoScreen):
+            self.screen.follow(event)
 
     def set_connection_state(self, state: str) -> None:
         self.connection_state = state

@@ -16,6 +16,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
+from melo_protocol.client import events as ev
 from melo_protocol.client.errors import Forbidden, MeloError
 from melo_protocol.client.rest import MeloClient
 from melo_protocol.wire.chats import ChatKind, ChatOut, MemberOut, Role
@@ -79,6 +80,16 @@ class ChatInfoScreen(ModalScreen[None]):
     @property
     def role(self) -> Role | None:
         return self.chat.role if self.chat is not None else None
+
+    def follow(self, event: ev.Event) -> None:
+        """A live event while this screen is open: changes to this chat or its members show at once."""
+        if event.chat_id != self.chat_id:
+            return
+        if isinstance(event, ev.MemberChanged) and event.user == self.me and event.change in ("left", "removed"):
+            self.notify("You are no longer a member of this chat.", severity="warning", markup=False)
+            self.dismiss()
+        elif isinstance(event, ev.ChatChanged | ev.MemberChanged):
+            self.action_reload()
 
     @ui_work(exclusive=True, group="chat-info-load")
     async def action_reload(self) -> None:

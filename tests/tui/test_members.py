@@ -197,8 +197,7 @@ async def test_chat_info_refuses_management_politely_for_non_admins(live: Live, 
             assert chat.slow_mode_seconds == 0 and chat.title == "bob's club"
 
             # an admin may try to remove the owner: the server refuses (403), shown as a notification
-            await bob.change_role(group.id, alice, "admin")
-            await pilot.press("f5")
+            await bob.change_role(group.id, alice, "admin")  # the open screen follows, no F5 needed
             await wait_for(pilot, lambda: _info_text(app).splitlines()[-1].endswith("admin"), what="now admin")
             assert info.selected_member().user.username == bob_name  # type: ignore[union-attr]  # the owner
             await pilot.press("a")
@@ -209,6 +208,8 @@ async def test_chat_info_refuses_management_politely_for_non_admins(live: Live, 
             assert app.screen is info and app.return_code is None
             roles = {m.user.username: m.role for m in await bob.list_members(group.id)}
             assert roles == {bob_name: "owner", alice: "admin"}
+            await bob.update_chat(group.id, title="bob's new club")  # renamed elsewhere: shown at once
+            await wait_for(pilot, lambda: "bob's new club" in _info_text(app), what="the new title")
 
             # the panel follows the role change; after /leave it shows no chat
             await pilot.press("escape")
@@ -220,6 +221,27 @@ async def test_chat_info_refuses_management_politely_for_non_admins(live: Live, 
             await pilot.press("enter")
             await wait_for(pilot, lambda: panel.chat_id is None and not panel.lines(), what="panel cleared")
             assert {m.user.username for m in await bob.list_members(group.id)} == {bob_name}
+    finally:
+        await app.backend.close()
+        await bob.aclose()
+
+
+async def test_chat_info_follows_a_removal_from_the_chat(live: Live, tmp_path: Path) -> None:
+    alice, bob_name = unique("alice"), unique("bob")
+    app = make_app(tmp_path / "alice-home", live.server.url)
+    bob = await _registered(live, tmp_path / "bob-home", bob_name)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await login(pilot, alice, register=True)
+            screen = app.screen
+            assert isinstance(screen, ChatScreen)
+            group = await bob.create_chat("group", "short stay", [alice])
+            await _open_chat(pilot, screen, group.id, "short")
+            await pilot.press("f3")
+            await wait_for(pilot, lambda: "Your role:" in _info_text(app), what="chat info")
+            await bob.remove_member(group.id, alice)
+            await wait_for(pilot, lambda: app.screen is screen, what="chat info closed")
+            assert _notified(app, "You are no longer a member of this chat.")
     finally:
         await app.backend.close()
         await bob.aclose()
