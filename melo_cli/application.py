@@ -89,19 +89,35 @@ class Application:
             abort(self.output, exc)
 
     def run_messenger(
-        self, action: Callable[["Messenger"], Awaitable[T]], *, live: bool = False, to_device: bool = False
+        self,
+        action: Callable[["Messenger"], Awaitable[T]],
+        *,
+        live: bool = False,
+        to_device: bool = False,
+        forward: tuple[str, dict[str, Any]] | None = None,
     ) -> T:
         """Run ``action`` with a started Messenger (E2E: keys uploaded; ``live`` opens the stream).
 
         ``to_device`` first takes in the room keys queued for this device, so a one-shot command (no
-        stream) can read messages sent since the last run.
+        stream) can read messages sent since the last run. ``forward`` names the same work as a
+        registered action (``melo_cli.control``): when `melo listen` holds the profile, it runs there.
         """
 
         async def go(client: "MeloClient") -> T:
-            from melo_protocol.client.messenger import Messenger
+            from melo_protocol.client.messenger import Messenger, ProfileInUse
 
             messenger = Messenger.open(client, self.store())
-            await messenger.start(live=live)
+            try:
+                await messenger.start(live=live)
+            except ProfileInUse:
+                if forward is None:
+                    raise
+                from melo_cli.control import forward as hand_over
+
+                result = await hand_over(self.store(), *forward)
+                if result is None:  # held by a process that serves no socket (melo-tui, melo call)
+                    raise
+                return result  # type: ignore[return-value]
             try:
                 if to_device:
                     await messenger.receive_pending_to_device()
@@ -110,6 +126,13 @@ class Application:
                 await messenger.close()
 
         return self.run(go)
+
+    def run_action(self, name: str, *, to_device: bool = False, **params: Any) -> dict[str, Any]:
+        """Run the registered messenger action ``name`` here, or in the process listening on this profile."""
+        from melo_cli.control import ACTIONS
+
+        action = ACTIONS[name]
+        return self.run_messenger(lambda m: action(m, **params), to_device=to_device, forward=(name, params))
 
 
 def get_app(ctx: typer.Context, json_flag: bool = False) -> Application:

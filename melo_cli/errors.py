@@ -91,7 +91,8 @@ def describe(exc: BaseException) -> tuple[str, str]:
     from melo_protocol.client.messenger import ProfileInUse
 
     if isinstance(exc, ProfileInUse):
-        return "profile_in_use", exc.message
+        return "profile_in_use", (exc.message + ". While `melo listen` runs on a profile, send, history, edit, "
+                                  "delete, react, pin and read go through it; other commands wait for it to stop")
     if isinstance(exc, e.MeloError):
         return "error", exc.message
     return "error", str(exc)

@@ -150,8 +150,6 @@ def listen(
         with_labels = not out.json_mode
         if with_labels:
             labels = {c.id: chat_label(c) for c in await m.client.list_chats()}
-        if out.verbosity >= 0:  # on stderr even with --json: scripts may wait for it before sending
-            out.err.print("melo: listening (Ctrl-C to stop)", markup=False)
         seen = 0
 
         async def label(chat_id: int | None) -> str:
@@ -185,9 +183,14 @@ def listen(
                 if count is not None and seen >= count:
                     return
 
+        from melo_cli.control import serving
+
         deadline = asyncio.timeout(timeout)
         try:
-            async with deadline:
+            # meanwhile `melo send`, `read`, `react`… on this profile run here (see melo_cli.control)
+            async with serving(m, application.store()), deadline:
+                if out.verbosity >= 0:  # on stderr even with --json: scripts may wait for it before sending
+                    out.err.print("melo: listening (Ctrl-C to stop)", markup=False)
                 await consume()
         except TimeoutError:
             if not deadline.expired():

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from melo_cli.application import get_app
+from melo_cli.control import messenger_action
 from melo_cli.errors import ExitCode
 from melo_cli.options import ChatArg, JsonOpt, iso, short_time, when_option
 from melo_protocol.timetext import WHEN_HELP
 
 if TYPE_CHECKING:
+    from melo_protocol.client import MeloClient
     from melo_protocol.client import events as ev
     from melo_protocol.client.messenger import Messenger
 
@@ -70,6 +72,62 @@ def _require_text(ctx: typer.Context, text: str) -> str:
     return text
 
 
+# -- the work of each command, run here or by the process listening on this profile (melo_cli.control) --
+async def resolve_chat(client: "MeloClient", chat: str, *, create_dm: bool = False) -> int:
+    from melo_cli.resolve import resolve_chat as resolve  # imported when used: `melo --help` stays quick
+
+    return await resolve(client, chat, create_dm=create_dm)
+
+
+@messenger_action("send")
+async def send_action(m: "Messenger", chat: str, text: str, reply_to: int | None = None) -> dict[str, Any]:
+    chat_id = await resolve_chat(m.client, chat, create_dm=True)
+    return message_doc(await m.send_text(chat_id, text, reply_to=reply_to))
+
+
+@messenger_action("history")
+async def history_action(m: "Messenger", chat: str, limit: int = 20) -> dict[str, Any]:
+    chat_id = await resolve_chat(m.client, chat)
+    messages = sorted(await m.history(chat_id, limit=limit), key=lambda msg: msg.seq)
+    return {"chat_id": chat_id, "messages": [message_doc(msg) for msg in messages]}
+
+
+@messenger_action("edit")
+async def edit_action(m: "Messenger", chat: str, message_id: int, text: str) -> dict[str, Any]:
+    chat_id = await resolve_chat(m.client, chat)
+    return message_doc(await m.edit_text(chat_id, message_id, text))
+
+
+@messenger_action("delete")
+async def delete_action(m: "Messenger", chat: str, message_id: int) -> dict[str, Any]:
+    chat_id = await resolve_chat(m.client, chat)
+    await m.delete(chat_id, message_id)
+    return {"deleted": True, "chat_id": chat_id, "message_id": message_id}
+
+
+@messenger_action("react")
+async def react_action(m: "Messenger", chat: str, message_id: int, emoji: str, remove: bool = False) -> dict[str, Any]:
+    chat_id = await resolve_chat(m.client, chat)
+    await m.react(chat_id, message_id, emoji, remove=remove)
+    return {"chat_id": chat_id, "message_id": message_id, "emoji": emoji, "added": not remove}
+
+
+@messenger_action("pin")
+async def pin_action(m: "Messenger", chat: str, message_id: int, unpin: bool = False) -> dict[str, Any]:
+    chat_id = await resolve_chat(m.client, chat)
+    await m.pin(chat_id, message_id, unpin=unpin)
+    return {"chat_id": chat_id, "message_id": message_id, "pinned": not unpin}
+
+
+@messenger_action("read")
+async def read_action(m: "Messenger", chat: str) -> dict[str, Any]:
+    chat_id = await resolve_chat(m.client, chat)
+    seq = (await m.chat(chat_id, refresh=True)).last_seq
+    if seq:
+        await m.mark_read(chat_id, seq)
+    return {"chat_id": chat_id, "read_seq": seq}
+
+
 def send(
     ctx: typer.Context,
     chat: ChatArg,
@@ -93,13 +151,7 @@ def send(
         schedule_message(application, chat, body, send_at, reply_to)
         return
 
-    async def go(m: "Messenger") -> dict[str, Any]:
-        from melo_cli.resolve import resolve_chat
-
-        chat_id = await resolve_chat(m.client, chat, create_dm=True)
-        return message_doc(await m.send_text(chat_id, body, reply_to=reply_to))
-
-    doc = application.run_messenger(go)
+    doc = application.run_action("send", chat=chat, text=body, reply_to=reply_to)
     application.output.emit(doc, lambda: application.output.result(f"Sent message {doc['message_id']}"))
 
 
@@ -117,14 +169,7 @@ def history(
     """
     application = get_app(ctx, json_flag)
 
-    async def go(m: "Messenger") -> dict[str, Any]:
-        from melo_cli.resolve import resolve_chat
-
-        chat_id = await resolve_chat(m.client, chat)
-        messages = sorted(await m.history(chat_id, limit=limit), key=lambda msg: msg.seq)
-        return {"chat_id": chat_id, "messages": [message_doc(msg) for msg in messages]}
-
-    doc = application.run_messenger(go, to_device=True)
+    doc = application.run_action("history", chat=chat, limit=limit, to_device=True)
     out = application.output
 
     def human() -> None:
@@ -152,13 +197,7 @@ def edit(ctx: typer.Context, chat: ChatArg, message_id: MessageIdArg,
     application = get_app(ctx, json_flag)
     body = _require_text(ctx, _read_text(text))
 
-    async def go(m: "Messenger") -> dict[str, Any]:
-        from melo_cli.resolve import resolve_chat
-
-        chat_id = await resolve_chat(m.client, chat)
-        return message_doc(await m.edit_text(chat_id, message_id, body))
-
-    doc = application.run_messenger(go)
+    doc = application.run_action("edit", chat=chat, message_id=message_id, text=body)
     application.output.emit(doc, lambda: application.output.result(f"Edited message {message_id}"))
 
 
@@ -166,14 +205,7 @@ def delete(ctx: typer.Context, chat: ChatArg, message_id: MessageIdArg, json_fla
     """Delete a message (yours, or any as a chat admin). JSON: {"deleted": true, "chat_id", "message_id"}."""
     application = get_app(ctx, json_flag)
 
-    async def go(m: "Messenger") -> dict[str, Any]:
-        from melo_cli.resolve import resolve_chat
-
-        chat_id = await resolve_chat(m.client, chat)
-        await m.delete(chat_id, message_id)
-        return {"deleted": True, "chat_id": chat_id, "message_id": message_id}
-
-    doc = application.run_messenger(go)
+    doc = application.run_action("delete", chat=chat, message_id=message_id)
     application.output.emit(doc, lambda: application.output.result(f"Deleted message {message_id}"))
 
 
@@ -188,14 +220,7 @@ def react(
     """React to a message (or --remove your reaction). JSON: {"chat_id", "message_id", "emoji", "added"}."""
     application = get_app(ctx, json_flag)
 
-    async def go(m: "Messenger") -> dict[str, Any]:
-        from melo_cli.resolve import resolve_chat
-
-        chat_id = await resolve_chat(m.client, chat)
-        await m.react(chat_id, message_id, emoji, remove=remove)
-        return {"chat_id": chat_id, "message_id": message_id, "emoji": emoji, "added": not remove}
-
-    doc = application.run_messenger(go)
+    doc = application.run_action("react", chat=chat, message_id=message_id, emoji=emoji, remove=remove)
     verb = "Removed" if remove else "Added"
     application.output.emit(doc, lambda: application.output.result(f"{verb} {emoji} on message {message_id}"))
 
@@ -210,14 +235,7 @@ def pin(
     """Pin a message in a chat (or --unpin it). JSON: {"chat_id", "message_id", "pinned"}."""
     application = get_app(ctx, json_flag)
 
-    async def go(m: "Messenger") -> dict[str, Any]:
-        from melo_cli.resolve import resolve_chat
-
-        chat_id = await resolve_chat(m.client, chat)
-        await m.pin(chat_id, message_id, unpin=unpin)
-        return {"chat_id": chat_id, "message_id": message_id, "pinned": not unpin}
-
-    doc = application.run_messenger(go)
+    doc = application.run_action("pin", chat=chat, message_id=message_id, unpin=unpin)
     verb = "Unpinned" if unpin else "Pinned"
     application.output.emit(doc, lambda: application.output.result(f"{verb} message {message_id}"))
 
@@ -226,14 +244,5 @@ def read(ctx: typer.Context, chat: ChatArg, json_flag: JsonOpt = False) -> None:
     """Mark everything in a chat as read (others see the read receipt). JSON: {"chat_id", "read_seq"}."""
     application = get_app(ctx, json_flag)
 
-    async def go(m: "Messenger") -> dict[str, Any]:
-        from melo_cli.resolve import resolve_chat
-
-        chat_id = await resolve_chat(m.client, chat)
-        seq = (await m.chat(chat_id, refresh=True)).last_seq
-        if seq:
-            await m.mark_read(chat_id, seq)
-        return {"chat_id": chat_id, "read_seq": seq}
-
-    doc = application.run_messenger(go)
+    doc = application.run_action("read", chat=chat)
     application.output.emit(doc, lambda: application.output.result(f"Marked chat {doc['chat_id']} read"))

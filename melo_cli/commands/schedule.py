@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from melo_cli.application import Application, get_app
+from melo_cli.control import messenger_action
 from melo_cli.options import ChatArg, JsonOpt, command_group, iso, parse_duration, short_time
 from melo_protocol.timetext import human_duration
 
@@ -40,17 +41,20 @@ def scheduled_doc(row: "ScheduledOut") -> dict[str, Any]:
     }
 
 
+@messenger_action("schedule")
+async def schedule_action(m: "Messenger", chat: str, text: str, send_at: str,
+                          reply_to: int | None = None) -> dict[str, Any]:
+    from melo_cli.resolve import resolve_chat
+
+    chat_id = await resolve_chat(m.client, chat, create_dm=True)
+    when = datetime.fromisoformat(send_at)
+    return scheduled_doc(await m.schedule_text(chat_id, text, when, reply_to=reply_to))
+
+
 def schedule_message(application: Application, chat: str, text: str, send_at: datetime,
                      reply_to: int | None) -> None:
     """``melo send CHAT TEXT --at TIME``: the Messenger encrypts now (E2E chats); the server sends later."""
-
-    async def go(m: "Messenger") -> dict[str, Any]:
-        from melo_cli.resolve import resolve_chat
-
-        chat_id = await resolve_chat(m.client, chat, create_dm=True)
-        return scheduled_doc(await m.schedule_text(chat_id, text, send_at, reply_to=reply_to))
-
-    doc = application.run_messenger(go)
+    doc = application.run_action("schedule", chat=chat, text=text, send_at=send_at.isoformat(), reply_to=reply_to)
     application.output.emit(doc, lambda: application.output.result(
         f"Scheduled message {doc['scheduled_id']} for {doc['send_at']} "
         f"(cancel with `melo schedule cancel {doc['scheduled_id']}`)"))

@@ -113,18 +113,57 @@ def test_shell_pipeline_consumer_parses_each_line(pair: tuple[str, Melo, str, Me
 
 
 def test_a_second_process_on_a_listening_profile_is_told_why_not_crashed(pair: tuple[str, Melo, str, Melo]) -> None:
-    """One process per profile (its encrypted store is locked): the second gets exit 1 and a reason."""
+    """One process per profile (its encrypted store is locked). Message commands go through the listener;
+    any other command needing the store gets exit 1 and a reason, never a traceback."""
     a, _, _, mb = pair
     proc = _popen(mb, "listen", "--timeout", "60")
     assert proc.stderr is not None
     try:
         _wait_line(proc.stderr, READY)
-        busy = mb("--json", "send", f"@{a}", "while listening")
+        busy = mb("--json", "devices", "list")
         assert busy.returncode == 1, busy.stderr
         error = json.loads(busy.stdout or busy.stderr)["error"]
         assert error["code"] == "profile_in_use" and "--profile" in error["message"]
+        assert "melo listen" in error["message"]  # and what does work meanwhile
         assert "Traceback" not in busy.stderr
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
     assert mb("send", f"@{a}", "after listening").returncode == 0  # the lock goes with the process
+
+
+def test_listen_and_reply_on_one_profile(pair: tuple[str, Melo, str, Melo]) -> None:
+    """A bot on one profile: `melo listen` holds it and each `melo send` meanwhile runs in the listener
+    (its control socket), answering exactly as a local send would, errors and exit codes included."""
+    a, ma, b, mb = pair
+    proc = _popen(mb, "listen", "--json", "--chat", f"@{a}", "--type", "message.created", "--timeout", "90")
+    assert proc.stderr is not None and proc.stdout is not None
+    try:
+        _wait_line(proc.stderr, READY)
+        for i in range(3):
+            assert ma("send", f"@{b}", f"question {i}").returncode == 0
+            event = json.loads(_wait_line(proc.stdout, f"question {i}"))
+            reply = mb("--json", "send", f"@{a}", f"answer to {event['text']}", "--reply-to",
+                       str(event["message_id"]))
+            assert reply.returncode == 0, reply.stderr
+            sent = json.loads(reply.stdout)
+            assert (sent["sender"], sent["text"], sent["reply_to"]) == (b, f"answer to question {i}",
+                                                                        event["message_id"])
+            assert sent["status"] == "ok" and isinstance(sent["message_id"], int)
+            _wait_line(proc.stdout, f"answer to question {i}")  # the listener sees its own reply too
+        # the other commands of a conversation work the same way meanwhile
+        assert mb("react", f"@{a}", str(sent["message_id"]), "👍").returncode == 0
+        assert json.loads(mb("--json", "read", f"@{a}").stdout)["read_seq"] > 0
+        shown = json.loads(mb("--json", "history", f"@{a}", "-n", "6").stdout)["messages"]
+        assert [m["text"] for m in shown][-2:] == ["question 2", "answer to question 2"]
+        # an error in the listener is the caller's error: same code, message and exit status
+        missing = mb("--json", "send", "no-such-chat", "x")
+        assert missing.returncode == 1 and "Traceback" not in missing.stderr
+        assert json.loads(missing.stdout or missing.stderr)["error"]["code"] == "chat_not_found"
+        empty = mb("send", f"@{a}", "  ")
+        assert empty.returncode == 2  # checked before anything is handed over
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    texts = [m["text"] for m in json.loads(ma("--json", "history", f"@{b}", "-n", "20").stdout)["messages"]]
+    assert [t for t in texts if t.startswith("answer to")] == [f"answer to question {i}" for i in range(3)]
