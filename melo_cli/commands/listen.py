@@ -35,6 +35,9 @@ chat) and "seq". Types and their extra keys:
   resync_required                   chat_ids
 
 text is null unless status is "ok" (else waiting_for_key, undecryptable or deleted).
+
+Meanwhile `melo send`, history, edit, delete, react, pin and read on this profile run inside this
+process (a private control socket), so a script can listen and reply on one profile.
 """
 
 
