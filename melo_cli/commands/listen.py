@@ -139,6 +139,7 @@ def listen(
 
     async def go(m: "Messenger") -> int:
         import asyncio
+        import contextlib
         import json
         import sys
 
@@ -186,6 +187,26 @@ def listen(
                 if count is not None and seen >= count:
                     return
 
+        async def until_stopped() -> None:
+            """consume() until it ends or SIGTERM asks us to stop (a service manager's stop: exit 0)."""
+            import signal
+
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            with contextlib.suppress(NotImplementedError):  # not on Windows
+                loop.add_signal_handler(signal.SIGTERM, stop.set)
+            consumer, stopper = asyncio.ensure_future(consume()), asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                with contextlib.suppress(NotImplementedError):
+                    loop.remove_signal_handler(signal.SIGTERM)
+                for task in (consumer, stopper):
+                    task.cancel()
+                await asyncio.wait({consumer, stopper})
+            if not consumer.cancelled():
+                consumer.result()  # its error (a revoked session, a lost server) is ours
+
         from melo_cli.control import serving
 
         deadline = asyncio.timeout(timeout)
@@ -194,7 +215,7 @@ def listen(
             async with serving(m, application.store()), deadline:
                 if out.verbosity >= 0:  # on stderr even with --json: scripts may wait for it before sending
                     out.err.print("melo: listening (Ctrl-C to stop)", markup=False)
-                await consume()
+                await until_stopped()
         except TimeoutError:
             if not deadline.expired():
                 raise

@@ -10,6 +10,8 @@ from typing import IO
 
 import pytest
 
+from melo_cli.control import socket_path
+from melo_protocol.client import CredentialStore
 from tests.cli.conftest import PASSWORD, Melo, melo_command, new_username
 from tests.live import LiveServer, create_admin
 
@@ -126,9 +128,12 @@ def test_a_second_process_on_a_listening_profile_is_told_why_not_crashed(pair: t
         assert error["code"] == "profile_in_use" and "--profile" in error["message"]
         assert "melo listen" in error["message"]  # and what does work meanwhile
         assert "Traceback" not in busy.stderr
+        assert socket_path(CredentialStore(mb.home, "default")).exists()
     finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
+        proc.terminate()  # SIGTERM, as a service manager stops it: a clean exit 0 ...
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert not socket_path(CredentialStore(mb.home, "default")).exists()  # ... that takes its socket away
     assert mb("send", f"@{a}", "after listening").returncode == 0  # the lock goes with the process
 
 
