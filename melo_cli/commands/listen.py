@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
 LISTEN_HELP = """Print live events (messages decrypted) until --count events, --timeout, or Ctrl-C.
 
-Without --count or --timeout it runs until interrupted. Exit 0 when --count/--timeout is reached,
-4 when the session is revoked or the account banned (within a moment), 3 when the server is gone.
+Without --count or --timeout it runs until interrupted. Exit 0 when --count/--timeout is reached or on
+SIGTERM, 4 when the session is revoked or the account banned (within a moment), 3 when the server is gone.
 
 --json prints one JSON object per line. Every line has "type" and "chat_id" (null for events outside a
 chat) and "seq". Types and their extra keys:
