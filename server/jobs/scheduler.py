@@ -91,6 +91,10 @@ class JobScheduler:
         self._ticking = asyncio.current_task()
         try:
             await self.tick()
+        except asyncio.CancelledError:
+            # only stop() cancels a tick, past its grace period; the job runs again next period. Ending
+            # here keeps APScheduler from logging the shutdown as a failed job.
+            log.info("scheduler tick cancelled at shutdown")
         finally:
             self._ticking = None
 
