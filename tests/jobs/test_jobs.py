@@ -281,20 +281,24 @@ async def test_stop_waits_for_a_running_tick_and_cancels_one_that_hangs(
 
     monkeypatch.setattr(scheduler_module, "STOP_GRACE_S", 0.2)
     jobs_log = logging.getLogger("melo.jobs")  # "melo" does not propagate to the root logger caplog reads
+    level = jobs_log.level
     jobs_log.addHandler(caplog.handler)
-    monkeypatch.setattr(jobs_log, "level", logging.INFO)
-    started.clear()
-    hangs = JobScheduler(one.state, clock, jobs=[Job(f"hangs-{secrets.token_hex(4)}", 600, slow)])
-    release.clear()
-    hangs.start()
-    async with asyncio.timeout(15):
-        await started.wait()
-    tick = hangs._ticking
-    assert tick is not None
-    async with asyncio.timeout(15):
-        await hangs.stop()
+    jobs_log.setLevel(logging.INFO)  # setLevel, not the attribute: it also clears the loggers' level cache
+    try:
+        started.clear()
+        release.clear()
+        hangs = JobScheduler(one.state, clock, jobs=[Job(f"hangs-{secrets.token_hex(4)}", 600, slow)])
+        hangs.start()
+        async with asyncio.timeout(15):
+            await started.wait()
+        tick = hangs._ticking
+        assert tick is not None
+        async with asyncio.timeout(15):
+            await hangs.stop()
+    finally:
+        jobs_log.removeHandler(caplog.handler)
+        jobs_log.setLevel(level)
     # past the grace period it was cancelled, and stop() waited for it to end; a shutdown, not a failed job
     assert tick.done() and finished == [clock.now]
-    jobs_log.removeHandler(caplog.handler)
     assert "scheduler tick cancelled at shutdown" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text  # APScheduler is quiet
