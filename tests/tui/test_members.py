@@ -4,6 +4,9 @@ The TUI user is alice; the other members are SDK clients. Presence comes from th
 connecting and closing; every management action is checked against the server through the SDK.
 """
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ from textual.command import CommandList
 
 from melo_protocol.client import CredentialStore, MeloClient
 from melo_protocol.client.messenger import Messenger
+from melo_protocol.wire.chats import ChatOut
 from melo_tui.app import MeloApp
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.chat_info import ChatInfoScreen
@@ -158,7 +162,21 @@ async def test_member_panel_shows_roles_and_live_presence_and_owner_manages_the_
         await carol_client.aclose()
 
 
-async def test_chat_info_refuses_management_politely_for_non_admins(live: Live, tmp_path: Path) -> None:
+@dataclass
+class InBobsGroup:
+    """alice in the TUI, with the group bob (owner, REST only) made with her open."""
+
+    app: MeloApp
+    pilot: Any
+    screen: ChatScreen
+    alice: str
+    bob: MeloClient
+    bob_name: str
+    group: ChatOut
+
+
+@asynccontextmanager
+async def in_bobs_group(live: Live, tmp_path: Path, title: str) -> AsyncIterator[InBobsGroup]:
     alice, bob_name = unique("alice"), unique("bob")
     app = make_app(tmp_path / "alice-home", live.server.url)
     bob = await _registered(live, tmp_path / "bob-home", bob_name)
@@ -167,81 +185,76 @@ async def test_chat_info_refuses_management_politely_for_non_admins(live: Live, 
             await login(pilot, alice, register=True)
             screen = app.screen
             assert isinstance(screen, ChatScreen)
-            group = await bob.create_chat("group", "bob's club", [alice])
-            await _open_chat(pilot, screen, group.id, "club")
-
-            # the palette's "Chat info" opens it too
-            await pilot.press("ctrl+p")
-            await type_text(pilot, "chat info")
-            await wait_for(pilot, lambda: _palette_top(app).startswith("Chat info"), what="Chat info in the palette")
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: "Your role:" in _info_text(app), what="chat info")
-            info = app.screen
-            assert isinstance(info, ChatInfoScreen)
-            assert _info_text(app).splitlines()[-1].endswith("member")
-            hints = info.query_one("#chat-info-keys").render()
-            assert "Only owners and admins" in str(getattr(hints, "plain", hints))
-
-            # a plain member: every management key is refused with a notice, no prompt, nothing sent
-            await pilot.press("s")
-            await wait_for(pilot, lambda: _notified(app, "Only owners and admins can set slow mode"),
-                           what="slow mode refused")
-            await pilot.press("e")
-            await wait_for(pilot, lambda: _notified(app, "Only owners and admins can edit"), what="edit refused")
-            await pilot.press("x")
-            await wait_for(pilot, lambda: _notified(app, "Only owners and admins can remove"), what="remove refused")
-            await pilot.press("a")
-            await wait_for(pilot, lambda: _notified(app, "Only the owner can change roles"), what="role refused")
-            assert app.screen is info
-            chat = await bob.get_chat(group.id)
-            assert chat.slow_mode_seconds == 0 and chat.title == "bob's club"
-
-            # an admin may try to remove the owner: the server refuses (403), shown as a notification
-            await bob.change_role(group.id, alice, "admin")  # the open screen follows, no F5 needed
-            await wait_for(pilot, lambda: _info_text(app).splitlines()[-1].endswith("admin"), what="now admin")
-            assert info.selected_member().user.username == bob_name  # type: ignore[union-attr]  # the owner
-            await pilot.press("a")
-            await wait_for(pilot, lambda: _notified(app, "Only the owner can change roles"), what="admin: no roles")
-            await pilot.press("x")
-            await _answer_prompt(pilot, "yes")
-            await wait_for(pilot, lambda: _notified(app, f"Removing {bob_name} was refused"), what="403 notified")
-            assert app.screen is info and app.return_code is None
-            roles = {m.user.username: m.role for m in await bob.list_members(group.id)}
-            assert roles == {bob_name: "owner", alice: "admin"}
-            await bob.update_chat(group.id, title="bob's new club")  # renamed elsewhere: shown at once
-            await wait_for(pilot, lambda: "bob's new club" in _info_text(app), what="the new title")
-
-            # the panel follows the role change; after /leave it shows no chat
-            await pilot.press("escape")
-            assert app.screen is screen
-            panel = screen.query_one(MemberPanel)
-            await pilot.press("f2")
-            await wait_for(pilot, lambda: f"● {alice} (you)  admin" in panel.lines(), what="alice admin in the panel")
-            await type_text(pilot, "/leave")
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: panel.chat_id is None and not panel.lines(), what="panel cleared")
-            assert {m.user.username for m in await bob.list_members(group.id)} == {bob_name}
+            group = await bob.create_chat("group", title, [alice])
+            await _open_chat(pilot, screen, group.id, title.split()[-1])
+            yield InBobsGroup(app, pilot, screen, alice, bob, bob_name, group)
     finally:
         await app.backend.close()
         await bob.aclose()
+
+
+async def test_chat_info_refuses_management_politely_for_non_admins(live: Live, tmp_path: Path) -> None:
+    async with in_bobs_group(live, tmp_path, "bob's club") as g:
+        app, pilot, screen, alice, bob, bob_name, group = g.app, g.pilot, g.screen, g.alice, g.bob, g.bob_name, g.group
+
+        # the palette's "Chat info" opens it too
+        await pilot.press("ctrl+p")
+        await type_text(pilot, "chat info")
+        await wait_for(pilot, lambda: _palette_top(app).startswith("Chat info"), what="Chat info in the palette")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "Your role:" in _info_text(app), what="chat info")
+        info = app.screen
+        assert isinstance(info, ChatInfoScreen)
+        assert _info_text(app).splitlines()[-1].endswith("member")
+        hints = info.query_one("#chat-info-keys").render()
+        assert "Only owners and admins" in str(getattr(hints, "plain", hints))
+
+        # a plain member: every management key is refused with a notice, no prompt, nothing sent
+        await pilot.press("s")
+        await wait_for(pilot, lambda: _notified(app, "Only owners and admins can set slow mode"),
+                       what="slow mode refused")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: _notified(app, "Only owners and admins can edit"), what="edit refused")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: _notified(app, "Only owners and admins can remove"), what="remove refused")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: _notified(app, "Only the owner can change roles"), what="role refused")
+        assert app.screen is info
+        chat = await bob.get_chat(group.id)
+        assert chat.slow_mode_seconds == 0 and chat.title == "bob's club"
+
+        # an admin may try to remove the owner: the server refuses (403), shown as a notification
+        await bob.change_role(group.id, alice, "admin")  # the open screen follows, no F5 needed
+        await wait_for(pilot, lambda: _info_text(app).splitlines()[-1].endswith("admin"), what="now admin")
+        assert info.selected_member().user.username == bob_name  # type: ignore[union-attr]  # the owner
+        await pilot.press("a")
+        await wait_for(pilot, lambda: _notified(app, "Only the owner can change roles"), what="admin: no roles")
+        await pilot.press("x")
+        await _answer_prompt(pilot, "yes")
+        await wait_for(pilot, lambda: _notified(app, f"Removing {bob_name} was refused"), what="403 notified")
+        assert app.screen is info and app.return_code is None
+        roles = {m.user.username: m.role for m in await bob.list_members(group.id)}
+        assert roles == {bob_name: "owner", alice: "admin"}
+        await bob.update_chat(group.id, title="bob's new club")  # renamed elsewhere: shown at once
+        await wait_for(pilot, lambda: "bob's new club" in _info_text(app), what="the new title")
+
+        # the panel follows the role change; after /leave it shows no chat
+        await pilot.press("escape")
+        assert app.screen is screen
+        panel = screen.query_one(MemberPanel)
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: f"● {alice} (you)  admin" in panel.lines(), what="alice admin in the panel")
+        await type_text(pilot, "/leave")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: panel.chat_id is None and not panel.lines(), what="panel cleared")
+        assert {m.user.username for m in await bob.list_members(group.id)} == {bob_name}
 
 
 async def test_chat_info_follows_a_removal_from_the_chat(live: Live, tmp_path: Path) -> None:
-    alice, bob_name = unique("alice"), unique("bob")
-    app = make_app(tmp_path / "alice-home", live.server.url)
-    bob = await _registered(live, tmp_path / "bob-home", bob_name)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            await login(pilot, alice, register=True)
-            screen = app.screen
-            assert isinstance(screen, ChatScreen)
-            group = await bob.create_chat("group", "short stay", [alice])
-            await _open_chat(pilot, screen, group.id, "short")
-            await pilot.press("f3")
-            await wait_for(pilot, lambda: "Your role:" in _info_text(app), what="chat info")
-            await bob.remove_member(group.id, alice)
-            await wait_for(pilot, lambda: app.screen is screen, what="chat info closed")
-            assert _notified(app, "You are no longer a member of this chat.")
-    finally:
-        await app.backend.close()
-        await bob.aclose()
+    async with in_bobs_group(live, tmp_path, "a short stay") as g:
+        app, pilot, screen = g.app, g.pilot, g.screen
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: "Your role:" in _info_text(app), what="chat info")
+        await g.bob.remove_member(g.group.id, g.alice)
+        await wait_for(pilot, lambda: app.screen is screen, what="chat info closed")
+        assert _notified(app, "You are no longer a member of this chat.")
