@@ -100,7 +100,7 @@ class Application:
 
         ``to_device`` first takes in the room keys queued for this device, so a one-shot command (no
         stream) can read messages sent since the last run. ``forward`` names the same work as a
-        registered action (``melo_cli.control``): when `melo listen` holds the profile, it runs there.
+        registered action (``melo_cli.actions``): when `melo listen` holds the profile, it runs there.
         """
 
         async def go(client: "MeloClient") -> T:
@@ -129,9 +129,9 @@ class Application:
 
     def run_action(self, name: str, *, to_device: bool = False, **params: Any) -> dict[str, Any]:
         """Run the registered messenger action ``name`` here, or in the process listening on this profile."""
-        from melo_cli.control import ACTIONS
+        from melo_cli.actions import load_actions
 
-        action = ACTIONS[name]
+        action = load_actions()[name]
         return self.run_messenger(lambda m: action(m, **params), to_device=to_device, forward=(name, params))
 
 

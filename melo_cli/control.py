@@ -25,9 +25,11 @@ import socket
 import stat
 import struct
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from melo_cli.actions import ACTIONS, load_actions
 
 if TYPE_CHECKING:
     from melo_protocol.client import CredentialStore
@@ -38,27 +40,6 @@ log = logging.getLogger("melo.control")
 VERSION = 1
 MAX_REQUEST = 4 * 1024 * 1024  # a long message, JSON-escaped
 ANSWER_TIMEOUT_S = 300.0  # sharing keys with many devices takes a while; a dead listener is seen at once
-
-MessengerAction = Callable[..., Awaitable[dict[str, Any]]]
-ACTIONS: dict[str, MessengerAction] = {}
-
-
-def messenger_action(name: str) -> Callable[[MessengerAction], MessengerAction]:
-    """Register ``fn(messenger, **params) -> dict`` under ``name``: run here, or by a listening process."""
-
-    def register(fn: MessengerAction) -> MessengerAction:
-        ACTIONS[name] = fn
-        return fn
-
-    return register
-
-
-def _load_actions() -> None:
-    import importlib
-
-    for module in ("melo_cli.commands.messages", "melo_cli.commands.schedule"):  # they register their actions
-        importlib.import_module(module)
-
 
 def _caller_error(code: str, message: str, exit_code: int) -> Exception:
     """What the listener answered, as the caller's own error: same code, message and exit status."""
@@ -132,7 +113,7 @@ async def _answer(messenger: "Messenger", line: bytes) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def serving(messenger: "Messenger", store: "CredentialStore") -> AsyncIterator[Path | None]:
     """Serve this profile's control socket while the block runs (None when it cannot be made)."""
-    _load_actions()
+    load_actions()
     try:
         path = socket_path(store)
     except OSError as exc:

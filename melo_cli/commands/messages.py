@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from melo_cli.actions import messenger_action
 from melo_cli.application import get_app
-from melo_cli.control import messenger_action
 from melo_cli.errors import ExitCode
 from melo_cli.options import ChatArg, JsonOpt, iso, short_time, when_option
 from melo_protocol.timetext import WHEN_HELP

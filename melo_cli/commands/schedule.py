@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from melo_cli.actions import messenger_action
 from melo_cli.application import Application, get_app
-from melo_cli.control import messenger_action
 from melo_cli.options import ChatArg, JsonOpt, command_group, iso, parse_duration, short_time
 from melo_protocol.timetext import human_duration
 
