@@ -3,7 +3,7 @@
 A profile's encrypted store is open in one process at a time. While `melo listen` runs, it serves a Unix
 socket, and `melo send`, `edit`, `delete`, `react`, `pin`, `read`, `history` and `send --at` on the same
 profile hand their work to it instead of failing with ``profile_in_use``: the listener runs the very
-same action (see ``messenger_action``) with its Messenger and answers with the result or the error,
+same action (registered in ``melo_cli.actions``) with its Messenger and answers with the result or the error,
 which the caller prints and exits with as if it had done the work itself. So a script can listen and
 reply on one profile, as with signal-cli's daemon, with no new commands to learn.
 
@@ -40,6 +40,7 @@ log = logging.getLogger("melo.control")
 VERSION = 1
 MAX_REQUEST = 4 * 1024 * 1024  # a long message, JSON-escaped
 ANSWER_TIMEOUT_S = 300.0  # sharing keys with many devices takes a while; a dead listener is seen at once
+
 
 def _caller_error(code: str, message: str, exit_code: int) -> Exception:
     """What the listener answered, as the caller's own error: same code, message and exit status."""
