@@ -53,3 +53,27 @@ def test_every_chat_out_field_is_documented(tmp_path: Path) -> None:
     text = DOC.read_text()
     missing = [f for f in fields if f"`{f}`" not in text]
     assert not missing, f"ChatOut fields missing from docs/protocol.md: {missing}"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCT_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_doc_links_stay_inside_the_repository() -> None:
+    """The product's docs stand alone: every relative link names a file of this repository."""
+    for doc in PRODUCT_DOCS:
+        text = doc.read_text()
+        assert "../shared" not in text, f"{doc.name} points outside the repository"
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # an absolute URL
+            path = (doc.parent / target).resolve()
+            assert path.is_relative_to(ROOT), f"{doc.name} links {target}, outside the repository"
+            assert path.exists(), f"{doc.name} links {target}, which does not exist"
+
+
+def test_architecture_doc_covers_the_design() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    for heading in ("## Layers", "## Runtime", "## The send path", "## End-to-end encryption", "## Tests, in layers"):
+        assert heading in text
+    assert "(docs/architecture.md)" in (ROOT / "README.md").read_text()
