@@ -54,6 +54,8 @@ def run(
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="do not apply migrations at start")] = False,
 ) -> None:
     """Serve HTTP and WebSocket on one port."""
+    import logging
+
     import uvicorn
 
     from server.core.logging import configure_logging
@@ -73,9 +75,11 @@ def run(
     os.environ["MELO_MIGRATE_ON_START"] = "false"
     if config is not None:
         os.environ.pop("MELO_CONFIG_FILE", None)
-    typer.echo(f"melo-server listening on http://{settings.host}:{settings.port} "
-               f"(data: {settings.data_dir}, database: {settings.effective_database_url.split('://')[0]}, "
-               f"bus: {'redis' if settings.redis_url else 'in-process'})", err=True)
+    # a log line like every other (stderr is one JSON object a line), not a bare print
+    logging.getLogger("melo.server").info(
+        "melo-server listening on http://%s:%s (data: %s, database: %s, bus: %s)", settings.host, settings.port,
+        settings.data_dir, settings.effective_database_url.split("://")[0],
+        "redis" if settings.redis_url else "in-process")
     uvicorn.run(
         "server.asgi:make_app",
         factory=True,

@@ -61,15 +61,23 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-def server_command(port: int) -> list[str]:
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def server_command(port: int, preload: str | None = None) -> list[str]:
+    """``melo-server run``; with ``preload``, that module is imported into the server process first (a test's
+    fault injection, see tests/faults.py)."""
     script = Path(sys.executable).with_name("melo-server")
-    if script.exists():
+    if script.exists() and preload is None:
         return [str(script), "run", "--port", str(port)]
-    return [sys.executable, "-c", "from server.cli import main; main()", "run", "--port", str(port)]
+    imports = f"import {preload}; " if preload else ""
+    return [sys.executable, "-c", f"{imports}from server.cli import main; main()", "run", "--port", str(port)]
 
 
-def _server_env(data_dir: Path, extra: Mapping[str, str], minimal: bool) -> dict[str, str]:
+def _server_env(data_dir: Path, extra: Mapping[str, str], minimal: bool, preload: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MELO_")}
+    if preload is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     env["MELO_DATA_DIR"] = str(data_dir)
     if not minimal:
         env.update(TEST_ENV)
@@ -105,11 +113,13 @@ def start_server(
     minimal: bool = False,
     timeout: float = READY_TIMEOUT_S,
     attempts: int = 3,
+    preload: str | None = None,
 ) -> LiveServer:
     """Start ``melo-server run`` and wait until /healthz answers.
 
-    ``minimal`` passes no settings but MELO_DATA_DIR (the zero-configuration start). A port taken by
-    someone else between choosing and binding it is retried with another port.
+    ``minimal`` passes no settings but MELO_DATA_DIR (the zero-configuration start). ``preload`` names a
+    module the server process imports first (tests/faults.py). A port taken by someone else between
+    choosing and binding it is retried with another port.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     last_error: RuntimeError | None = None
@@ -118,8 +128,8 @@ def start_server(
         log_path = data_dir / f"server-{port}.log"
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                server_command(port),
-                env=_server_env(data_dir, env or {}, minimal),
+                server_command(port, preload),
+                env=_server_env(data_dir, env or {}, minimal, preload),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

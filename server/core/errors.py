@@ -98,7 +98,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, code, message, details if isinstance(details, dict) else None,
                               headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
-        return error_response(500, ErrorCode.INTERNAL, "internal server error")
+    # No handler for Exception: Starlette runs that one in its outermost middleware, which re-raises after
+    # answering (uvicorn then logs the traceback again and drops the keep-alive connection), and outside
+    # RequestContextMiddleware (no X-Request-ID, no request id in the log). That middleware answers with
+    # internal_error() instead.
+
+
+def log_unhandled(exc: Exception) -> None:
+    log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
+
+
+def internal_error(exc: Exception) -> JSONResponse:
+    """The answer to an exception no handler knew: logged with its traceback, never shown to the client."""
+    log_unhandled(exc)
+    return error_response(500, ErrorCode.INTERNAL, "internal server error")

@@ -15,9 +15,12 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.core.errors import internal_error, log_unhandled
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
-_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# attributes every record has, and uvicorn's copy of its message with terminal colour codes
+_STD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,16 +43,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+# Loggers written at the configured level; everything else (asyncio, libraries) reaches the root at WARNING.
+# uvicorn.error carries uvicorn's own tracebacks ("Exception in ASGI application"): through our handler they
+# are JSON lines too, never plain text in the middle of the log.
+SERVER_LOGGERS = ("melo", "uvicorn", "uvicorn.error")
+
+
 def configure_logging(level: str = "info", json_logs: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if json_logs:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("melo")
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False
+    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    root.propagate = False
+    root.setLevel(logging.WARNING)
     # uvicorn's access log prints the raw request line; ours (below) prints the path only.
     logging.getLogger("uvicorn.access").disabled = True
 
@@ -119,6 +132,15 @@ class RequestContextMiddleware:
             if status_holder["status"] == 0:
                 await _send_too_large(send, rid, limit)
                 status_holder["status"] = 413
+        except Exception as exc:
+            # Answered here, not re-raised: the request id is still set for the log line and the header,
+            # the status is known to the access log and metrics, and the keep-alive connection survives.
+            if status_holder["status"] == 0:
+                await internal_error(exc)(scope, limited_receive, send_with_id)
+            else:
+                # The answer had begun (a stream failed, or a background task after the answer): nothing to
+                # answer. uvicorn closes a connection whose answer was cut short, and keeps a complete one.
+                log_unhandled(exc)
         finally:
             self._log(scope, status_holder["status"], start)
             request_id_var.reset(token)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from server.core.logging import configure_logging
+from server.core.logging import SERVER_LOGGERS, configure_logging
 from tests.conftest import Api, bearer
 
 WINDOW = 20
@@ -17,20 +17,23 @@ WINDOW = 20
 
 @pytest.fixture
 def server_logs() -> Iterator[io.StringIO]:
-    """The production log set-up (configure_logging: JSON lines, one stream handler on "melo") at DEBUG,
-    its stream pointed at a buffer. Restores the "melo" logger afterwards."""
-    melo = logging.getLogger("melo")
+    """The production log set-up (configure_logging: JSON lines, one stream handler on "melo", uvicorn's
+    loggers and the root) at DEBUG, its stream pointed at a buffer. Restores those loggers afterwards."""
+    loggers = [logging.getLogger(name) for name in SERVER_LOGGERS] + [logging.getLogger()]
+    saved = [(list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
     access = logging.getLogger("uvicorn.access")
-    saved = (list(melo.handlers), melo.level, melo.propagate, access.disabled)
+    access_disabled = access.disabled
     configure_logging("debug", json_logs=True)
+    melo = logging.getLogger("melo")
     assert len(melo.handlers) == 1 and isinstance(melo.handlers[0], logging.StreamHandler)
     buf = io.StringIO()
     melo.handlers[0].setStream(buf)
     yield buf
-    melo.handlers[:] = saved[0]
-    melo.setLevel(saved[1])
-    melo.propagate = saved[2]
-    access.disabled = saved[3]
+    for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate
+    access.disabled = access_disabled
 
 
 def records(buf: io.StringIO) -> list[dict[str, Any]]:
