@@ -58,6 +58,7 @@ def run(
 
     import uvicorn
 
+    from server.asgi import uvicorn_options
     from server.core.logging import configure_logging
 
     settings = _settings(config, host=host, port=port, workers=workers,
@@ -80,25 +81,8 @@ def run(
         "melo-server listening on http://%s:%s (data: %s, database: %s, bus: %s)", settings.host, settings.port,
         settings.data_dir, settings.effective_database_url.split("://")[0],
         "redis" if settings.redis_url else "in-process")
-    uvicorn.run(
-        "server.asgi:make_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=settings.trust_forwarded_for,
-        ws="websockets-sansio" if _has_sansio() else "auto",
-    )
-
-
-def _has_sansio() -> bool:
-    try:
-        import uvicorn.protocols.websockets.websockets_sansio_impl  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    uvicorn.run("server.asgi:make_app", factory=True, host=settings.host, port=settings.port,
+                workers=settings.workers, **uvicorn_options(settings))
 
 
 @app.command()

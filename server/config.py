@@ -69,7 +69,9 @@ class Settings(BaseSettings):
     ws_auth_timeout_s: float = Field(default=10.0, gt=0)
     ws_heartbeat_s: int = Field(default=25, ge=1)
     ws_idle_timeout_s: float = Field(default=75.0, gt=0)
+    # more than ws_max_bad_frames invalid frames within ws_bad_frames_window_s seconds close a socket (4009)
     ws_max_bad_frames: int = Field(default=20, ge=1)
+    ws_bad_frames_window_s: float = Field(default=60.0, gt=0)
     ws_maintenance_s: float = Field(default=30.0, gt=0)
 
     argon2_time_cost: int = Field(default=3, ge=2)

@@ -77,3 +77,9 @@ def test_architecture_doc_covers_the_design() -> None:
     for heading in ("## Layers", "## Runtime", "## The send path", "## End-to-end encryption", "## Tests, in layers"):
         assert heading in text
     assert "(docs/architecture.md)" in (ROOT / "README.md").read_text()
+
+
+def test_the_invalid_frame_threshold_is_documented() -> None:
+    fields = Settings.model_fields
+    limit, window = fields["ws_max_bad_frames"].default, fields["ws_bad_frames_window_s"].default
+    assert f"| 4009 | more than {limit} invalid frames within {window:g} s" in DOC.read_text()

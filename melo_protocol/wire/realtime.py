@@ -25,7 +25,8 @@ class CloseCode(IntEnum):
     IDLE_TIMEOUT = 4002  # nothing heard from the client for too long
     SESSION_REVOKED = 4003  # the session was revoked (logout, admin, ban, password change)
     RESYNC = 4008  # the client fell behind (send queue full): reconnect and resume from the cursor
-    BAD_FRAMES = 4009  # too many invalid frames or commands past the rate limit
+    BAD_FRAMES = 4009  # too many invalid frames within a window (rate-limited commands do not count)
+    MESSAGE_TOO_BIG = 1009  # a frame over MAX_FRAME_BYTES (RFC 6455's code; refused by the transport)
     SERVER_SHUTDOWN = 1012  # the server restarts: reconnect and resume
 
 

@@ -7,6 +7,8 @@ import logging
 import secrets
 import socket
 import struct
+from collections import deque
+from time import monotonic
 from typing import Any
 
 from pydantic import ValidationError
@@ -39,6 +41,23 @@ def error_frame(code: str, message: str, req_id: str | None = None, details: dic
                        "error": {"code": code, "message": message, "details": details or {}}})
 
 
+class InvalidFrames:
+    """The invalid frames a socket sent lately: more than ``limit`` within ``window_s`` seconds is a broken or
+    hostile client (close 4009); a few now and then on a socket that lives for days are not."""
+
+    __slots__ = ("_times", "limit", "window_s")
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._times: deque[float] = deque(maxlen=limit + 1)
+
+    def count(self, now: float) -> bool:
+        """Count one invalid frame seen at ``now`` (seconds); True when this one is over the limit."""
+        self._times.append(now)
+        return len(self._times) > self.limit and now - self._times[0] < self.window_s
+
+
 class Connection:
     def __init__(self, ws: WebSocket, state: AppState, *, user_id: int, username: str, session_id: str,
                  device_id: str) -> None:
@@ -57,7 +76,7 @@ class Connection:
         self.close_code = 1000
         self.close_reason = ""
         self.finished = asyncio.Event()
-        self.bad_frames = 0
+        self.invalid_frames: InvalidFrames | None = None  # made at the first one: most sockets never send any
         self.to_device_sent: set[int] = set()  # to-device ids sent on this socket
         # chats this socket saw its own removal from: nothing more of them until a member.joined for it
         self.parted: set[int] = set()
@@ -202,17 +221,21 @@ class Connection:
                     await self._bad_frame(ErrorCode.BAD_REQUEST, "frames are UTF-8 JSON text")
                     continue
             if len(raw) > MAX_FRAME_BYTES:
-                await self._bad_frame(ErrorCode.PAYLOAD_TOO_LARGE, f"frame larger than {MAX_FRAME_BYTES} bytes")
-                continue
+                # uvicorn refuses these itself (ws_max_size, see server.asgi); this holds under any other server
+                self.request_close(CloseCode.MESSAGE_TOO_BIG, f"frame larger than {MAX_FRAME_BYTES} bytes")
+                return
             await self.handle_frame(raw)
             if self.close_requested.is_set():
                 return
 
     async def _bad_frame(self, code: str, message: str, req_id: str | None = None,
                          details: dict[str, Any] | None = None) -> None:
-        self.bad_frames += 1
+        """An invalid frame: answered, and counted towards close code 4009."""
         await self.send_text(error_frame(code, message, req_id, details))
-        if self.bad_frames > self.state.settings.ws_max_bad_frames:
+        if self.invalid_frames is None:
+            settings = self.state.settings
+            self.invalid_frames = InvalidFrames(settings.ws_max_bad_frames, settings.ws_bad_frames_window_s)
+        if self.invalid_frames.count(monotonic()):
             self.request_close(CloseCode.BAD_FRAMES, "too many invalid frames")
 
     async def handle_frame(self, raw: str) -> None:
@@ -239,8 +262,8 @@ class Connection:
             return
         try:
             await self.state.ws_limiter.hit(self.state.settings.rate_ws_commands, "ws", self.session_id)
-        except ApiError as exc:
-            await self._bad_frame(exc.code, exc.message, cmd.id, exc.details)
+        except ApiError as exc:  # rate_limited: a valid command, refused for now; not counted as invalid
+            await self.send_text(error_frame(exc.code, exc.message, cmd.id, exc.details))
             return
         try:
             reply = await commands.run(self, cmd)

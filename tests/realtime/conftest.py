@@ -14,6 +14,7 @@ import websockets
 from sqlalchemy.engine import make_url
 
 from server.app import create_app
+from server.asgi import uvicorn_options
 from server.config import Settings
 from tests.conftest import make_settings
 
@@ -22,8 +23,9 @@ class LiveServer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_config=None, access_log=False,
-                                lifespan="on", ws_max_size=1024 * 1024, ws_ping_interval=None)
+        # the options melo-server run gives uvicorn (WebSocket implementation, frame limit, logging)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, lifespan="on", ws_ping_interval=None,
+                                **uvicorn_options(settings))
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
         self.port = 0
@@ -80,7 +82,10 @@ class Client:
         return r.json() if r.content and r.headers.get("content-type", "").startswith("application/json") else r
 
     async def socket(self, cursor: dict[str, int] | None = None, token: str | None = None) -> "Socket":
-        ws = await websockets.connect(self.server.ws_url, max_size=4 * 1024 * 1024)
+        # No protocol-level keepalive, as in the SDK (clients send `ping` commands): the server reads a client's
+        # frames only as fast as it handles them, so a ping queued behind 100 pipelined sends on a loaded box
+        # could miss websockets' 20 s deadline and fail a test that is not about keepalive.
+        ws = await websockets.connect(self.server.ws_url, max_size=4 * 1024 * 1024, ping_interval=None)
         sock = Socket(ws)
         await ws.send(json.dumps({"op": "auth", "token": token or self.tokens["access_token"], "cursor": cursor}))
         ready = await sock.next()

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 import websockets
 
+from melo_protocol.wire.realtime import MAX_FRAME_BYTES
+from server.realtime import connection
 from tests.conftest import make_settings
 from tests.realtime.conftest import Live, Socket, start_live
 from tests.realtime.test_delivery import backlog, envelope, group, ping
@@ -87,21 +89,29 @@ async def test_binary_utf8_json_is_read_as_text(live: Live) -> None:
     await sock.close()
 
 
-async def test_oversize_frames(live: Live) -> None:
+def padded(frame: dict[str, Any], size: int) -> str:
+    """The frame as JSON text of exactly ``size`` bytes (whitespace after it is still valid JSON)."""
+    text = json.dumps(frame)
+    return text + " " * (size - len(text.encode()))
+
+
+async def test_frames_up_to_the_limit_are_read_bigger_ones_close_1009(live: Live) -> None:
     alice, bob = await live.user("alice"), await live.user("bob")
     chat = (await group(alice, [bob]))["id"]
-    sock = await bob.socket(cursor=None)
+    # an auth frame and a command of exactly MAX_FRAME_BYTES are processed
+    ws = await websockets.connect(live.server.ws_url, max_size=4 * 1024 * 1024, ping_interval=None)
+    sock = Socket(ws)
+    await ws.send(padded({"op": "auth", "token": bob.tokens["access_token"], "cursor": None}, MAX_FRAME_BYTES))
+    assert (await sock.next())["type"] == "ready"
     await backlog(sock)
-    # over the protocol's 256 KiB but within the transport's limit: an error, the socket stays
-    big = json.dumps({"op": "send", "id": "big", "chat_id": chat, "txn_id": "t", "e2e": envelope("x" * 300_000)})
-    err = await error_for(sock, big)
-    assert err["error"]["code"] == "payload_too_large"
-    assert (await ping(sock))["type"] == "pong"
+    await ws.send(padded({"op": "ping", "id": "edge"}, MAX_FRAME_BYTES))
+    assert await sock.until(lambda f: f.get("id") == "edge") == {"type": "pong", "id": "edge"}
+    # one byte more closes the socket with 1009, from the transport; nothing of it is stored
+    big = {"op": "send", "id": "big", "chat_id": chat, "txn_id": "t", "e2e": envelope("x" * 300_000)}
+    await ws.send(padded(big, max(MAX_FRAME_BYTES + 1, len(json.dumps(big)))))
+    assert await closed_with(ws) == 1009
     page = await alice.call("GET", f"/v1/chats/{chat}/messages", 200)
     assert page["messages"] == [], "nothing of the refused frame was stored"
-    # over the transport's maximum (1 MiB here): the transport closes with 1009
-    await sock.ws.send("x" * (1024 * 1024 + 1))
-    assert await closed_with(sock.ws) == 1009
     # the server goes on
     fresh = await bob.socket(cursor=None)
     assert (await fresh.command("send", chat_id=chat, txn_id="later", e2e=envelope("ok")))["type"] == "ack"
@@ -125,31 +135,69 @@ async def test_garbage_flood_closes_with_4009(live: Live) -> None:
     await fresh.close()
 
 
-async def test_command_flood_is_rate_limited_then_closed(limited: Live) -> None:
+async def test_command_flood_is_rate_limited_not_closed(limited: Live) -> None:
+    """rate_limited refusals answer valid commands sent too fast; they are not invalid frames, and never
+    close the socket however many there are."""
     live = limited
     alice, bob = await live.user("alice"), await live.user("bob")
     chat = (await group(alice, [bob]))["id"]
     sock = await bob.socket(cursor=None)
     await backlog(sock)
-    answers: list[dict[str, Any]] = []
-    sent = 0
-    code: int | None = None
-    try:
-        for i in range(200):
-            await sock.ws.send(json.dumps({"op": "ping", "id": f"p{i}"}))
-            sent += 1
-        async with asyncio.timeout(10):
-            while True:
-                answers.append(await sock.next())
-    except websockets.ConnectionClosed:
-        code = sock.ws.close_code
+    n = 10 * (live.server.settings.ws_max_bad_frames + 1)
+    for i in range(n):
+        await sock.ws.send(json.dumps({"op": "ping", "id": f"p{i}"}))
+    answers = [await sock.until(lambda f: f["type"] in ("pong", "error")) for _ in range(n)]
     pongs = [a for a in answers if a["type"] == "pong"]
-    limited_errors = [a for a in answers if a["type"] == "error"]
+    refused = [a for a in answers if a["type"] == "error"]
     assert len(pongs) == 20, "the first 20 commands pass"
-    assert limited_errors and {e["error"]["code"] for e in limited_errors} == {"rate_limited"}
-    assert all("retry_after" in e["error"]["details"] or e["error"]["details"] for e in limited_errors)
-    assert code == 4009, "a client that keeps going past the limit is cut off"
+    assert len(refused) == n - 20 and {e["error"]["code"] for e in refused} == {"rate_limited"}
+    assert all("retry_after" in e["error"]["details"] for e in refused)
+    # still open: a frame is still answered (an invalid one, which the rate limit does not hold back)
+    assert (await error_for(sock, "not json"))["error"]["code"] == "malformed_json"
     # other sessions are not affected, and the server goes on
     a_sock = await alice.socket(cursor=None)
     assert (await a_sock.command("send", chat_id=chat, txn_id="ok", e2e=envelope("fine")))["type"] == "ack"
     await a_sock.close()
+    await sock.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_invalid_frames_count_within_a_window(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More than ws_max_bad_frames invalid frames within ws_bad_frames_window_s close with 4009; as many
+    spread over longer do not (the socket's clock is moved, not waited for)."""
+    clock = FakeClock()
+    monkeypatch.setattr(connection, "monotonic", clock)
+    settings = live.server.settings
+    limit, window = settings.ws_max_bad_frames, settings.ws_bad_frames_window_s
+    bob = await live.user("bob")
+    sock = await bob.socket(cursor=None)
+    await backlog(sock)
+    for _ in range(3):  # three windows' worth, each at the limit
+        for i in range(limit):
+            assert (await error_for(sock, f"garbage {i}"))["error"]["code"] == "malformed_json"
+        clock.now += window
+    assert (await ping(sock))["type"] == "pong", "invalid frames spread over more than the window: still open"
+    for i in range(limit):
+        await error_for(sock, f"again {i}")
+    await sock.ws.send("one too many within the window")
+    assert await closed_with(sock.ws) == 4009
+
+
+@pytest.mark.parametrize(("times", "closes_at"), [
+    ([0.0] * 4, 3),  # the 4th within the window
+    ([0.0, 1.0, 2.0, 9.9], 3),
+    ([0.0, 1.0, 2.0, 10.0], None),  # the first one has left the window
+    ([0.0, 5.0, 10.0, 15.0, 20.0, 25.0], None),
+    ([0.0, 5.0, 10.0, 15.0, 16.0, 17.0, 18.0], 5),  # 10, 15, 16 and 17 within 10 s
+])
+def test_invalid_frames_window(times: list[float], closes_at: int | None) -> None:
+    counter = connection.InvalidFrames(limit=3, window_s=10.0)
+    over = [i for i, t in enumerate(times) if counter.count(t)]
+    assert (over[0] if over else None) == closes_at

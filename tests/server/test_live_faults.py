@@ -1,12 +1,14 @@
-"""A real ``melo-server run`` under uvicorn meeting a server fault.
+"""A real ``melo-server run`` under uvicorn meeting a server fault and over-size WebSocket frames.
 
 The fault is injected into a real route (tests/faults.py, imported into the server process). What the client
 and the operator see is checked from outside: the answer and its headers, the connection it came on, the
 metrics, and every line the process wrote to stderr.
 """
 
+import asyncio
 import json
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,10 +16,13 @@ from typing import Any
 import h11
 import httpx
 import pytest
+import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
+from melo_protocol.wire.realtime import MAX_FRAME_BYTES
 from tests.faults import FAULT_MESSAGE, FAULTY_USERNAME
 from tests.live import LiveServer, running_server
+from tests.realtime.test_bad_frames import closed_with
 
 TIMEOUT_S = 15.0
 
@@ -141,4 +146,26 @@ def test_a_server_fault_answers_500_and_is_logged_and_counted_with_its_request_i
     assert any(r.get("logger") == "melo.server" and "listening on" in r["msg"] for r in records)
     assert not [r for r in records if "Exception in ASGI application" in r.get("msg", "")]
     assert len([r for r in records if r.get("exc_type") == "InjectedFault"]) == 1
+
+
+def frame_header(length: int) -> bytes:
+    """The header of a masked client text frame of ``length`` bytes (RFC 6455 5.2), mask key included."""
+    return struct.pack("!BBQ", 0x81, 0x80 | 127, length) + b"\x00\x00\x00\x00"
+
+
+async def test_an_oversize_auth_frame_is_refused_from_its_header(server: LiveServer) -> None:
+    ws_url = server.url.replace("http://", "ws://") + "/v1/ws"
+    # Ten unauthenticated sockets announce 15 MiB auth frames and send only their first KiB: each is closed
+    # with 1009 although the server could not have read the frame (most of it was never sent).
+    sockets = [await websockets.connect(ws_url, ping_interval=None) for _ in range(10)]
+    for ws in sockets:
+        ws.transport.write(frame_header(15 * 1024 * 1024) + b"x" * 1024)
+    assert await asyncio.gather(*(closed_with(ws, TIMEOUT_S) for ws in sockets)) == [1009] * 10
+    # a frame one byte over the limit, sent in full, is refused the same way
+    async with websockets.connect(ws_url, ping_interval=None) as ws:
+        await ws.send(json.dumps({"op": "auth", "token": "x" * MAX_FRAME_BYTES, "cursor": None}))
+        assert await closed_with(ws, TIMEOUT_S) == 1009
+    # the server goes on
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert (await http.get("/healthz")).status_code == 200
 
