@@ -22,6 +22,7 @@ from server.core.data_keys import DataKeyRing
 from server.core.errors import install_error_handlers
 from server.core.jwt_keys import JwtKeyRing
 from server.core.logging import RequestContextMiddleware
+from server.core.openapi_integers import keep_integer_bounds_exact
 from server.core.passwords import Passwords
 from server.core.ratelimit import RateLimiter
 from server.core.revocation import MemoryRevocations, RedisRevocations, RevocationStore
@@ -193,4 +194,5 @@ def create_app(settings: Settings) -> FastAPI:
         large_body_paths={"/v1/account/avatar": settings.max_avatar_bytes},
         metrics=app.state.metrics,
     )
+    keep_integer_bounds_exact(app)
     return app

@@ -34,11 +34,13 @@ from melo_protocol.wire.admin import (
     RegistrationTokenOut,
     StatsOut,
 )
+from melo_protocol.wire.bounds import INT64_MAX, Id, Offset, Seq
 from melo_protocol.wire.errors import ErrorBody, ErrorCode, ErrorResponse
 
 PROTOCOL_VERSION = 1
 
 __all__ = [
+    "INT64_MAX",
     "PROTOCOL_VERSION",
     "USERNAME_PATTERN",
     "AccountOut",
@@ -55,9 +57,11 @@ __all__ = [
     "ErrorBody",
     "ErrorCode",
     "ErrorResponse",
+    "Id",
     "KeyRotateRequest",
     "KeyRotateResult",
     "LoginRequest",
+    "Offset",
     "PasswordChangeRequest",
     "ProfileUpdate",
     "RefreshRequest",
@@ -67,6 +71,7 @@ __all__ = [
     "RegistrationTokenCreate",
     "RegistrationTokenList",
     "RegistrationTokenOut",
+    "Seq",
     "SessionList",
     "SessionOut",
     "StatsOut",

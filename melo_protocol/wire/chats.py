@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from melo_protocol.wire.base import Request, Response
+from melo_protocol.wire.bounds import Id, Seq
 
 MAX_TEXT_BYTES = 64 * 1024
 MAX_GROUP_MEMBERS = 1000
@@ -84,7 +85,7 @@ class _Content(Request):
 
 class MessageSend(_Content):
     txn_id: str = Field(min_length=1, max_length=64)
-    reply_to: int | None = None
+    reply_to: Id | None = None
 
 
 class MessageEdit(_Content):
@@ -181,8 +182,8 @@ class InviteList(Response):
 
 
 class ReadMark(Request):
-    seq: int = Field(ge=0)
+    seq: Seq
 
 
 class PinRequest(Request):
-    message_id: int
+    message_id: Id

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from melo_protocol.wire.base import Request, Response
+from melo_protocol.wire.bounds import Id
 from melo_protocol.wire.chats import E2EEnvelope
 
 
@@ -16,7 +17,7 @@ class ScheduleRequest(Request):
     txn_id: str = Field(min_length=1, max_length=64)
     text: str | None = Field(default=None, min_length=1, max_length=16_000)
     e2e: E2EEnvelope | None = None
-    reply_to: int | None = None
+    reply_to: Id | None = None
     send_at: datetime
 
     @field_validator("send_at")

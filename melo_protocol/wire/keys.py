@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from melo_protocol.wire.base import Request, Response
+from melo_protocol.wire.bounds import Id, Seq
 
 MAX_ONE_TIME_KEYS_PER_UPLOAD = 200
 ONE_TIME_KEYS_LOW_WATER = 10
@@ -79,8 +80,8 @@ class ToDeviceAck(Request):
     clients, and new ones send ``ids``.
     """
 
-    ids: list[int] | None = Field(default=None, min_length=1, max_length=MAX_ACK_IDS)
-    up_to: int | None = Field(default=None, ge=0)
+    ids: list[Id] | None = Field(default=None, min_length=1, max_length=MAX_ACK_IDS)
+    up_to: Seq | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> "ToDeviceAck":

@@ -21,6 +21,7 @@ from melo_protocol.wire import (
     RegistrationTokenOut,
     StatsOut,
 )
+from melo_protocol.wire.bounds import Offset
 from server.accounts import service as accounts_service
 from server.admin import service
 from server.auth import service as auth_service
@@ -36,7 +37,7 @@ async def list_users(
     db: DbSession,
     search: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> AdminUserList:
     async def run() -> AdminUserList:
         return AdminUserList(users=await service.list_users(db, search, limit, offset))

@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter
 
+from melo_protocol.wire.bounds import Id
 from melo_protocol.wire.calls import IceServers, MissedCall, MissedCallOut
 from server.calls import service
 from server.deps import CurrentCaller, DbSession, StateDep
@@ -15,6 +16,6 @@ async def ice_servers(caller: CurrentCaller, state: StateDep) -> IceServers:
 
 
 @router.post("/v1/chats/{chat_id}/calls/missed", status_code=201)
-async def missed_call(chat_id: int, body: MissedCall, caller: CurrentCaller, state: StateDep,
+async def missed_call(chat_id: Id, body: MissedCall, caller: CurrentCaller, state: StateDep,
                       db: DbSession) -> MissedCallOut:
     return await service.record_missed(state, db, caller, chat_id, body)

@@ -7,6 +7,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from melo_protocol.wire import ErrorCode
+from melo_protocol.wire.bounds import Id
 from melo_protocol.wire.chats import ChatKind, MessageSend, Role
 from melo_protocol.wire.jobs import (
     RetentionOut,
@@ -42,7 +43,7 @@ def _out(state: StateDep, row: ScheduledMessage) -> ScheduledOut:
 
 
 @router.post("/v1/chats/{chat_id}/scheduled", response_model=ScheduledOut, status_code=201)
-async def schedule(chat_id: int, body: ScheduleRequest, caller: CurrentCaller, state: StateDep,
+async def schedule(chat_id: Id, body: ScheduleRequest, caller: CurrentCaller, state: StateDep,
                    db: DbSession) -> ScheduledOut:
     chat, member = await load_member(db, chat_id, caller.user.id)
     if chat.kind == ChatKind.CHANNEL.value and member.role not in ADMIN_ROLES:
@@ -87,7 +88,7 @@ async def list_scheduled(caller: CurrentCaller, state: StateDep, db: DbSession) 
 
 
 @router.delete("/v1/scheduled/{scheduled_id}", status_code=204)
-async def cancel_scheduled(scheduled_id: int, caller: CurrentCaller, db: DbSession) -> Response:
+async def cancel_scheduled(scheduled_id: Id, caller: CurrentCaller, db: DbSession) -> Response:
     gone = await db.execute(delete(ScheduledMessage).where(ScheduledMessage.id == scheduled_id,
                                                            ScheduledMessage.sender_id == caller.user.id,
                                                            ScheduledMessage.sent_at.is_(None)))
@@ -99,7 +100,7 @@ async def cancel_scheduled(scheduled_id: int, caller: CurrentCaller, db: DbSessi
 
 
 @router.put("/v1/chats/{chat_id}/timer", response_model=TimerOut)
-async def set_timer(chat_id: int, body: TimerRequest, caller: CurrentCaller, state: StateDep,
+async def set_timer(chat_id: Id, body: TimerRequest, caller: CurrentCaller, state: StateDep,
                     db: DbSession) -> TimerOut:
     chat, member = await load_member(db, chat_id, caller.user.id)
     if chat.kind != ChatKind.DIRECT.value and member.role == Role.MEMBER.value:
@@ -113,7 +114,7 @@ async def set_timer(chat_id: int, body: TimerRequest, caller: CurrentCaller, sta
 
 
 @router.put("/v1/admin/chats/{chat_id}/retention", response_model=RetentionOut)
-async def set_retention(chat_id: int, body: RetentionRequest, caller: AdminCaller, state: StateDep) -> RetentionOut:
+async def set_retention(chat_id: Id, body: RetentionRequest, caller: AdminCaller, state: StateDep) -> RetentionOut:
     async def run() -> RetentionOut:
         async with state.sessions() as db:
             chat = await db.get(Chat, chat_id)

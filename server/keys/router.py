@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from melo_protocol.wire.bounds import Seq
 from melo_protocol.wire.keys import (
     KeyCounts,
     KeysClaim,
@@ -50,7 +51,7 @@ async def send_to_device(body: ToDeviceSend, caller: CurrentCaller, state: State
 @router.get("/v1/to-device")
 async def list_to_device(
     caller: CurrentCaller, db: DbSession,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Seq = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ToDeviceList:
     return ToDeviceList(messages=await service.pending(db, caller.claims.device_id, after, limit))

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
+from melo_protocol.wire.bounds import Id, Seq
 from melo_protocol.wire.chats import (
     HISTORY_MAX_LIMIT,
     MessageEdit,
@@ -21,65 +22,65 @@ Emoji = Annotated[str, Path(min_length=1, max_length=32)]
 
 
 @router.post("/v1/chats/{chat_id}/messages", status_code=201)
-async def send(chat_id: int, body: MessageSend, caller: CurrentCaller, state: StateDep, db: DbSession) -> MessageOut:
+async def send(chat_id: Id, body: MessageSend, caller: CurrentCaller, state: StateDep, db: DbSession) -> MessageOut:
     """A retry with the same ``txn_id`` (same session) answers with the first message."""
     return await service.send(state, db, caller, chat_id, body)
 
 
 @router.get("/v1/chats/{chat_id}/messages")
 async def history(
-    chat_id: int, caller: CurrentCaller, state: StateDep, db: DbSession,
-    before: Annotated[int | None, Query(ge=0)] = None,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    chat_id: Id, caller: CurrentCaller, state: StateDep, db: DbSession,
+    before: Seq | None = None,
+    after: Seq | None = None,
     limit: Annotated[int, Query(ge=1, le=HISTORY_MAX_LIMIT)] = 50,
 ) -> MessagePage:
     return await service.history(state, db, caller, chat_id, before=before, after=after, limit=limit)
 
 
 @router.patch("/v1/chats/{chat_id}/messages/{message_id}")
-async def edit(chat_id: int, message_id: int, body: MessageEdit, caller: CurrentCaller, state: StateDep,
+async def edit(chat_id: Id, message_id: Id, body: MessageEdit, caller: CurrentCaller, state: StateDep,
                db: DbSession) -> MessageOut:
     return await service.edit(state, db, caller, chat_id, message_id, body)
 
 
 @router.delete("/v1/chats/{chat_id}/messages/{message_id}", status_code=204)
-async def delete(chat_id: int, message_id: int, caller: CurrentCaller, state: StateDep, db: DbSession) -> Response:
+async def delete(chat_id: Id, message_id: Id, caller: CurrentCaller, state: StateDep, db: DbSession) -> Response:
     await service.delete_message(state, db, caller, chat_id, message_id)
     return Response(status_code=204)
 
 
 @router.put("/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}", status_code=204)
-async def add_reaction(chat_id: int, message_id: int, emoji: Emoji, caller: CurrentCaller, state: StateDep,
+async def add_reaction(chat_id: Id, message_id: Id, emoji: Emoji, caller: CurrentCaller, state: StateDep,
                        db: DbSession) -> Response:
     await service.react(state, db, caller, chat_id, message_id, emoji, remove=False)
     return Response(status_code=204)
 
 
 @router.delete("/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}", status_code=204)
-async def remove_reaction(chat_id: int, message_id: int, emoji: Emoji, caller: CurrentCaller, state: StateDep,
+async def remove_reaction(chat_id: Id, message_id: Id, emoji: Emoji, caller: CurrentCaller, state: StateDep,
                           db: DbSession) -> Response:
     await service.react(state, db, caller, chat_id, message_id, emoji, remove=True)
     return Response(status_code=204)
 
 
 @router.get("/v1/chats/{chat_id}/pins")
-async def list_pins(chat_id: int, caller: CurrentCaller, state: StateDep, db: DbSession) -> MessagePage:
+async def list_pins(chat_id: Id, caller: CurrentCaller, state: StateDep, db: DbSession) -> MessagePage:
     return MessagePage(messages=await service.pinned(state, db, caller, chat_id), has_more=False)
 
 
 @router.post("/v1/chats/{chat_id}/pins", status_code=204)
-async def pin(chat_id: int, body: PinRequest, caller: CurrentCaller, state: StateDep, db: DbSession) -> Response:
+async def pin(chat_id: Id, body: PinRequest, caller: CurrentCaller, state: StateDep, db: DbSession) -> Response:
     await service.pin(state, db, caller, chat_id, body.message_id)
     return Response(status_code=204)
 
 
 @router.delete("/v1/chats/{chat_id}/pins/{message_id}", status_code=204)
-async def unpin(chat_id: int, message_id: int, caller: CurrentCaller, state: StateDep, db: DbSession) -> Response:
+async def unpin(chat_id: Id, message_id: Id, caller: CurrentCaller, state: StateDep, db: DbSession) -> Response:
     await service.pin(state, db, caller, chat_id, message_id, unpin=True)
     return Response(status_code=204)
 
 
 @router.post("/v1/chats/{chat_id}/read", status_code=204)
-async def mark_read(chat_id: int, body: ReadMark, caller: CurrentCaller, state: StateDep, db: DbSession) -> Response:
+async def mark_read(chat_id: Id, body: ReadMark, caller: CurrentCaller, state: StateDep, db: DbSession) -> Response:
     await service.mark(state, db, caller, chat_id, body.seq, read=True)
     return Response(status_code=204)

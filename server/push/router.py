@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter, Response
 
+from melo_protocol.wire.bounds import Id
 from melo_protocol.wire.jobs import PushSubscriptionIn as SubscriptionIn
 from melo_protocol.wire.jobs import PushSubscriptionList as SubscriptionList
 from melo_protocol.wire.jobs import PushSubscriptionOut as SubscriptionOut
@@ -41,6 +42,6 @@ async def list_subscriptions(caller: CurrentCaller, db: DbSession) -> Subscripti
 
 
 @router.delete("/subscriptions/{subscription_id}", status_code=204)
-async def unsubscribe(subscription_id: int, caller: CurrentCaller, db: DbSession) -> Response:
+async def unsubscribe(subscription_id: Id, caller: CurrentCaller, db: DbSession) -> Response:
     await service.unsubscribe(db, caller.user.id, subscription_id)
     return Response(status_code=204)
