@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, TypeAdapter
 
 from melo_protocol.wire.base import Request, Response
+from melo_protocol.wire.bounds import Id, Seq
 from melo_protocol.wire.chats import E2EEnvelope, MessageSend, _Content
 from melo_protocol.wire.errors import ErrorBody
 
@@ -57,50 +58,50 @@ class AuthCmd(_Cmd):
     op: Literal["auth"]
     token: str = Field(max_length=4096)
     # chat id (as a string, JSON keys are strings) → last seq seen; None: start from now, no backlog
-    cursor: dict[str, int] | None = Field(default=None, max_length=10_000)
+    cursor: dict[Id, Seq] | None = Field(default=None, max_length=10_000)
 
 
 class SendCmd(_Cmd, MessageSend):
     op: Literal["send"]
-    chat_id: int
+    chat_id: Id
 
 
 class EditCmd(_Cmd, _Content):
     op: Literal["edit"]
-    chat_id: int
-    message_id: int
+    chat_id: Id
+    message_id: Id
 
 
 class DeleteCmd(_Cmd):
     op: Literal["delete"]
-    chat_id: int
-    message_id: int
+    chat_id: Id
+    message_id: Id
 
 
 class ReactCmd(_Cmd):
     op: Literal["react"]
-    chat_id: int
-    message_id: int
+    chat_id: Id
+    message_id: Id
     emoji: str = Field(min_length=1, max_length=32)
     remove: bool = False
 
 
 class TypingCmd(_Cmd):
     op: Literal["typing"]
-    chat_id: int
+    chat_id: Id
     typing: bool = True
 
 
 class ReadCmd(_Cmd):
     op: Literal["read"]
-    chat_id: int
-    seq: int = Field(ge=0)
+    chat_id: Id
+    seq: Seq
 
 
 class ReceivedCmd(_Cmd):
     op: Literal["received"]
-    chat_id: int
-    seq: int = Field(ge=0)
+    chat_id: Id
+    seq: Seq
 
 
 class PingCmd(_Cmd):
@@ -111,7 +112,7 @@ class ToDeviceAckCmd(_Cmd):
     """Everything up to this to-device id was processed: the server forgets it."""
 
     op: Literal["to_device_ack"]
-    up_to: int = Field(ge=0)
+    up_to: Seq
 
 
 ClientCommand = Annotated[

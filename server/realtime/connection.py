@@ -41,6 +41,12 @@ def error_frame(code: str, message: str, req_id: str | None = None, details: dic
                        "error": {"code": code, "message": message, "details": details or {}}})
 
 
+def validation_details(exc: ValidationError) -> dict[str, Any]:
+    """Where a frame is invalid and why, never the values (the first ten errors: a frame may hold thousands)."""
+    return {"errors": [{"loc": [str(p) for p in e.get("loc", ())], "type": e.get("type"), "msg": e.get("msg")}
+                       for e in exc.errors()[:10]]}
+
+
 class InvalidFrames:
     """The invalid frames a socket sent lately: more than ``limit`` within ``window_s`` seconds is a broken or
     hostile client (close 4009); a few now and then on a socket that lives for days are not."""
@@ -250,12 +256,10 @@ class Connection:
         try:
             cmd = client_command_adapter.validate_python(obj)
         except ValidationError as exc:
-            errors = [{"loc": [str(p) for p in e.get("loc", ())], "type": e.get("type"), "msg": e.get("msg")}
-                      for e in exc.errors()[:10]]
             unknown = isinstance(obj, dict) and any(e.get("type") == "union_tag_invalid" for e in exc.errors())
             await self._bad_frame(ErrorCode.BAD_REQUEST if unknown else ErrorCode.VALIDATION_ERROR,
                                   "unknown op" if unknown else "invalid command", req_id[:64] if req_id else None,
-                                  {"errors": errors})
+                                  validation_details(exc))
             return
         if isinstance(cmd, AuthCmd):  # was answered "internal error" by the command runner
             await self._bad_frame(ErrorCode.BAD_REQUEST, "this socket is already authenticated", cmd.id)

@@ -4,13 +4,14 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from sqlalchemy import or_, select
 from starlette.websockets import WebSocketDisconnect
 
-from melo_protocol.wire import PROTOCOL_VERSION, ErrorCode
+from melo_protocol.wire import INT64_MAX, PROTOCOL_VERSION, ErrorCode
 from melo_protocol.wire.realtime import AuthCmd, CloseCode
 from server.chats.service import users_sharing_chats
 from server.core.errors import ApiError
@@ -18,16 +19,17 @@ from server.db.models import Chat, ChatMember, User
 from server.db.types import utcnow
 from server.deps import authenticate
 from server.realtime.bus import BusEvent
-from server.realtime.connection import Connection, error_frame
+from server.realtime.connection import Connection, error_frame, validation_details
 from server.state import AppState
 
 router = APIRouter()
 log = logging.getLogger("melo.ws")
 
 
-async def _refuse(ws: WebSocket, code: int, err_code: str, message: str) -> None:
+async def _refuse(ws: WebSocket, code: int, err_code: str, message: str,
+                  details: dict[str, Any] | None = None) -> None:
     with contextlib.suppress(Exception):
-        await ws.send_text(error_frame(err_code, message))
+        await ws.send_text(error_frame(err_code, message, details=details))
         await ws.close(code=code, reason=message[:120])
 
 
@@ -46,9 +48,15 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         return
     try:
         auth = AuthCmd.model_validate_json(first.get("text") or first.get("bytes") or b"")
-    except ValidationError:
-        await _refuse(ws, CloseCode.AUTH_FAILED, ErrorCode.UNAUTHENTICATED,
-                      'the first frame must be {"op": "auth", "token": …}')
+    except ValidationError as exc:
+        if all(e["loc"][:1] == ("cursor",) for e in exc.errors()):
+            # A client that resumed from a cursor we ignored would silently miss events: refuse it.
+            await _refuse(ws, CloseCode.AUTH_FAILED, ErrorCode.VALIDATION_ERROR,
+                          f"the cursor maps chat ids (1 … {INT64_MAX}) to seqs (0 … {INT64_MAX})",
+                          validation_details(exc))
+        else:
+            await _refuse(ws, CloseCode.AUTH_FAILED, ErrorCode.UNAUTHENTICATED,
+                          'the first frame must be {"op": "auth", "token": …}')
         return
     try:
         async with state.sessions() as db:
@@ -68,10 +76,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
 
 
 async def _serve(state: AppState, conn: Connection, auth: AuthCmd) -> None:
-    cursor_in: dict[int, int] = {}
-    for key, value in (auth.cursor or {}).items():
-        with contextlib.suppress(ValueError):
-            cursor_in[int(key)] = value
+    cursor_in: dict[int, int] = dict(auth.cursor or {})  # chat ids and seqs within range (AuthCmd)
     # Known to the hub by user before memberships are read: a chat joined from here on routes this socket
     # (its member.joined is queued, or the membership read sees it and the backlog has it).
     state.hub.add(conn, [])
