@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import websockets
+from pydantic import TypeAdapter, ValidationError
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
 from melo_protocol.client.errors import (
@@ -27,6 +28,7 @@ from melo_protocol.client.errors import (
     error_from_code,
 )
 from melo_protocol.client.rest import MeloClient
+from melo_protocol.wire.bounds import Id, Seq
 from melo_protocol.wire.realtime import CloseCode
 
 log = logging.getLogger("melo.sdk.stream")
@@ -35,6 +37,7 @@ RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 30.0
 COMMAND_TIMEOUT_S = 30.0
 QUEUE_SIZE = 10_000
+_CURSOR: TypeAdapter[dict[int, int]] = TypeAdapter(dict[Id, Seq])
 
 
 class CursorFile:
@@ -44,11 +47,16 @@ class CursorFile:
         self.path = path
 
     def load(self) -> dict[str, int] | None:
+        """The saved cursor; None (resume from now) when it is missing, unreadable or not a cursor the
+        server accepts (it refuses the whole auth frame over one bad entry, see ``AuthCmd.cursor``)."""
         try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            cursor = _CURSOR.validate_json(self.path.read_bytes())
+        except OSError:
             return None
-        return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else None
+        except ValidationError:
+            log.warning("ignoring the saved cursor in %s: it is not a cursor (chat id → seq)", self.path)
+            return None
+        return {str(k): v for k, v in cursor.items()}
 
     def save(self, cursor: dict[str, int]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
