@@ -150,7 +150,9 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
             if r.left_seq is None:
                 conn.cursor[chat.id] = chat.last_seq  # a fresh client starts from now
             continue
-        after = cursor_in.get(chat.id, r.joined_seq - 1)
+        # A cursor past the chat's last event (a client's bug, or a seq from another server) would make
+        # every live event look like a duplicate until the chat caught up with it: it means "all of it".
+        after = min(cursor_in.get(chat.id, r.joined_seq - 1), chat.last_seq)
         if r.left_seq is not None and after >= r.left_seq:
             continue  # it already saw its removal
         if after < chat.purged_seq:

@@ -113,3 +113,15 @@ async def test_out_of_range_cursor_in_the_auth_frame_is_refused(live_backends: L
     assert (await ping(sock))["type"] == "pong"
     await sock.close()
 
+
+
+async def test_a_cursor_past_the_chat_does_not_swallow_live_events(live: Live) -> None:
+    """A seq ahead of the chat's last event once made the socket drop its live events as duplicates."""
+    bob = await live.user("bob")
+    chat = (await bob.call("POST", "/v1/chats", 201, json={"kind": "channel", "title": "ahead"}))["id"]
+    sock = await bob.socket(cursor={str(chat): INT64_MAX})
+    _frames, caught = await backlog(sock)
+    sent = await bob.call("POST", f"/v1/chats/{chat}/messages", 201, json={"txn_id": "ahead", "text": "live"})
+    f = await sock.until(lambda f: f.get("type") == "message.created")
+    assert f["chat_id"] == chat and f["data"]["id"] == sent["id"]
+    await sock.close()
