@@ -121,6 +121,7 @@ async def test_a_cursor_past_the_chat_does_not_swallow_live_events(live: Live) -
     chat = (await bob.call("POST", "/v1/chats", 201, json={"kind": "channel", "title": "ahead"}))["id"]
     sock = await bob.socket(cursor={str(chat): INT64_MAX})
     _frames, caught = await backlog(sock)
+    assert caught["cursor"][str(chat)] < INT64_MAX  # the chat's real position, not the client's
     sent = await bob.call("POST", f"/v1/chats/{chat}/messages", 201, json={"txn_id": "ahead", "text": "live"})
     f = await sock.until(lambda f: f.get("type") == "message.created")
     assert f["chat_id"] == chat and f["data"]["id"] == sent["id"]
