@@ -100,7 +100,8 @@ class Application:
 
         ``to_device`` first takes in the room keys queued for this device, so a one-shot command (no
         stream) can read messages sent since the last run. ``forward`` names the same work as a
-        registered action (``melo_cli.actions``): when `melo listen` holds the profile, it runs there.
+        registered action (``melo_protocol.client.actions``): when `melo listen` or `melo-tui` holds the
+        profile, it runs there.
         """
 
         async def go(client: "MeloClient") -> T:
@@ -112,10 +113,10 @@ class Application:
             except ProfileInUse:
                 if forward is None:
                     raise
-                from melo_cli.control import forward as hand_over
+                from melo_protocol.client.control import forward as hand_over
 
                 result = await hand_over(self.store(), *forward)
-                if result is None:  # held by a process that serves no socket (melo-tui, melo call)
+                if result is None:  # held by a process that serves no socket (melo call, melo verify)
                     raise
                 return result  # type: ignore[return-value]
             try:
@@ -128,10 +129,10 @@ class Application:
         return self.run(go)
 
     def run_action(self, name: str, *, to_device: bool = False, **params: Any) -> dict[str, Any]:
-        """Run the registered messenger action ``name`` here, or in the process listening on this profile."""
-        from melo_cli.actions import load_actions
+        """Run the registered messenger action ``name`` here, or in the process holding this profile."""
+        from melo_protocol.client.actions import ACTIONS
 
-        action = load_actions()[name]
+        action = ACTIONS[name]
         return self.run_messenger(lambda m: action(m, **params), to_device=to_device, forward=(name, params))
 
 

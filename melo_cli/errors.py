@@ -59,6 +59,10 @@ def exit_code_for(exc: BaseException) -> ExitCode:
 
     if isinstance(exc, E2EError):
         return ExitCode.TRUST
+    from melo_protocol.client.control import ControlRequestRefused
+
+    if isinstance(exc, ControlRequestRefused):  # the holder of the profile and this melo disagree on a request
+        return ExitCode.USAGE
     if isinstance(exc, e.MeloError):
         return ExitCode.USER_ERROR
     return ExitCode.USER_ERROR
@@ -80,7 +84,7 @@ def describe(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, e.RateLimited):
         wait = f"; retry in {exc.retry_after:g} s" if exc.retry_after is not None else ""
         return exc.code, exc.message + wait
-    if isinstance(exc, e.ApiError):
+    if isinstance(exc, e.ApiError | e.ClientError):
         return exc.code, exc.message
     if isinstance(exc, e.ServerUnreachable):
         return "server_unreachable", exc.message
@@ -105,5 +109,9 @@ def abort(output: "Output", exc: BaseException) -> NoReturn:
     code = exit_code_for(exc)
     error_code, message = describe(exc)
     details = exc.details if isinstance(exc, CliError) else None
+    if details is None:  # the SDK is loaded already: exit_code_for imported it for this error
+        from melo_protocol.client.errors import ClientError
+
+        details = exc.details if isinstance(exc, ClientError) else None
     output.error(message, code=error_code, exit_code=int(code), details=details)
     raise typer.Exit(int(code))

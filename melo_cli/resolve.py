@@ -1,11 +1,7 @@
-"""CHAT arguments → chat ids: an id, ``@username`` (your direct chat with them), or an exact title.
-
-Shared by every command that takes a CHAT (the message commands will use it too, with ``create_dm``).
-"""
+"""CHAT arguments → chat ids, for the commands that take a CHAT: the SDK's ``melo_protocol.client.resolve``
+(the messenger actions use it too), imported when first used so that ``melo --help`` stays quick."""
 
 from typing import TYPE_CHECKING
-
-from melo_cli.errors import CliError
 
 if TYPE_CHECKING:
     from melo_protocol.client import MeloClient
@@ -14,39 +10,13 @@ if TYPE_CHECKING:
 
 def chat_label(chat: "ChatOut") -> str:
     """How people see a chat: the title of a group or channel, ``@peer`` for a DM."""
-    if chat.kind == "direct":
-        return f"@{chat.peer.username}" if chat.peer else "(direct)"
-    return chat.title or f"#{chat.id}"
+    from melo_protocol.client.resolve import chat_label as label
+
+    return label(chat)
 
 
 async def resolve_chat(client: "MeloClient", ref: str, *, create_dm: bool = False) -> int:
-    """The chat id ``ref`` names, among the caller's chats. Unknown or ambiguous → CliError (exit 1)."""
-    text = ref.strip()
-    if text.isdigit():
-        return int(text)  # the server answers chat_not_found for ids that are not ours
-    chats = await client.list_chats()
-    if text.startswith("@"):
-        username = text[1:].lower()
-        for chat in chats:
-            if chat.kind == "direct" and chat.peer is not None and chat.peer.username.lower() == username:
-                return chat.id
-        if create_dm and username:
-            return (await client.create_direct(username)).id
-        raise CliError(
-            f"you have no direct chat with @{username}; start one with `melo chats dm {username}`",
-            code="chat_not_found",
-        )
-    matches = [c for c in chats if c.kind != "direct" and c.title == text]
-    if not matches:
-        raise CliError(
-            f"none of your groups or channels is titled {text!r}; see `melo chats list` for ids",
-            code="chat_not_found",
-        )
-    if len(matches) > 1:
-        ids = sorted(c.id for c in matches)
-        raise CliError(
-            f"{len(ids)} of your chats are titled {text!r}: ids {', '.join(map(str, ids))}; give the id instead",
-            code="ambiguous_chat",
-            details={"ids": ids},
-        )
-    return matches[0].id
+    """The chat id ``ref`` names (an id, @username or an exact title); unknown or ambiguous → ClientError (exit 1)."""
+    from melo_protocol.client.resolve import resolve_chat as resolve
+
+    return await resolve(client, ref, create_dm=create_dm)

@@ -43,8 +43,8 @@ process (a private control socket), so a script can listen and reply on one prof
 
 def event_doc(event: "ev.Event") -> dict[str, Any] | None:
     """An SDK event as a stable JSON object (None for events scripts do not see, e.g. call signalling)."""
-    from melo_cli.commands.messages import message_doc
     from melo_protocol.client import events as ev
+    from melo_protocol.client.actions import message_doc
 
     doc: dict[str, Any] = {"chat_id": event.chat_id, "seq": event.seq}
     if isinstance(event, ev.MessageReceived | ev.MessageEdited) and event.message is not None:
@@ -207,11 +207,11 @@ def listen(
             if not consumer.cancelled():
                 consumer.result()  # its error (a revoked session, a lost server) is ours
 
-        from melo_cli.control import serving
+        from melo_protocol.client.control import serving
 
         deadline = asyncio.timeout(timeout)
         try:
-            # meanwhile `melo send`, `read`, `react`… on this profile run here (see melo_cli.control)
+            # meanwhile `melo send`, `read`, `react`… on this profile run here (melo_protocol.client.control)
             async with serving(m, application.store()), deadline:
                 if out.verbosity >= 0:  # on stderr even with --json: scripts may wait for it before sending
                     out.err.print("melo: listening (Ctrl-C to stop)", markup=False)

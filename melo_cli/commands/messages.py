@@ -1,24 +1,19 @@
 """Message commands: ``melo send | history | edit | delete | react | pin | read``.
 
 All go through the SDK's Messenger, which encrypts and decrypts direct chats and groups end to end
-(channels are plain text); this module only resolves CHAT, calls it, and prints.
+(channels are plain text). Their work is the SDK's messenger actions (``melo_protocol.client.actions``),
+run here or by the process holding the profile; this module checks the arguments and prints.
 """
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from melo_cli.actions import messenger_action
 from melo_cli.application import get_app
 from melo_cli.errors import ExitCode
-from melo_cli.options import ChatArg, JsonOpt, iso, short_time, when_option
+from melo_cli.options import ChatArg, JsonOpt, short_time, when_option
 from melo_protocol.timetext import WHEN_HELP
-
-if TYPE_CHECKING:
-    from melo_protocol.client import MeloClient
-    from melo_protocol.client import events as ev
-    from melo_protocol.client.messenger import Messenger
 
 MessageIdArg = Annotated[int, typer.Argument(metavar="ID", help="a message id (from `melo history` or `melo listen`)")]
 
@@ -26,26 +21,6 @@ MESSAGE_KEYS_HELP = (
     "message_id, chat_id, seq, sender, sender_device, text, status (ok, waiting_for_key, undecryptable, "
     "deleted), kind, created_at, edited_at, reply_to, reactions, pinned, verified"
 )
-
-
-def message_doc(message: "ev.Message") -> dict[str, Any]:
-    """A decrypted message as stable JSON (the same keys in send, edit, history and listen)."""
-    return {
-        "message_id": message.id,
-        "chat_id": message.chat_id,
-        "seq": message.seq,
-        "sender": message.sender,
-        "sender_device": message.sender_device,
-        "text": message.text,
-        "status": message.status,
-        "kind": message.kind,
-        "created_at": iso(message.created_at),
-        "edited_at": iso(message.edited_at),
-        "reply_to": message.reply_to,
-        "reactions": {emoji: list(users) for emoji, users in message.reactions.items()},
-        "pinned": message.pinned,
-        "verified": message.verified,
-    }
 
 
 def shown_text(doc: dict[str, Any]) -> str:
@@ -70,62 +45,6 @@ def _require_text(ctx: typer.Context, text: str) -> str:
     if not text.strip():
         get_app(ctx).fail("the message is empty", code="empty_message", exit_code=ExitCode.USAGE)
     return text
-
-
-# -- the work of each command, run here or by the process listening on this profile (melo_cli.control) --
-async def resolve_chat(client: "MeloClient", chat: str, *, create_dm: bool = False) -> int:
-    from melo_cli.resolve import resolve_chat as resolve  # imported when used: `melo --help` stays quick
-
-    return await resolve(client, chat, create_dm=create_dm)
-
-
-@messenger_action("send")
-async def send_action(m: "Messenger", chat: str, text: str, reply_to: int | None = None) -> dict[str, Any]:
-    chat_id = await resolve_chat(m.client, chat, create_dm=True)
-    return message_doc(await m.send_text(chat_id, text, reply_to=reply_to))
-
-
-@messenger_action("history")
-async def history_action(m: "Messenger", chat: str, limit: int = 20) -> dict[str, Any]:
-    chat_id = await resolve_chat(m.client, chat)
-    messages = sorted(await m.history(chat_id, limit=limit), key=lambda msg: msg.seq)
-    return {"chat_id": chat_id, "messages": [message_doc(msg) for msg in messages]}
-
-
-@messenger_action("edit")
-async def edit_action(m: "Messenger", chat: str, message_id: int, text: str) -> dict[str, Any]:
-    chat_id = await resolve_chat(m.client, chat)
-    return message_doc(await m.edit_text(chat_id, message_id, text))
-
-
-@messenger_action("delete")
-async def delete_action(m: "Messenger", chat: str, message_id: int) -> dict[str, Any]:
-    chat_id = await resolve_chat(m.client, chat)
-    await m.delete(chat_id, message_id)
-    return {"deleted": True, "chat_id": chat_id, "message_id": message_id}
-
-
-@messenger_action("react")
-async def react_action(m: "Messenger", chat: str, message_id: int, emoji: str, remove: bool = False) -> dict[str, Any]:
-    chat_id = await resolve_chat(m.client, chat)
-    await m.react(chat_id, message_id, emoji, remove=remove)
-    return {"chat_id": chat_id, "message_id": message_id, "emoji": emoji, "added": not remove}
-
-
-@messenger_action("pin")
-async def pin_action(m: "Messenger", chat: str, message_id: int, unpin: bool = False) -> dict[str, Any]:
-    chat_id = await resolve_chat(m.client, chat)
-    await m.pin(chat_id, message_id, unpin=unpin)
-    return {"chat_id": chat_id, "message_id": message_id, "pinned": not unpin}
-
-
-@messenger_action("read")
-async def read_action(m: "Messenger", chat: str) -> dict[str, Any]:
-    chat_id = await resolve_chat(m.client, chat)
-    seq = (await m.chat(chat_id, refresh=True)).last_seq
-    if seq:
-        await m.mark_read(chat_id, seq)
-    return {"chat_id": chat_id, "read_seq": seq}
 
 
 def send(

@@ -11,15 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from melo_cli.actions import messenger_action
 from melo_cli.application import Application, get_app
-from melo_cli.options import ChatArg, JsonOpt, command_group, iso, parse_duration, short_time
+from melo_cli.options import ChatArg, JsonOpt, command_group, parse_duration, short_time
 from melo_protocol.timetext import human_duration
 
 if TYPE_CHECKING:
     from melo_protocol.client import MeloClient
-    from melo_protocol.client.messenger import Messenger
-    from melo_protocol.wire.jobs import ScheduledOut
 
 app = command_group("Messages waiting to be sent at a set time (`melo send CHAT TEXT --at TIME` makes them).")
 
@@ -27,28 +24,6 @@ SCHEDULED_KEYS_HELP = (
     "scheduled_id, chat_id, txn_id, send_at, created_at, text (in E2E chats only on the device that "
     "scheduled it, else null), e2e"
 )
-
-
-def scheduled_doc(row: "ScheduledOut") -> dict[str, Any]:
-    return {
-        "scheduled_id": row.id,
-        "chat_id": row.chat_id,
-        "txn_id": row.txn_id,
-        "send_at": iso(row.send_at),
-        "created_at": iso(row.created_at),
-        "text": row.text,
-        "e2e": row.e2e is not None,
-    }
-
-
-@messenger_action("schedule")
-async def schedule_action(m: "Messenger", chat: str, text: str, send_at: str,
-                          reply_to: int | None = None) -> dict[str, Any]:
-    from melo_cli.resolve import resolve_chat
-
-    chat_id = await resolve_chat(m.client, chat, create_dm=True)
-    when = datetime.fromisoformat(send_at)
-    return scheduled_doc(await m.schedule_text(chat_id, text, when, reply_to=reply_to))
 
 
 def schedule_message(application: Application, chat: str, text: str, send_at: datetime,
@@ -72,6 +47,7 @@ def list_scheduled(ctx: typer.Context, json_flag: JsonOpt = False) -> None:
     application = get_app(ctx, json_flag)
 
     async def go(client: "MeloClient") -> dict[str, Any]:
+        from melo_protocol.client.actions import scheduled_doc
         from melo_protocol.client.messenger import Messenger
 
         if client.credentials is None:  # not logged in here: the SDK says so, with the exit code for it

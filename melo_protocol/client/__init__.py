@@ -7,6 +7,7 @@ between runs; every failure is a ``MeloError`` subclass.
 from melo_protocol.client.errors import (
     ApiError,
     BadRequest,
+    ClientError,
     Conflict,
     Forbidden,
     InvalidCredentials,
@@ -24,6 +25,7 @@ from melo_protocol.client.tokens import Credentials, CredentialStore, default_ho
 __all__ = [
     "ApiError",
     "BadRequest",
+    "ClientError",
     "Conflict",
     "CredentialStore",
     "Credentials",

@@ -32,6 +32,16 @@ class NotLoggedIn(MeloError):
     """No stored credentials for this profile and server."""
 
 
+class ClientError(MeloError):
+    """A request refused on this side, with a code like the server's (``chat_not_found`` for a chat name
+    that matches none of yours, ``ambiguous_chat``): no server reply to quote, but the same shape."""
+
+    def __init__(self, code: str, message: str, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details: dict[str, Any] = dict(details or {})
+
+
 class ApiError(MeloError):
     """The server refused the request with a 4xx error body."""
 
@@ -179,6 +189,7 @@ def error_from_code(code: str, message: str, details: dict[str, Any] | None = No
 __all__ = [
     "ApiError",
     "BadRequest",
+    "ClientError",
     "Conflict",
     "Forbidden",
     "InvalidCredentials",

@@ -10,8 +10,8 @@ from typing import IO
 
 import pytest
 
-from melo_cli.control import socket_path
 from melo_protocol.client import CredentialStore
+from melo_protocol.client.control import socket_path
 from tests.cli.conftest import PASSWORD, Melo, melo_command, new_username
 from tests.live import LiveServer, create_admin
 
