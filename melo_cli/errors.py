@@ -95,8 +95,9 @@ def describe(exc: BaseException) -> tuple[str, str]:
     from melo_protocol.client.messenger import ProfileInUse
 
     if isinstance(exc, ProfileInUse):
-        return "profile_in_use", (exc.message + ". While `melo listen` runs on a profile, send, history, edit, "
-                                  "delete, react, pin and read go through it; other commands wait for it to stop")
+        return "profile_in_use", (exc.message + ". While `melo listen` or `melo-tui` holds a profile, send "
+                                  "(also --at), history, edit, delete, react, pin and read run inside it; any other "
+                                  "command that opens the profile's encrypted store fails like this until it ends")
     if isinstance(exc, e.MeloError):
         return "error", exc.message
     return "error", str(exc)

@@ -2,12 +2,19 @@
 
 Tests hand the App a ``Backend`` on a temporary home pointing at a live server; ``melo-tui`` builds one
 from MELO_HOME and the profile. Everything here is SDK calls: no HTTP, WebSocket or crypto of its own.
+
+While it holds a profile (logged in, until closed) it serves the profile's control socket, as `melo
+listen` does: `melo send`, `history`, `edit`… on the same profile run on this Messenger instead of
+failing because the profile is in use (``melo_protocol.client.control``).
 """
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from melo_protocol.client import CredentialStore, MeloClient
+from melo_protocol.client.control import serving
 from melo_protocol.client.messenger import Messenger
 
 DEFAULT_SERVER = "http://127.0.0.1:8088"
@@ -28,7 +35,9 @@ class Backend:
     is_admin: bool = False
     username: str = ""
     warnings: list[str] = field(default_factory=list)
+    control_socket: Path | None = None  # where `melo` commands on this profile reach us, while logged in
     _clients: list[MeloClient] = field(default_factory=list)
+    _control: contextlib.AsyncExitStack | None = None
 
     @property
     def default_server(self) -> str:
@@ -64,9 +73,20 @@ class Backend:
         me = await client.whoami()
         self.is_admin, self.username = me.is_admin, me.username
         self.messenger = messenger
+        await self._serve(messenger)
         return messenger
 
+    async def _serve(self, messenger: Messenger) -> None:
+        if self._control is not None:
+            await self._control.aclose()
+        control = contextlib.AsyncExitStack()
+        self.control_socket = await control.enter_async_context(serving(messenger, self.store))
+        self._control = control
+
     async def close(self) -> None:
+        if self._control is not None:  # first: no command may start on a Messenger that is closing
+            control, self._control, self.control_socket = self._control, None, None
+            await control.aclose()
         if self.messenger is not None:
             await self.messenger.close()
             self.messenger = None
