@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from melo_protocol.timetext import parse_duration
+
 COMMANDS = {
     "react": "/react EMOJI — react to the last message",
     "edit": "/edit TEXT — edit your last message",
@@ -35,3 +37,11 @@ def parse(text: str) -> SlashCommand | None:
 
 def unescape(text: str) -> str:
     return text[1:] if text.startswith("//") else text
+
+
+def timer_seconds(text: str) -> int | None:
+    """A disappearing-messages timer as typed (/timer, chat info): seconds, or None for off (also 0, none).
+
+    Raises ValueError, with a message fit to show, for anything else that is not a duration."""
+    text = text.strip()
+    return None if text.lower() in ("off", "0", "none") else parse_duration(text)

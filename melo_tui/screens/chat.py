@@ -20,8 +20,8 @@ from textual.widgets import Footer, Input, ListView, Static
 from melo_protocol.client import events as ev
 from melo_protocol.client.errors import MeloError, ServerUnreachable
 from melo_protocol.client.messenger import Messenger
-from melo_protocol.timetext import human_duration, parse_duration, parse_when, split_when
-from melo_tui.commands_parse import COMMANDS, parse, unescape
+from melo_protocol.timetext import human_duration, parse_when, split_when
+from melo_tui.commands_parse import COMMANDS, parse, timer_seconds, unescape
 from melo_tui.sanitize import clean_line
 from melo_tui.screens.info import InfoScreen
 from melo_tui.widgets.call_bar import CallBar
@@ -397,7 +397,7 @@ class ChatScreen(Screen[None]):
             self.notify("Usage: /timer DURATION|off (for example /timer 1h)", severity="warning")
             return
         try:
-            seconds = None if args.lower() in ("off", "0", "none") else parse_duration(args)
+            seconds = timer_seconds(args)
         except ValueError as exc:
             self.notify(clean_line(str(exc), 200), severity="warning")
             return

@@ -1,5 +1,6 @@
 """Chat info (F3, or "Chat info" in the palette): what a chat is, who is in it, and for its owners and
-admins the settings and member management.
+admins the settings and member management. In a direct chat either person sets the disappearing-messages
+timer, its one setting.
 
 Everything goes through the SDK in workers on this screen. The server decides who may do what; the
 screen only spares a plain member the round trip with a polite notice, and turns every refusal
@@ -20,6 +21,7 @@ from melo_protocol.client import events as ev
 from melo_protocol.client.errors import Forbidden, MeloError
 from melo_protocol.client.rest import MeloClient
 from melo_protocol.wire.chats import ChatKind, ChatOut, MemberOut, Role
+from melo_tui.commands_parse import timer_seconds
 from melo_tui.sanitize import clean_line
 from melo_tui.screens.prompt import PromptScreen
 from melo_tui.widgets.chats.chat_list import chat_title
@@ -49,6 +51,7 @@ class ChatInfoScreen(ModalScreen[None]):
         Binding("q", "app.pop_screen", "Close", show=False, id="chat_info.close_q"),
         Binding("e", "edit", "Edit title/description", id="chat_info.edit"),
         Binding("s", "slow_mode", "Slow mode", id="chat_info.slow_mode"),
+        Binding("t", "timer", "Disappearing messages", id="chat_info.timer"),
         Binding("a", "set_role('admin')", "Make admin", id="chat_info.make_admin"),
         Binding("m", "set_role('member')", "Make member", id="chat_info.make_member"),
         Binding("x", "remove", "Remove member", id="chat_info.remove"),
@@ -139,10 +142,11 @@ class ChatInfoScreen(ModalScreen[None]):
 
     def key_hints(self, chat: ChatOut) -> Text:
         if chat.kind == ChatKind.DIRECT:
-            return Text("A direct chat has no settings or roles. Escape closes.", style="dim")
+            return Text("t disappearing messages (either of you sets it; a direct chat has no roles or other "
+                        "settings) · Escape closes", style="dim")
         if chat.role not in MANAGERS:
             return Text("Only owners and admins can change this chat. Escape closes.", style="dim")
-        hints = "e edit title/description · s slow mode · x remove the selected member"
+        hints = "e edit title/description · s slow mode · t disappearing messages · x remove the selected member"
         if chat.role == Role.OWNER:
             hints += " · a / m make the selected member admin / member"
         return Text(hints + " · Escape closes", style="dim")
@@ -154,14 +158,17 @@ class ChatInfoScreen(ModalScreen[None]):
         return self.members[table.cursor_row]
 
     # -- managing -----------------------------------------------------------------------------------------
-    def _allowed(self, what: str, *, owner_only: bool = False) -> bool:
-        """False, with a polite notice, when the server would refuse anyway."""
+    def _allowed(self, what: str, *, owner_only: bool = False, in_direct: bool = False) -> bool:
+        """False, with a polite notice, when the server would refuse anyway. ``in_direct``: either person of
+        a direct chat may (the disappearing-messages timer)."""
         if self.chat is None:
             self.notify("The chat info is still loading.", severity="warning")
             return False
         if self.chat.kind == ChatKind.DIRECT:
-            self.notify("A direct chat has no settings or roles to change.", severity="warning")
-            return False
+            if not in_direct:
+                self.notify("A direct chat has no roles, title or slow mode; t sets its disappearing messages.",
+                            severity="warning")
+            return in_direct
         if self.role not in ((Role.OWNER,) if owner_only else MANAGERS):
             who = "the owner" if owner_only else "owners and admins"
             self.notify(f"Only {who} can {what} in this chat.", severity="warning")
@@ -221,6 +228,23 @@ class ChatInfoScreen(ModalScreen[None]):
             return
         self.apply("Setting slow mode", lambda: self.client.update_chat(self.chat_id, slow_mode_seconds=seconds),
                    f"Slow mode: {duration(seconds)}.")
+
+    def action_timer(self) -> None:
+        if not self._allowed("set disappearing messages", in_direct=True):
+            return
+        self._prompt("Disappearing messages", [("duration", "Messages sent from now on disappear after: 30s (at "
+                                                            "least 5s), 10m, 1h, 1d, 1w; off ends it")], self._timer)
+
+    def _timer(self, values: dict[str, str]) -> None:
+        if not values["duration"].strip():
+            return
+        try:
+            seconds = timer_seconds(values["duration"])
+        except ValueError as exc:
+            self.notify(clean_line(str(exc), 200), severity="warning", markup=False)
+            return
+        self.apply("Setting disappearing messages", lambda: self.client.set_timer(self.chat_id, seconds),
+                   f"Disappearing messages: {duration(seconds)}.")
 
     def _other_member(self, if_yourself: str) -> MemberOut | None:
         """The selected member, unless it is you (then ``if_yourself`` is shown)."""

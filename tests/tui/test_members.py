@@ -164,7 +164,7 @@ async def test_member_panel_shows_roles_and_live_presence_and_owner_manages_the_
 
 @dataclass
 class InBobsGroup:
-    """alice in the TUI, with the group bob (owner, REST only) made with her open."""
+    """alice in the TUI, with a chat bob (REST only) made with her open: his group (he owns it), or a DM."""
 
     app: MeloApp
     pilot: Any
@@ -176,7 +176,8 @@ class InBobsGroup:
 
 
 @asynccontextmanager
-async def in_bobs_group(live: Live, tmp_path: Path, title: str) -> AsyncIterator[InBobsGroup]:
+async def in_bobs_group(live: Live, tmp_path: Path, title: str | None) -> AsyncIterator[InBobsGroup]:
+    """alice in bob's group ``title`` (None: in bob's direct chat with her), open."""
     alice, bob_name = unique("alice"), unique("bob")
     app = make_app(tmp_path / "alice-home", live.server.url)
     bob = await _registered(live, tmp_path / "bob-home", bob_name)
@@ -185,8 +186,11 @@ async def in_bobs_group(live: Live, tmp_path: Path, title: str) -> AsyncIterator
             await login(pilot, alice, register=True)
             screen = app.screen
             assert isinstance(screen, ChatScreen)
-            group = await bob.create_chat("group", title, [alice])
-            await _open_chat(pilot, screen, group.id, title.split()[-1])
+            if title is None:
+                group = await bob.create_direct(alice)
+            else:
+                group = await bob.create_chat("group", title, [alice])
+            await _open_chat(pilot, screen, group.id, bob_name if title is None else title.split()[-1])
             yield InBobsGroup(app, pilot, screen, alice, bob, bob_name, group)
     finally:
         await app.backend.close()
@@ -219,9 +223,12 @@ async def test_chat_info_refuses_management_politely_for_non_admins(live: Live, 
         await wait_for(pilot, lambda: _notified(app, "Only owners and admins can remove"), what="remove refused")
         await pilot.press("a")
         await wait_for(pilot, lambda: _notified(app, "Only the owner can change roles"), what="role refused")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: _notified(app, "Only owners and admins can set disappearing messages"),
+                       what="timer refused")
         assert app.screen is info
         chat = await bob.get_chat(group.id)
-        assert chat.slow_mode_seconds == 0 and chat.title == "bob's club"
+        assert chat.slow_mode_seconds == 0 and chat.title == "bob's club" and chat.message_ttl_seconds is None
 
         # an admin may try to remove the owner: the server refuses (403), shown as a notification
         await bob.change_role(group.id, alice, "admin")  # the open screen follows, no F5 needed
@@ -258,3 +265,38 @@ async def test_chat_info_follows_a_removal_from_the_chat(live: Live, tmp_path: P
         await g.bob.remove_member(g.group.id, g.alice)
         await wait_for(pilot, lambda: app.screen is screen, what="chat info closed")
         assert _notified(app, "You are no longer a member of this chat.")
+
+
+async def test_chat_info_of_a_direct_chat_sets_its_disappearing_messages(live: Live, tmp_path: Path) -> None:
+    """A DM has one setting, the timer, which either person sets: chat info shows it and sets it."""
+    async with in_bobs_group(live, tmp_path, None) as g:
+        app, pilot, bob, dm = g.app, g.pilot, g.bob, g.group
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: "Your role:" in _info_text(app), what="chat info")
+        info = app.screen
+        assert isinstance(info, ChatInfoScreen)
+        assert "direct message" in _info_text(app)
+        assert any(line.startswith("Disappearing messages:") and line.endswith("off")
+                   for line in _info_text(app).splitlines())
+        hints = info.query_one("#chat-info-keys").render()
+        hints_text = str(getattr(hints, "plain", hints))
+        assert "t disappearing messages" in hints_text and "no settings" not in hints_text
+
+        await pilot.press("t")
+        await _answer_prompt(pilot, "1h")
+        await wait_for(pilot, lambda: any(line.startswith("Disappearing messages:") and line.endswith("1 h")
+                                          for line in _info_text(app).splitlines()), what="1 h shown")
+        assert (await bob.get_chat(dm.id)).message_ttl_seconds == 3600
+        await pilot.press("t")
+        await _answer_prompt(pilot, "soon")  # not a duration: a notice, nothing sent
+        await wait_for(pilot, lambda: any(n.severity == "warning" and "soon" in str(n.message)
+                                          for n in app._notifications), what="bad duration refused")
+        assert (await bob.get_chat(dm.id)).message_ttl_seconds == 3600
+        await pilot.press("t")
+        await _answer_prompt(pilot, "off")
+        await wait_for(pilot, lambda: any(line.startswith("Disappearing messages:") and line.endswith("off")
+                                          for line in _info_text(app).splitlines()), what="off shown")
+        assert (await bob.get_chat(dm.id)).message_ttl_seconds is None
+        await pilot.press("s")  # the settings a DM does not have are refused politely
+        await wait_for(pilot, lambda: _notified(app, "A direct chat has no roles, title or slow mode"),
+                       what="slow mode refused in a DM")
