@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Input, ListView, Static
 
 from melo_protocol.client import events as ev
@@ -66,10 +67,19 @@ def timer_notice(by: object, seconds: object) -> Text:
 
 
 class ChatScreen(Screen[None]):
-    AUTO_FOCUS = "#chat-filter"  # focused when the screen is shown (never queried before it exists)
+    """Panes, in the order Tab visits them (Shift+Tab backwards): the chat list, the messages, the
+    composer, then the members (when F2 shows them) and the call bar (during a call). The focused one
+    has a highlighted border. The chat list has the focus first, so j/k move in it; / or Ctrl+F goes to
+    its filter, and Escape (or Down) back to the list."""
+
+    AUTO_FOCUS = "#chats"  # focused when the screen is shown (never queried before it exists)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "app.sessions", "Sessions", id="chat.sessions"),
         Binding("ctrl+o", "focus_chats", "Chats", id="chat.focus_chats"),
+        Binding("ctrl+f", "focus_filter", "Filter", id="chat.filter"),
+        Binding("slash", "focus_filter", "Filter", show=False, id="chat.filter_slash"),
+        Binding("tab", "cycle_pane(1)", "Next pane", show=False, id="chat.next_pane"),
+        Binding("shift+tab", "cycle_pane(-1)", "Previous pane", show=False, id="chat.previous_pane"),
         Binding("ctrl+r", "reload_chats", "Reload", id="chat.reload"),
         Binding("f2", "toggle_members", "Members", show=False, id="chat.members"),
         Binding("f3", "app.chat_info", "Chat info", show=False, id="chat.info"),
@@ -95,7 +105,9 @@ class ChatScreen(Screen[None]):
         yield Static(Text("Melo", style="bold"), id="status-header")
         yield CallBar(id="call-bar")
         with Horizontal(id="main"):
-            yield ChatList(id="chat-list")
+            chats = ChatList(id="chat-list")
+            chats.border_title = "Chats"
+            yield chats
             with Vertical(id="conversation"):
                 yield Static(Text("Choose a chat on the left (Enter), or press Ctrl+P for actions.", style="dim"),
                              id="chat-title")
@@ -143,7 +155,29 @@ class ChatScreen(Screen[None]):
         self.load_chats()
 
     def action_focus_chats(self) -> None:
+        self.query_one(ChatList).list_view.focus()
+
+    def action_focus_filter(self) -> None:
         self.query_one("#chat-filter", Input).focus()
+
+    def _panes(self) -> list[tuple[Widget, Widget]]:
+        """(the pane, the widget that takes its focus), in Tab order; hidden ones are left out."""
+        chats, view, composer = self.query_one(ChatList), self.query_one(MessageView), self.query_one(Composer)
+        members, bar = self.query_one(MemberPanel), self.query_one(CallBar)
+        panes: list[tuple[Widget, Widget]] = [(chats, chats.list_view), (view, view), (composer, composer)]
+        if members.is_open:
+            panes.append((members, members))
+        if bar.display:
+            panes.append((bar, bar))
+        return panes
+
+    def action_cycle_pane(self, step: int) -> None:
+        panes = self._panes()
+        focused = self.focused
+        here = next((i for i, (pane, _) in enumerate(panes)
+                     if focused is not None and pane in focused.ancestors_with_self), None)
+        target = (step if step > 0 else -1) if here is None else here + step
+        panes[target % len(panes)][1].focus()
 
     # -- members panel (F2) ------------------------------------------------------------------------------
     def action_toggle_members(self) -> None:

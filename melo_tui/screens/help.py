@@ -14,9 +14,11 @@ from melo_tui.commands_parse import COMMANDS
 KEYS = [
     ("F1, ?", "this help"),
     ("Ctrl+P", "command palette: new DM/group/channel, join, chat info, sessions, verify, switch profile, admin"),
-    ("Tab / Shift+Tab", "move between the chat list, messages and composer"),
-    ("type in the filter", "filter chats; Down to the list, Enter opens the chat"),
+    ("Tab / Shift+Tab", "next / previous pane (its border lights up):"),
+    ("", "chats → messages → composer → members (F2) → call bar"),
     ("j / k", "move in the chat list and the messages"),
+    ("/, Ctrl+F", "filter the chats; Escape or Down back to the list"),
+    ("Ctrl+O", "back to the chat list (it has the focus at start)"),
     ("Enter", "send (in the composer) / open (in the chat list)"),
     ("Shift+Enter, Ctrl+J", "new line in the composer"),
     ("Up", "edit your last message (empty composer)"),

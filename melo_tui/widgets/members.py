@@ -32,7 +32,7 @@ def presence_mark(online: bool | None) -> tuple[str, str]:
 
 class MemberPanel(VerticalScroll):
     DEFAULT_CSS = """
-    MemberPanel { width: 32; display: none; border-left: solid $primary-background; padding: 0 1; }
+    MemberPanel { width: 32; display: none; padding: 0 1; }
     MemberPanel.-open { display: block; }
     MemberPanel #members-title { text-style: bold; }
     """

@@ -5,6 +5,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from textual.pilot import Pilot
 
 from melo_protocol.client import CredentialStore, MeloClient
 from melo_protocol.client import events as ev
@@ -14,6 +15,7 @@ from melo_tui.backend import Backend
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.login import LoginScreen
 from melo_tui.widgets.chats.chat_list import ChatList
+from melo_tui.widgets.conversation.composer import Composer
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
 from melo_tui.widgets.conversation.pinned_banner import PinnedBanner
 from tests.realtime.conftest import Live
@@ -34,11 +36,14 @@ def notified(app: MeloApp, needle: str) -> bool:
     return any(needle in str(n.message) for n in app._notifications)
 
 
-async def send_line(pilot: object, app: MeloApp, text: str) -> None:
+async def send_line(pilot: Pilot[None], app: MeloApp, text: str) -> None:
     screen = app.chat_screen
     assert screen is not None
-    screen.query_one("#composer").insert(text)  # type: ignore[attr-defined]
-    await pilot.press("enter")  # type: ignore[attr-defined]
+    composer = screen.query_one("#composer", Composer)
+    # an opening chat gives the composer the focus once its messages are in: Enter before that opens it again
+    await wait_for(pilot, lambda: composer.has_focus, what="the composer focused")
+    composer.insert(text)
+    await pilot.press("enter")
 
 
 async def test_invite_at_registration_ticks_pins_timer_schedule_and_alerts(live: Live, tmp_path: Path) -> None:

@@ -75,7 +75,8 @@ async def test_verify_help_and_palette(live: Live, tmp_path: Path) -> None:
             await wait_for(pilot, lambda: dm.id in screen.query_one("#chat-list").entries,  # type: ignore[attr-defined]
                            what="DM listed")
             await pilot.press("enter")
-            await wait_for(pilot, lambda: screen.chat_id == dm.id, what="DM open")
+            await wait_for(pilot, lambda: screen.chat_id == dm.id and screen.query_one("#composer").has_focus,
+                           what="DM open, the composer focused")  # keys typed before would not reach it
 
             # /verify with no name verifies the DM peer: digits match what bob sees
             await type_text(pilot, "/verify")
@@ -173,7 +174,8 @@ async def test_offline_send_is_retried_without_duplicates(live: Live, tmp_path: 
             await wait_for(pilot, lambda: dm.id in screen.query_one("#chat-list").entries,  # type: ignore[attr-defined]
                            what="DM listed")
             await pilot.press("enter")
-            await wait_for(pilot, lambda: screen.chat_id == dm.id, what="DM open")
+            await wait_for(pilot, lambda: screen.chat_id == dm.id and screen.query_one("#composer").has_focus,
+                           what="DM open, the composer focused")  # keys typed before would not reach it
 
             client = app.backend.messenger.client  # type: ignore[union-attr]
             real_send = client.send_raw

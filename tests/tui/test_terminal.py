@@ -1,4 +1,5 @@
-"""``melo-tui`` in a real terminal: tmux at 120×40 against a ``melo-server`` process; an SDK peer receives."""
+"""``melo-tui`` in a real terminal: tmux at 120×40 against a ``melo-server`` process; an SDK peer receives,
+and a ``melo send`` on the same profile goes through melo-tui's control socket."""
 
 import asyncio
 import os
@@ -6,6 +7,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +33,11 @@ async def pane(session: str, *, styled: bool = False) -> str:
 
 def password_line(styled_screen: str) -> str:
     return next((line for line in styled_screen.splitlines() if "Password" in line), "")
+
+
+def bottom_borders(styled_screen: str) -> str:
+    """The line with the panes' bottom borders: its colours show which pane has the focus."""
+    return next((line for line in reversed(styled_screen.splitlines()) if "╰" in line), "")
 
 
 async def wait_pane(session: str, cond: Callable[[str], bool], what: str, timeout: float = 30.0,
@@ -66,7 +73,8 @@ async def test_melo_tui_in_tmux_logs_in_and_sends(tui_server: LiveServer, tmp_pa
     await bob.start()
     session = f"melo-{secrets.token_hex(4)}"
     script = Path(sys.executable).with_name("melo-tui")
-    env = f"MELO_HOME={tmp_path / 'alice'} MELO_KEYRING=file TERM=xterm-256color"
+    runtime = Path(tempfile.mkdtemp(prefix="mr"))  # the control socket's directory, for melo-tui and melo alike
+    env = f"MELO_HOME={tmp_path / 'alice'} MELO_KEYRING=file XDG_RUNTIME_DIR={runtime} TERM=xterm-256color"
     try:
         chat = await bob.client.create_direct(alice)
         await asyncio.to_thread(tmux, "new-session", "-d", "-s", session, "-x", "120", "-y", "40",
@@ -83,8 +91,12 @@ async def test_melo_tui_in_tmux_logs_in_and_sends(tui_server: LiveServer, tmp_pa
         await wait_pane(session, lambda s: "•" * len(PASSWORD) in s, "the password typed (masked)")
         await keys(session, "Enter")
         await wait_pane(session, lambda s: bob_name in s and "connected" in s, "the chat list")
+        await keys(session, "j", "k")  # the list has the focus: moves, not letters in its filter
+        before = bottom_borders(await pane(session, styled=True))
         await keys(session, "Enter")
         await wait_pane(session, lambda s: "end-to-end encrypted" in s, "the open chat")
+        # typing before the composer has the focus would lose the text: wait until its border lights up
+        await wait_pane(session, lambda s: bottom_borders(s) != before, "focus in the composer", styled=True)
         received = asyncio.create_task(next_of(bob, ev.MessageReceived, lambda e: e.chat_id == chat.id, timeout=30))
         await keys(session, "hello from a real terminal", literal=True)
         await keys(session, "Enter")
@@ -92,8 +104,22 @@ async def test_melo_tui_in_tmux_logs_in_and_sends(tui_server: LiveServer, tmp_pa
         assert alice in screen
         got = await received
         assert got.message.text == "hello from a real terminal" and got.message.sender == alice
+        assert "filter chats…" in screen  # j and k never reached the filter
+
+        # meanwhile a script on the same profile sends through melo-tui, and it shows there as sent by alice
+        received = asyncio.create_task(next_of(bob, ev.MessageReceived, lambda e: e.chat_id == chat.id, timeout=30))
+        melo_env = {k: v for k, v in os.environ.items() if not k.startswith("MELO_")}
+        melo_env.update({"MELO_HOME": str(tmp_path / "alice"), "MELO_KEYRING": "file", "XDG_RUNTIME_DIR": str(runtime)})
+        sent = await asyncio.to_thread(subprocess.run, [str(script.with_name("melo")), "--profile", "tmux", "send",
+                                                        f"@{bob_name}", "and one from a script"],
+                                       env=melo_env, capture_output=True, text=True, timeout=60, check=False)
+        assert sent.returncode == 0, sent.stderr
+        screen = await wait_pane(session, lambda s: "and one from a script" in s, "the script's message")
+        got = await received
+        assert got.message.text == "and one from a script" and got.message.sender == alice
     finally:
         await asyncio.to_thread(subprocess.run, ["tmux", "kill-session", "-t", session], capture_output=True,
                                 timeout=10, check=False)
+        shutil.rmtree(runtime, ignore_errors=True)
         await bob.close()
         await bob_client.aclose()

@@ -1,4 +1,7 @@
-"""The chat list: DMs by peer, groups and channels by title, unread counts, previews, filter as you type."""
+"""The chat list: DMs by peer, groups and channels by title, unread counts, previews, filter as you type.
+
+The list itself takes the focus (j/k move in it); the filter above it only when asked (/ or Ctrl+F on the
+chat screen), and Escape or Down leaves it for the list."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -139,3 +142,7 @@ class ChatList(Vertical):
     def key_down(self) -> None:
         if self.query_one("#chat-filter", Input).has_focus:
             self.list_view.focus()
+
+    def key_escape(self) -> None:
+        """Escape leaves the filter for the list (the filter keeps its text: j/k then move in what it shows)."""
+        self.key_down()
