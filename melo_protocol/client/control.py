@@ -116,6 +116,22 @@ async def _answer(messenger: "Messenger", line: bytes) -> dict[str, Any]:
         return _error(MeloError(f"the process holding this profile failed to run {name!r}: {type(exc).__name__}"))
 
 
+def _bound_privately(path: Path) -> socket.socket:
+    """A Unix socket bound at ``path``, mode 0600 from its first instant. Synchronous on purpose: the
+    umask is the whole process's, and no other task (melo-tui runs many) may create files under it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    return sock
+
+
 @contextlib.asynccontextmanager
 async def serving(messenger: "Messenger", store: "CredentialStore") -> AsyncIterator[Path | None]:
     """Serve this profile's control socket while the block runs (None when it cannot be made)."""
@@ -149,12 +165,12 @@ async def serving(messenger: "Messenger", store: "CredentialStore") -> AsyncIter
 
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # one holder per profile (the store lock): a file here is a crashed one's
-    old_umask = os.umask(0o177)
     try:
-        server = await asyncio.start_unix_server(handle, path, limit=MAX_REQUEST)
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o600)
+        server = await asyncio.start_unix_server(handle, sock=_bound_privately(path), limit=MAX_REQUEST)
+    except OSError as exc:  # the holder runs on without it, as when the directory is refused
+        log.warning("no control socket: %s", exc)
+        yield None
+        return
     try:
         yield path
     finally:

@@ -95,3 +95,29 @@ def test_every_sdk_error_comes_back_as_itself() -> None:
         assert describe(again) == describe(exc) and exit_code_for(again) == exit_code_for(exc), exc
         assert getattr(again, "details", None) == getattr(exc, "details", None)
         assert getattr(again, "retry_after", None) == getattr(exc, "retry_after", None)
+
+
+async def test_making_the_socket_private_leaves_other_tasks_their_umask(runtime_dir: Path, tmp_path: Path) -> None:
+    """melo-tui creates files and directories in other tasks while it starts serving: the 0600 socket must
+    not lend them its umask (a directory made then would be unusable)."""
+
+    def umask() -> int:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+    usual, seen = umask(), []
+
+    async def meanwhile() -> None:
+        while True:
+            seen.append(umask())
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(meanwhile())
+    await asyncio.sleep(0)
+    try:
+        async with control.serving(object(), CredentialStore(tmp_path / "home", "bot")) as path:  # type: ignore[arg-type]
+            assert path is not None and stat.S_IMODE(path.stat().st_mode) == 0o600
+    finally:
+        other.cancel()
+    assert len(seen) > 1 and set(seen) == {usual}
