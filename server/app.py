@@ -56,6 +56,8 @@ class BroadcastRevocations:
     async def revoke(self, session_ids: Iterable[str]) -> None:
         ids = list(session_ids)
         await self._store.revoke(ids)
+        if self.state is not None:
+            self.state.live_sessions.forget(ids)
         await self._bus.publish(BusEvent(kind="revoke", session_ids=ids))
         if self.state is not None:
             # the device of an ended session leaves the key directory, and its contacts hear of it
@@ -121,7 +123,8 @@ async def close_state(state: AppState) -> None:
 
 def bus_handler(state: AppState, reloads: set["asyncio.Task[None]"]) -> Callable[[BusEvent], None]:
     """Bus events go to this worker's sockets, except "keys", which reloads the key rings (in a task kept
-    in ``reloads`` until it ends, so shutdown can wait for it)."""
+    in ``reloads`` until it ends, so shutdown can wait for it); "revoke" also drops the sessions from
+    this worker's cache of live sessions."""
 
     async def reload_keys() -> None:
         try:
@@ -136,6 +139,8 @@ def bus_handler(state: AppState, reloads: set["asyncio.Task[None]"]) -> Callable
             reloads.add(task)
             task.add_done_callback(reloads.discard)
         else:
+            if ev.kind == "revoke":
+                state.live_sessions.forget(ev.session_ids)
             state.hub.dispatch(ev)
 
     return handle

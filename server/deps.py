@@ -66,6 +66,7 @@ async def authenticate(state: AppState, db: AsyncSession, token: str) -> Caller:
     claims = await state.keys.verify_access(token)
     if await state.revocations.is_revoked(claims.session_id):
         raise ApiError(401, ErrorCode.SESSION_REVOKED, "this session has been revoked")
+    await state.live_sessions.check(db, claims)
     user = await db.get(User, claims.user_id)
     if user is None:
         raise ApiError(401, ErrorCode.INVALID_TOKEN, "unknown user")

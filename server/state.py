@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from server.config import Settings
 from server.core.data_keys import DataKeyRing
 from server.core.jwt_keys import JwtKeyRing
+from server.core.live_sessions import LiveSessions
 from server.core.passwords import Passwords
 from server.core.ratelimit import RateLimiter
 from server.core.revocation import RevocationStore
@@ -34,6 +35,7 @@ class AppState:
     hub: Hub
     presence: MemoryPresence | RedisPresence
     ws_limiter: RateLimiter
+    live_sessions: LiveSessions = field(default_factory=LiveSessions)
     last_seen_written: dict[str, float] = field(default_factory=dict)
     metrics: Any = None
     push: Any = None  # server.push.service.PushService, set by the app's lifespan

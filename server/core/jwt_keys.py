@@ -54,7 +54,7 @@ class _LoadedKey:
     public_jwk: dict[str, Any]
 
 
-def _unauthorized(code: ErrorCode, message: str) -> ApiError:
+def unauthorized(code: ErrorCode, message: str) -> ApiError:
     return ApiError(401, code, message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
@@ -198,17 +198,17 @@ class JwtKeyRing:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise _unauthorized(ErrorCode.INVALID_TOKEN, "malformed access token") from None
+            raise unauthorized(ErrorCode.INVALID_TOKEN, "malformed access token") from None
         if header.get("alg") != ALGORITHM:
-            raise _unauthorized(ErrorCode.INVALID_TOKEN, "unexpected token algorithm")
+            raise unauthorized(ErrorCode.INVALID_TOKEN, "unexpected token algorithm")
         kid = header.get("kid")
         if not isinstance(kid, str):
-            raise _unauthorized(ErrorCode.INVALID_TOKEN, "access token has no key id")
+            raise unauthorized(ErrorCode.INVALID_TOKEN, "access token has no key id")
         key = self._keys.get(kid)
         if key is None:
             key = await self._load_unknown(kid)  # a key rotated on another worker or host
         if key is None:
-            raise _unauthorized(ErrorCode.INVALID_TOKEN, "unknown signing key")
+            raise unauthorized(ErrorCode.INVALID_TOKEN, "unknown signing key")
         try:
             claims = jwt.decode(
                 token,
@@ -220,11 +220,11 @@ class JwtKeyRing:
                 leeway=5,
             )
         except jwt.ExpiredSignatureError:
-            raise _unauthorized(ErrorCode.TOKEN_EXPIRED, "access token expired") from None
+            raise unauthorized(ErrorCode.TOKEN_EXPIRED, "access token expired") from None
         except jwt.PyJWTError:
-            raise _unauthorized(ErrorCode.INVALID_TOKEN, "invalid access token") from None
+            raise unauthorized(ErrorCode.INVALID_TOKEN, "invalid access token") from None
         if claims.get("typ") != ACCESS_TYPE:
-            raise _unauthorized(ErrorCode.INVALID_TOKEN, "not an access token")
+            raise unauthorized(ErrorCode.INVALID_TOKEN, "not an access token")
         try:
             return AccessClaims(
                 user_id=int(claims["sub"]),
@@ -234,7 +234,7 @@ class JwtKeyRing:
                 expires_at=int(claims["exp"]),
             )
         except (TypeError, ValueError):
-            raise _unauthorized(ErrorCode.INVALID_TOKEN, "invalid access token claims") from None
+            raise unauthorized(ErrorCode.INVALID_TOKEN, "invalid access token claims") from None
 
     async def _load_unknown(self, kid: str) -> _LoadedKey | None:
         """Reload the ring when the database holds ``kid``: one primary-key look-up, so made-up kids

@@ -581,6 +581,44 @@ async def test_bad_or_missing_auth_closes_with_4001(quick: Live, first: str) -> 
     await sock.close()
 
 
+async def _refused_auth(live: Live, token: str) -> tuple[dict[str, Any], int | None]:
+    ws = await websockets.connect(live.server.ws_url)
+    await ws.send(json.dumps({"op": "auth", "token": token, "cursor": None}))
+    err = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    return err, await _closed_code(ws)
+
+
+async def test_auth_frame_token_must_name_a_live_session(quick: Live) -> None:
+    """A token the server signed for a session that does not exist, or that ended where this worker's
+    revocation store never heard of it (another process, no Redis), opens no socket."""
+    import jwt
+
+    from server.db.models import DeviceSession
+    from server.db.types import utcnow
+
+    bob = await quick.user("bob")
+    keys = quick.server.state.keys
+    claims = jwt.decode(bob.tokens["access_token"], options={"verify_signature": False})
+    made_up = jwt.encode({**claims, "sid": uuid.uuid4().hex}, keys._keys[keys.active_kid].private,
+                         algorithm="RS256", headers={"kid": keys.active_kid})
+    err, code = await _refused_auth(quick, made_up)
+    assert (err["type"], err["error"]["code"], code) == ("error", "invalid_token", 4001)
+
+    async with httpx.AsyncClient(base_url=quick.server.url) as http:
+        r = await http.post("/v1/auth/login", json={"username": bob.username, "password": "correct horse battery"})
+    ended = r.json()
+    async with quick.server.state.sessions() as db:
+        await db.execute(update(DeviceSession).where(DeviceSession.id == ended["session_id"])
+                         .values(revoked_at=utcnow(), revoke_reason="logout"))
+        await db.commit()
+    err, code = await _refused_auth(quick, ended["access_token"])
+    assert (err["type"], err["error"]["code"], code) == ("error", "session_revoked", 4003)
+    # the control: bob's live session opens a socket
+    sock = await bob.socket(cursor=None)
+    assert (await ping(sock))["type"] == "pong"
+    await sock.close()
+
+
 async def test_server_shutdown_closes_sockets_with_1012(sqlite_url: str, tmp_path: Path) -> None:
     server = await start_live(make_settings(tmp_path, sqlite_url))
     lv = Live(server)

@@ -170,6 +170,63 @@ async def test_refresh_token_and_garbage_as_bearer_refused(api: Api, user: dict[
     assert_error(r, 401, "unauthenticated")
 
 
+# -- the session a token names ---------------------------------------------------------------------------
+async def end_session_in_database(api: Api, session_id: str) -> None:
+    """What another server process without Redis does when it revokes: only the database knows."""
+    from sqlalchemy import update
+
+    from server.db.models import DeviceSession
+    from server.db.types import utcnow
+
+    async with api.state.sessions() as db:
+        await db.execute(update(DeviceSession).where(DeviceSession.id == session_id)
+                         .values(revoked_at=utcnow(), revoke_reason="logout"))
+        await db.commit()
+
+
+async def test_token_must_name_a_live_session_of_its_user(api: Api, user: dict[str, Any]) -> None:
+    # signed by the server, but for a session that never existed
+    await assert_refused(api, sign_real(api, good_claims(api, user, sid=uuid.uuid4().hex)))
+    # another user's live session, or this user's session with another device id
+    other = await api.register()
+    await assert_refused(api, sign_real(api, good_claims(api, user, sid=other["session_id"])))
+    await assert_refused(api, sign_real(api, good_claims(api, user, did="DNOTTHISDEVICE")))
+    # a session ended where this worker's revocation store never heard of it
+    second = (await api.login(user["user"]["username"])).json()
+    await end_session_in_database(api, second["session_id"])
+    assert not await api.state.revocations.is_revoked(second["session_id"])
+    assert_error(await api.client.get(ME, headers=bearer(second)), 401, "session_revoked")
+    # the control: the same helper for the real session is accepted
+    assert (await api.client.get(ME, headers=bearer(sign_real(api, good_claims(api, user))))).status_code == 200
+
+
+async def test_live_session_lookup_is_cached_until_revoked(sqlite_api: Api) -> None:
+    """Authentication is on every request: the session row is read once, not per request, and a revocation
+    drops the cached answer at once."""
+    from sqlalchemy import event
+
+    api = sqlite_api
+    tokens = await api.register()
+    reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM sessions" in statement:
+            reads.append(statement)
+
+    engine = api.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for _ in range(5):
+            assert (await api.client.get(ME, headers=bearer(tokens))).status_code == 200
+        assert len(reads) == 1, reads
+        r = await api.client.delete(f"/v1/sessions/{tokens['session_id']}", headers=bearer(tokens))
+        assert r.status_code == 204, r.text
+        assert tokens["session_id"] not in api.state.live_sessions._live
+        assert_error(await api.client.get(ME, headers=bearer(tokens)), 401, "session_revoked")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
 # -- JWKS ------------------------------------------------------------------------------------------------
 async def test_jwks_publishes_public_key_only(api: Api, user: dict[str, Any]) -> None:
     jwks = (await api.client.get("/.well-known/jwks.json")).json()
