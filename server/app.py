@@ -82,6 +82,7 @@ async def open_state(settings: Settings) -> AppState:
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         access_ttl_s=settings.access_token_ttl_seconds,
+        propagation_s=settings.jwt_key_propagation_s,
     )
     revocation_ttl = settings.access_token_ttl_seconds + 60
     store: RevocationStore = (

@@ -142,8 +142,9 @@ def keys_rotate(
     jwt: Annotated[bool, typer.Option("--jwt/--no-jwt", help="rotate the JWT signing key")] = True,
     data: Annotated[bool, typer.Option("--data", help="rotate the at-rest data key and re-encrypt")] = False,
 ) -> None:
-    """New JWT signing key, published at once (old tokens verify until they expire); with --data also a
-    new at-rest data key: every sealed row is re-encrypted, then the old key is retired."""
+    """New JWT signing key, published at once and used by every worker from MELO_JWT_KEY_PROPAGATION_S
+    later (old tokens verify until they expire); with --data also a new at-rest data key: every sealed
+    row is re-encrypted, then the old key is retired."""
     settings = _settings(config)
 
     async def go() -> None:
@@ -154,7 +155,9 @@ def keys_rotate(
         try:
             if jwt:
                 row = await state.keys.rotate()
-                typer.echo(f"new JWT signing key {row.kid} is active", err=True)
+                assert row.activates_at is not None
+                typer.echo(f"new JWT signing key {row.kid} is published; servers sign with it from "
+                           f"{row.activates_at:%Y-%m-%d %H:%M:%S} UTC", err=True)
             if data:
                 data_row = await state.data_keys.rotate()
             if jwt or data:

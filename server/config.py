@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     jwt_issuer: str = "melo"
     jwt_audience: str = "melo"
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=900)
+    # A rotated JWT signing key is in every worker's JWKS this long before any worker signs with it:
+    # each worker reads its key ring again before signing or serving JWKS once it is older than this.
+    # Every host of a cluster sets the same value, and their clocks differ by much less.
+    jwt_key_propagation_s: float = Field(default=10.0, gt=0, le=3600)
     session_idle_days: int = Field(default=90, ge=1)
 
     registration_mode: RegistrationMode = RegistrationMode.OPEN

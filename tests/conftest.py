@@ -97,17 +97,21 @@ class _Databases:
 
     def url(self, backend: str) -> str:
         if backend not in self.urls:
-            if backend == "sqlite":
-                url = f"sqlite+aiosqlite:///{self.tmp / 'melo-test.sqlite3'}"
-            else:
-                env = "MELO_TEST_POSTGRES_URL" if backend == "postgres" else "MELO_TEST_MYSQL_URL"
-                server_url = _service_url(env)
-                name = f"melo_test_{RUN_ID}_{backend}"
-                url = asyncio.run(_create_database(server_url, name))
-                self.created.append((server_url, name))
+            url = self.empty(backend, "")
             upgrade(url)
             self.urls[backend] = url
         return self.urls[backend]
+
+    def empty(self, backend: str, suffix: str) -> str:
+        """A new database with no tables (dropped at the end of the run), e.g. to test a migration."""
+        if backend == "sqlite":
+            return f"sqlite+aiosqlite:///{self.tmp / f'melo-test{suffix}.sqlite3'}"
+        env = "MELO_TEST_POSTGRES_URL" if backend == "postgres" else "MELO_TEST_MYSQL_URL"
+        server_url = _service_url(env)
+        name = f"melo_test_{RUN_ID}_{backend}{suffix}"
+        url = asyncio.run(_create_database(server_url, name))
+        self.created.append((server_url, name))
+        return url
 
     def drop_all(self) -> None:
         for server_url, name in self.created:
@@ -170,6 +174,8 @@ def make_settings(tmp_path: Path, database_url: str, redis_url: str | None = Non
         "rate_login_account": "1000/minute",
         "rate_register_ip": "1000/minute",
         "rate_user": "100000/minute",
+        # a rotated signing key is used this soon (tests wait for it by polling, never by sleeping)
+        "jwt_key_propagation_s": 0.3,
         "log_json": True,
     }
     values.update(overrides)
@@ -214,6 +220,17 @@ class Api:
             await db.execute(update(User).where(User.id == tokens["user"]["id"]).values(is_admin=True))
             await db.commit()
         return tokens
+
+
+async def wait_signing_with(api: Api, kid: str, timeout: float = 30.0) -> None:
+    """Poll until this app signs with ``kid`` (a rotated key is used from its activation time on)."""
+    ring = api.state.keys
+    async with asyncio.timeout(timeout):
+        while True:
+            await ring.refresh_if_stale()
+            if ring.active_kid == kid:
+                return
+            await asyncio.sleep(0.05)  # polling for the activation time, with a deadline
 
 
 def bearer(tokens: dict[str, Any] | str) -> dict[str, str]:

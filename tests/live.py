@@ -35,6 +35,7 @@ TEST_ENV: dict[str, str] = {
     "MELO_RATE_LOGIN_ACCOUNT": "1000/minute",
     "MELO_RATE_REGISTER_IP": "1000/minute",
     "MELO_RATE_USER": "100000/minute",
+    "MELO_JWT_KEY_PROPAGATION_S": "0.5",  # a rotated signing key is used half a second after it is published
 }
 
 

@@ -107,8 +107,11 @@ class AdminKeyOut(Response):
     kid: str
     kind: str
     created_at: datetime
+    # from when the key is used; None: published and not yet scheduled (a JWT key being rotated in)
+    activates_at: datetime | None = None
+    # past: no longer used nor published; future: still verifies tokens it signed until then
     retired_at: datetime | None = None
-    active: bool
+    active: bool  # the key signing (JWT) or sealing (data) now
 
 
 class AdminKeyList(Response):

@@ -201,9 +201,7 @@ async def audit(
 @router.get("/keys")
 async def list_keys(caller: AdminCaller, state: StateDep) -> AdminKeyList:
     async def run() -> AdminKeyList:
-        rows = await state.keys.list_keys()
-        active = {state.keys.active_kid, state.data_keys.active_kid}
-        return AdminKeyList(keys=[service.key_out(r, r.kid if r.kid in active else None) for r in rows])
+        return AdminKeyList(keys=service.key_list(await state.keys.list_keys(), state.data_keys.active_kid))
 
     return await service.audited(state, caller, "keys.list", None, run)
 
@@ -220,7 +218,7 @@ async def rotate_keys(body: KeyRotateRequest, caller: AdminCaller, state: StateD
             row = await state.data_keys.rotate()
             rotated.append(service.key_out(row, state.data_keys.active_kid))
             pending = await state.data_keys.count_on_old_keys()
-        await state.announce_key_rotation()  # other workers sign and seal with the new keys from now on
+        await state.announce_key_rotation()  # other workers publish the new JWT key, seal with the new data key
         if body.data:
             state.data_keys.start_reencryption()
         return KeyRotateResult(rotated=rotated, reencrypt_pending=pending)

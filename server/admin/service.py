@@ -22,6 +22,7 @@ from melo_protocol.wire import (
 from server.accounts.service import check_text, plausible_registration_token
 from server.auth import service as auth_service
 from server.core.errors import ApiError
+from server.core.jwt_keys import signing_kid
 from server.core.secrets import shareable_code
 from server.db.models import AuditLog, DeviceSession, Message, RegistrationToken, SigningKey, User
 from server.db.types import utcnow
@@ -234,6 +235,12 @@ async def audit_entries(db: AsyncSession, limit: int, action: str | None = None)
 
 def key_out(row: SigningKey, active_kid: str | None) -> AdminKeyOut:
     return AdminKeyOut(
-        kid=row.kid, kind=row.kind, created_at=row.created_at, retired_at=row.retired_at,
-        active=row.kid == active_kid,
+        kid=row.kid, kind=row.kind, created_at=row.created_at, activates_at=row.activates_at,
+        retired_at=row.retired_at, active=row.kid == active_kid,
     )
+
+
+def key_list(rows: list[SigningKey], data_kid: str | None) -> list[AdminKeyOut]:
+    """Every key, the JWT key in use judged from the rows themselves (this worker's ring may be older)."""
+    jwt_kid = signing_kid(((r.kid, r.activates_at, r.retired_at) for r in rows if r.kind == "jwt"), utcnow())
+    return [key_out(r, r.kid if r.kid in (jwt_kid, data_kid) else None) for r in rows]

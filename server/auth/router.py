@@ -79,4 +79,4 @@ async def revoke_all(caller: CurrentCaller, state: StateDep, db: DbSession) -> d
 
 @router.get("/.well-known/jwks.json")
 async def jwks(state: StateDep) -> dict[str, Any]:
-    return state.keys.jwks()
+    return await state.keys.jwks()

@@ -40,8 +40,9 @@ class DataKeyRing:
         self._loaded_at = 0.0
 
     def _new_row(self) -> SigningKey:
-        kid = "data-" + utcnow().strftime("%Y%m%d") + "-" + secrets.token_hex(4)
-        return SigningKey(kid=kid, kind="data", algorithm="A256GCM",
+        now = utcnow()
+        kid = "data-" + now.strftime("%Y%m%d") + "-" + secrets.token_hex(4)
+        return SigningKey(kid=kid, kind="data", algorithm="A256GCM", created_at=now, activates_at=now,
                           private_sealed=self._box.seal(os.urandom(32), context=kid.encode()), public_jwk="{}")
 
     async def ensure(self) -> None:

@@ -2,15 +2,24 @@
 
 Keys live in the database (private halves sealed with the server secret) so every worker signs and
 verifies with the same ring. A rotated-out key stays published until the last token it signed expires.
+
+Rotation publishes, then activates: a verifier that reads any worker's JWKS must know a key before it
+sees a token signed with it. Each worker reads its ring again before signing or serving JWKS when the
+ring is older than ``propagation_s`` (whether or not the bus said anything, so also without Redis and
+across hosts). A new key goes into the database with no activation time; once it is committed, it gets
+one ``propagation_s`` later, by which time every worker's ring, and so every JWKS, holds it. Until then
+every worker signs with the key it used before.
 """
 
 import asyncio
+import dataclasses
 import json
 import secrets
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
@@ -18,7 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,7 +41,8 @@ ALGORITHM = "RS256"
 ACTIVE_KID_STATE = "jwt.active_kid"
 ACCESS_TYPE = "access"
 REQUIRED_CLAIMS = ["exp", "iat", "jti", "sub", "sid", "did", "aud", "iss", "typ"]
-_STALE_AFTER_S = 10.0
+# an old key stays published this long after the last token it signed expires (clock skew, leeway)
+RETIRE_MARGIN_S = 60
 _UNKNOWN_KID_RETRY_S = 1.0  # how long a kid the database does not hold is not looked up again
 _UNKNOWN_KID_CACHE = 10_000
 
@@ -52,6 +62,15 @@ class _LoadedKey:
     private: Any
     public: Any
     public_jwk: dict[str, Any]
+    activates_at: datetime | None  # None: published, not yet to be used
+    retired_at: datetime | None
+
+
+def signing_kid(keys: Iterable[tuple[str, datetime | None, datetime | None]], now: datetime) -> str | None:
+    """The key to sign with at ``now``, of (kid, activates_at, retired_at): the one activated last."""
+    due = [(activates, kid) for kid, activates, retired in keys
+           if activates is not None and activates <= now and (retired is None or retired > now)]
+    return max(due)[1] if due else None
 
 
 def unauthorized(code: ErrorCode, message: str) -> ApiError:
@@ -67,15 +86,16 @@ class JwtKeyRing:
         issuer: str,
         audience: str,
         access_ttl_s: int,
+        propagation_s: float,
     ) -> None:
         self._sessions = sessions
         self._box = box
         self.issuer = issuer
         self.audience = audience
         self.access_ttl_s = access_ttl_s
+        self.propagation_s = propagation_s
         self._keys: dict[str, _LoadedKey] = {}
-        self._active_kid: str | None = None
-        self._loaded_at = 0.0
+        self._loaded_at = float("-inf")  # monotonic time at which the last load began
         self._lock = asyncio.Lock()
         self._unknown_kids: dict[str, float] = {}
 
@@ -86,6 +106,7 @@ class JwtKeyRing:
             state = await db.get(ServerState, ACTIVE_KID_STATE)
             if state is None:
                 row = self._new_key_row()
+                row.activates_at = row.created_at  # nothing was signed or published before it
                 db.add(row)
                 db.add(ServerState(key=ACTIVE_KID_STATE, value=row.kid))
                 try:
@@ -94,22 +115,25 @@ class JwtKeyRing:
                     await db.rollback()  # another worker won; use its key
         await self.reload()
 
-    async def reload(self, *, unless_loaded: str | None = None) -> None:
-        """Load the ring from the database; with ``unless_loaded``, skip it if that kid arrived
-        meanwhile (concurrent requests carrying one new kid reload once)."""
+    async def reload(self, *, unless_loaded: str | None = None, unless_younger: float | None = None) -> None:
+        """Load the ring from the database. Skip it if ``unless_loaded`` arrived meanwhile, or if the ring
+        is younger than ``unless_younger`` seconds by then (concurrent callers reload once)."""
         async with self._lock:
             if unless_loaded is not None and unless_loaded in self._keys:
+                return
+            started = time.monotonic()
+            if unless_younger is not None and started - self._loaded_at <= unless_younger:
                 return
             now = utcnow()
             async with self._sessions() as db:
                 rows = (await db.scalars(select(SigningKey).where(SigningKey.kind == "jwt"))).all()
-                state = await db.get(ServerState, ACTIVE_KID_STATE)
             keys: dict[str, _LoadedKey] = {}
             for row in rows:
                 if row.retired_at is not None and row.retired_at <= now:
                     continue
-                if row.kid in self._keys:  # keys never change once made: keep the parsed one
-                    keys[row.kid] = self._keys[row.kid]
+                if row.kid in self._keys:  # key material never changes once made: keep the parsed one
+                    keys[row.kid] = dataclasses.replace(
+                        self._keys[row.kid], activates_at=row.activates_at, retired_at=row.retired_at)
                     continue
                 try:
                     pem = self._box.open(row.private_sealed, context=row.kid.encode())
@@ -119,14 +143,16 @@ class JwtKeyRing:
                         "secret.key in the data dir) is not the one that sealed it"
                     ) from None
                 private = serialization.load_pem_private_key(pem, password=None)
-                keys[row.kid] = _LoadedKey(row.kid, private, private.public_key(), json.loads(row.public_jwk))
+                keys[row.kid] = _LoadedKey(row.kid, private, private.public_key(), json.loads(row.public_jwk),
+                                           row.activates_at, row.retired_at)
             self._keys = keys
-            self._active_kid = state.value if state else None
-            self._loaded_at = time.monotonic()
+            # the start, not the end: a key committed while the query ran may be missing from this load
+            self._loaded_at = started
 
-    async def _refresh_if_stale(self) -> None:
-        if time.monotonic() - self._loaded_at > _STALE_AFTER_S:
-            await self.reload()
+    async def refresh_if_stale(self) -> None:
+        """Before signing or serving JWKS: a ring loaded more than ``propagation_s`` ago is read again."""
+        if time.monotonic() - self._loaded_at > self.propagation_s:
+            await self.reload(unless_younger=self.propagation_s)
 
     def _new_key_row(self) -> SigningKey:
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -139,6 +165,7 @@ class JwtKeyRing:
         return SigningKey(
             kid=kid,
             kind="jwt",
+            created_at=utcnow(),
             algorithm=ALGORITHM,
             private_sealed=self._box.seal(pem, context=kid.encode()),
             public_jwk=json.dumps(jwk),
@@ -146,22 +173,31 @@ class JwtKeyRing:
 
     # -- rotation --------------------------------------------------------------------------------------
     async def rotate(self) -> SigningKey:
-        """New key, active at once and published; old ones retire when their last token expires."""
+        """A new key, published now and used from ``propagation_s`` after it is committed; older keys
+        retire when the last token they can have signed expires.
+
+        Two transactions: the key goes in with no activation time (every worker publishes it as its
+        ring comes round), then, once committed, it gets its activation time. Should the second step
+        never happen, the key stays published and unused, and the next rotation retires it.
+        """
         row = self._new_key_row()
-        retire_at = utcnow() + timedelta(seconds=self.access_ttl_s + 60)
         async with self._sessions() as db, db.begin():
-            for old in (
-                await db.scalars(
-                    select(SigningKey).where(SigningKey.kind == "jwt", SigningKey.retired_at.is_(None))
-                )
-            ).all():
-                old.retired_at = retire_at
             db.add(row)
-            state = await db.get(ServerState, ACTIVE_KID_STATE)
+        activates_at = utcnow() + timedelta(seconds=self.propagation_s)
+        # the last worker to hear of the activation signs with an old key up to propagation_s after it
+        retire_at = activates_at + timedelta(seconds=self.propagation_s + self.access_ttl_s + RETIRE_MARGIN_S)
+        async with self._sessions() as db, db.begin():
+            await db.execute(update(SigningKey).where(SigningKey.kid == row.kid)
+                             .values(activates_at=activates_at, retired_at=None))
+            await db.execute(update(SigningKey).where(SigningKey.kind == "jwt", SigningKey.kid != row.kid,
+                                                      SigningKey.retired_at.is_(None))
+                             .values(retired_at=retire_at))
+            state = await db.get(ServerState, ACTIVE_KID_STATE)  # the newest key (its age paces rotation)
             if state is None:
                 db.add(ServerState(key=ACTIVE_KID_STATE, value=row.kid))
             else:
                 state.value = row.kid
+        row.activates_at = activates_at
         await self.reload()
         return row
 
@@ -171,14 +207,19 @@ class JwtKeyRing:
 
     @property
     def active_kid(self) -> str | None:
-        return self._active_kid
+        """The key this worker signs with now (as of its last load)."""
+        return signing_kid(((k.kid, k.activates_at, k.retired_at) for k in self._keys.values()), utcnow())
 
     # -- tokens ----------------------------------------------------------------------------------------
     async def sign_access(self, *, user_id: int, session_id: str, device_id: str) -> str:
-        await self._refresh_if_stale()
-        if self._active_kid not in self._keys:
+        await self.refresh_if_stale()
+        kid = self.active_kid
+        if kid is None:  # the only active key retired since the last load: a newer one is in the database
             await self.reload()
-        key = self._keys[self._active_kid or ""]
+            kid = self.active_kid
+        if kid is None:
+            raise RuntimeError("no JWT signing key is active: rotate the keys (melo-server keys rotate)")
+        key = self._keys[kid]
         now = int(time.time())
         claims = {
             "iss": self.issuer,
@@ -259,5 +300,7 @@ class JwtKeyRing:
         self._unknown_kids[kid] = now + _UNKNOWN_KID_RETRY_S
         return None
 
-    def jwks(self) -> dict[str, Any]:
+    async def jwks(self) -> dict[str, Any]:
+        """Every key not yet retired, those waiting for their activation time included."""
+        await self.refresh_if_stale()
         return {"keys": [k.public_jwk for k in self._keys.values()]}

@@ -102,7 +102,12 @@ class RefreshToken(Base):
 
 
 class SigningKey(Base):
-    """JWT signing keys (and later data keys). Private halves are sealed with the server secret."""
+    """JWT signing keys and at-rest data keys. Private halves are sealed with the server secret.
+
+    ``activates_at``: from when the key is used (signs or seals). A new JWT key is published first, with
+    no activation time, and gets one only once it is in the database, so that every worker serves it in
+    its JWKS before any worker signs with it (server/core/jwt_keys.py).
+    """
 
     __tablename__ = "signing_keys"
 
@@ -112,6 +117,7 @@ class SigningKey(Base):
     private_sealed: Mapped[str] = mapped_column(Text)
     public_jwk: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    activates_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 

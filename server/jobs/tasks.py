@@ -137,7 +137,7 @@ async def rotate_keys(state: AppState, now: datetime) -> dict[str, str]:
     if age is not None and age >= every:
         rotated["data"] = (await state.data_keys.rotate()).kid
     if rotated:
-        await state.announce_key_rotation()  # every worker switches now, not when its ring goes stale
+        await state.announce_key_rotation()  # every worker publishes / seals now, not when its ring goes stale
         log.info("scheduled key rotation: %s", rotated)
     if "data" in rotated:
         state.data_keys.start_reencryption()

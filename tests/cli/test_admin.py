@@ -6,6 +6,7 @@ The admin is bootstrapped with ``melo-server create-admin``; users are throwaway
 import base64
 import json
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def test_keys_rotate_jwt_keeps_logins_and_new_tokens_use_new_kid(
 ) -> None:
     name, user = _user(admin_server, tmp_path)
     before = _ok(admin, "admin", "keys", "list")["keys"]
-    assert all(set(k) == {"kid", "kind", "active", "created_at", "retired_at"} for k in before)
+    assert all(set(k) == {"kid", "kind", "active", "created_at", "activates_at", "retired_at"} for k in before)
     old_kid = next(k["kid"] for k in before if k["kind"] == "jwt" and k["active"])
     human = admin("admin", "keys", "list")
     assert human.returncode == 0 and old_kid in human.stdout
@@ -102,9 +103,16 @@ def test_keys_rotate_jwt_keeps_logins_and_new_tokens_use_new_kid(
 
     rotated = _ok(admin, "admin", "keys", "rotate", "--jwt", "--yes")["rotated"]
     new_kid = rotated[0]["kid"]
-    assert rotated[0]["kind"] == "jwt" and new_kid != old_kid
-    after = {k["kid"]: k for k in _ok(admin, "admin", "keys", "list")["keys"]}
-    assert after[new_kid]["active"] and old_kid in after
+    assert rotated[0]["kind"] == "jwt" and new_kid != old_kid and rotated[0]["activates_at"]
+    # published at once, used from its activation time (half a second on this server)
+    deadline = time.monotonic() + 30
+    while not (after := {k["kid"]: k for k in _ok(admin, "admin", "keys", "list")["keys"]})[new_kid]["active"]:
+        assert time.monotonic() < deadline, after
+    assert old_kid in after and not after[old_kid]["active"]
+    # the old key retires once its last token has expired: a time to come, labelled so
+    human = admin("admin", "keys", "list")
+    old_row = next(line for line in human.stdout.splitlines() if old_kid in line)
+    assert human.returncode == 0 and "retires at" in old_row and "retired" not in old_row
 
     assert user("whoami").returncode == 0  # signed with the old key, still accepted
     fresh = Melo(home=tmp_path / "fresh", server=admin_server.url)

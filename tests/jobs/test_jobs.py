@@ -18,7 +18,7 @@ from server.config import JOB_NAMES, Settings
 from server.db.models import Chat, ChatEvent, DeviceSession, Message, ServerState
 from server.db.types import utcnow
 from server.jobs.scheduler import Job, JobScheduler, default_jobs
-from tests.conftest import Api, bearer, make_settings, open_api
+from tests.conftest import Api, bearer, make_settings, open_api, wait_signing_with
 
 
 class FakeClock:
@@ -247,7 +247,9 @@ async def test_cleanup_and_key_rotation(one: Api) -> None:
     assert await tasks.rotate_keys(api.state, utcnow()) == {}
     rotated = await tasks.rotate_keys(api.state, utcnow() + timedelta(days=31))
     assert set(rotated) == {"jwt", "data"}
-    assert api.state.keys.active_kid != jwt_before and api.state.data_keys.active_kid != data_before
+    assert api.state.data_keys.active_kid != data_before
+    assert rotated["jwt"] != jwt_before and rotated["jwt"] in {k["kid"] for k in (await api.state.keys.jwks())["keys"]}
+    await wait_signing_with(api, rotated["jwt"])
     await api.state.data_keys.wait_reencrypted()
     assert await api.state.data_keys.count_on_old_keys() == 0
 

@@ -249,8 +249,14 @@ async def test_admin_calls(admin: MeloClient, live_server: LiveServer, tmp_path:
     assert "users.ban" in {e.action for e in audit.entries}
     keys = await admin.admin_list_keys()
     rotated = await admin.admin_rotate_keys()
-    assert len(rotated.rotated) == 1 and rotated.rotated[0].active
-    assert rotated.rotated[0].kid not in {k.kid for k in keys.keys}
+    assert len(rotated.rotated) == 1 and rotated.rotated[0].activates_at is not None
+    new_kid = rotated.rotated[0].kid
+    assert new_kid not in {k.kid for k in keys.keys}
+    async with asyncio.timeout(30):  # published now, used from its activation time (half a second here)
+        while True:
+            if next(k for k in (await admin.admin_list_keys()).keys if k.kid == new_kid).active:
+                break
+            await asyncio.sleep(0.1)  # polling for the activation time, with a deadline
     assert (await admin.whoami()).is_admin  # tokens from the old key still verify
 
     assert (await admin.admin_deactivate(target)).deactivated

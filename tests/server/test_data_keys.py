@@ -12,9 +12,9 @@ import jwt
 import pytest
 from sqlalchemy import select, text
 
-from server.core import data_keys, jwt_keys
+from server.core import data_keys
 from server.db.models import Message, SigningKey
-from tests.conftest import RUN_SECRET, Api, bearer, make_settings, open_api
+from tests.conftest import RUN_SECRET, Api, bearer, make_settings, open_api, wait_signing_with
 
 
 async def _channel_with_messages(api: Api, n: int) -> tuple[dict, int, list[str]]:
@@ -110,10 +110,11 @@ async def two_workers(sqlite_url: str, redis_url: str, tmp_path: Path) -> AsyncI
 async def test_a_rotation_reaches_every_worker_over_the_bus(
     two_workers: tuple[Api, Api], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Worker b rotates; worker a signs and seals with the new keys at once, not when its rings go stale."""
-    monkeypatch.setattr(data_keys, "STALE_AFTER_S", 3600.0)
-    monkeypatch.setattr(jwt_keys, "_STALE_AFTER_S", 3600.0)
+    """Worker b rotates; worker a publishes the new JWT key and seals with the new data key at once, and
+    signs with the JWT key from its activation time, not when its rings go stale."""
     a, b = two_workers
+    monkeypatch.setattr(data_keys, "STALE_AFTER_S", 3600.0)
+    monkeypatch.setattr(a.state.keys, "propagation_s", 3600.0)
     reloaded = asyncio.Event()
     reload = a.state.data_keys.reload
 
@@ -127,11 +128,14 @@ async def test_a_rotation_reaches_every_worker_over_the_bus(
     admin = await b.make_admin()
     r = await b.client.post("/v1/admin/keys/rotate", json={"jwt": True, "data": True}, headers=bearer(admin))
     assert r.status_code == 200, r.text
-    new_jwt, new_data = b.state.keys.active_kid, b.state.data_keys.active_kid
+    new_jwt = next(k["kid"] for k in r.json()["rotated"] if k["kind"] == "jwt")
+    new_data = b.state.data_keys.active_kid
     async with asyncio.timeout(10):
         await reloaded.wait()
-    assert a.state.data_keys.active_kid == new_data and a.state.keys.active_kid == new_jwt
+    assert a.state.data_keys.active_kid == new_data
+    assert new_jwt in {k["kid"] for k in (await a.client.get("/.well-known/jwks.json")).json()["keys"]}
     assert await _sealed_with(a, owner, chat_id, "after") == new_data
+    await wait_signing_with(a, new_jwt)
     login = await a.login(owner["user"]["username"])
     assert jwt.get_unverified_header(login.json()["access_token"])["kid"] == new_jwt
     await b.state.data_keys.wait_reencrypted()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,12 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import update
+from sqlalchemy.engine import make_url
 
-from tests.conftest import RUN_SECRET, Api, bearer, make_settings, open_api
+from server.db.models import SigningKey
+from server.db.types import utcnow
+from tests.conftest import RUN_SECRET, Api, bearer, make_settings, open_api, wait_signing_with
 
 ME = "/v1/account"
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,10 +178,7 @@ async def test_refresh_token_and_garbage_as_bearer_refused(api: Api, user: dict[
 # -- the session a token names ---------------------------------------------------------------------------
 async def end_session_in_database(api: Api, session_id: str) -> None:
     """What another server process without Redis does when it revokes: only the database knows."""
-    from sqlalchemy import update
-
     from server.db.models import DeviceSession
-    from server.db.types import utcnow
 
     async with api.state.sessions() as db:
         await db.execute(update(DeviceSession).where(DeviceSession.id == session_id)
@@ -248,10 +250,15 @@ async def _jwks_kids(api: Api) -> set[str]:
     return {k["kid"] for k in (await api.client.get("/.well-known/jwks.json")).json()["keys"]}
 
 
-async def _check_rotated(api: Api, old_tokens: dict[str, Any], old_kid: str) -> None:
-    new_kid = api.state.keys.active_kid
+async def newest_jwt_kid(api: Api) -> str:
+    return [k.kid for k in await api.state.keys.list_keys() if k.kind == "jwt"][-1]
+
+
+async def _check_rotated(api: Api, old_tokens: dict[str, Any], old_kid: str, new_kid: str) -> None:
     assert new_kid != old_kid
+    # published at once, used once every worker publishes it
     assert {old_kid, new_kid} <= await _jwks_kids(api)
+    await wait_signing_with(api, new_kid)
     # old tokens pass until they expire
     assert (await api.client.get(ME, headers=bearer(old_tokens))).status_code == 200
     # new tokens, by login and by refresh, carry the new kid and work
@@ -266,8 +273,36 @@ async def _check_rotated(api: Api, old_tokens: dict[str, Any], old_kid: str) -> 
 
 async def test_rotate_in_process(api: Api, user: dict[str, Any]) -> None:
     old_kid = api.state.keys.active_kid
-    await api.state.keys.rotate()
-    await _check_rotated(api, user, old_kid)
+    row = await api.state.keys.rotate()
+    await _check_rotated(api, user, old_kid, row.kid)
+
+
+async def test_a_new_key_is_published_before_any_token_carries_it(db_url: str, tmp_path: Path) -> None:
+    """Publish, then activate: until its activation time the new key is in JWKS and nothing is signed
+    with it; the old key is labelled with a retirement still to come."""
+    settings = make_settings(tmp_path, db_url, jwt_key_propagation_s=600)
+    async for api in open_api(settings, make_url(db_url).get_backend_name()):
+        admin = await api.make_admin()
+        old_kid = api.state.keys.active_kid
+        new = await api.state.keys.rotate()
+        assert new.activates_at is not None
+        assert 590 < (new.activates_at - utcnow()).total_seconds() <= 600
+        assert {old_kid, new.kid} <= await _jwks_kids(api)
+        login = (await api.login(admin["user"]["username"])).json()
+        assert jwt.get_unverified_header(login["access_token"])["kid"] == old_kid
+        listed = {k["kid"]: k for k in (await api.client.get("/v1/admin/keys", headers=bearer(admin))).json()["keys"]}
+        assert (listed[old_kid]["active"], listed[new.kid]["active"]) == (True, False)
+        assert listed[new.kid]["activates_at"] is not None and listed[new.kid]["retired_at"] is None
+        old_retires = datetime.fromisoformat(listed[old_kid]["retired_at"])
+        assert old_retires > new.activates_at + timedelta(seconds=settings.access_token_ttl_seconds)
+        # the activation time comes (moved to now in the database, as if ten minutes had passed)
+        async with api.state.sessions() as db:
+            await db.execute(update(SigningKey).where(SigningKey.kid == new.kid).values(activates_at=utcnow()))
+            await db.commit()
+        await api.state.keys.reload()
+        login = (await api.login(admin["user"]["username"])).json()
+        assert jwt.get_unverified_header(login["access_token"])["kid"] == new.kid
+        assert (await api.client.get(ME, headers=bearer(login))).status_code == 200
 
 
 async def test_rotate_by_admin_route(api: Api) -> None:
@@ -279,8 +314,10 @@ async def test_rotate_by_admin_route(api: Api) -> None:
     assert api.state.keys.active_kid == old_kid
     r = await api.client.post("/v1/admin/keys/rotate", json={"jwt": True}, headers=bearer(admin))
     assert r.status_code == 200, r.text
-    assert r.json()["rotated"][0]["kid"] == api.state.keys.active_kid
-    await _check_rotated(api, admin, old_kid)
+    rotated = r.json()["rotated"][0]
+    assert rotated["kid"] == await newest_jwt_kid(api)
+    assert datetime.fromisoformat(rotated["activates_at"]) > datetime.fromisoformat(rotated["created_at"])
+    await _check_rotated(api, admin, old_kid, rotated["kid"])
 
 
 async def test_rotate_by_cli_command(sqlite_api: Api, tmp_path: Path) -> None:
@@ -295,6 +332,7 @@ async def test_rotate_by_cli_command(sqlite_api: Api, tmp_path: Path) -> None:
         "MELO_SECRET_KEY": RUN_SECRET,
         "MELO_ARGON2_TIME_COST": "2",
         "MELO_ARGON2_MEMORY_KIB": "19456",
+        "MELO_JWT_KEY_PROPAGATION_S": str(settings.jwt_key_propagation_s),
     })
     proc = await asyncio.to_thread(
         subprocess.run,
@@ -303,10 +341,9 @@ async def test_rotate_by_cli_command(sqlite_api: Api, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    await api.state.keys.reload()
-    new_kid = api.state.keys.active_kid
-    assert new_kid != old_kid and new_kid in proc.stderr
-    await _check_rotated(api, tokens, old_kid)
+    new_kid = await newest_jwt_kid(api)
+    assert new_kid != old_kid and f"{new_kid} is published" in proc.stderr
+    await _check_rotated(api, tokens, old_kid, new_kid)
 
 
 async def test_key_rotated_by_another_process_verifies_at_once(api: Api, tmp_path: Path) -> None:
@@ -314,8 +351,8 @@ async def test_key_rotated_by_another_process_verifies_at_once(api: Api, tmp_pat
     tokens = await api.register()
     settings = make_settings(tmp_path / "second", api.state.settings.effective_database_url)
     async for second in open_api(settings, api.backend):
-        await second.state.keys.rotate()
-        new_kid = second.state.keys.active_kid
+        new_kid = (await second.state.keys.rotate()).kid
+        await wait_signing_with(second, new_kid)
         assert new_kid not in api.state.keys._keys
         login = await second.login(tokens["user"]["username"])
         assert jwt.get_unverified_header(login.json()["access_token"])["kid"] == new_kid

@@ -1,12 +1,13 @@
 """``melo admin keys``: the JWT signing keys and the at-rest data keys; list and rotate."""
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from melo_cli.application import get_app
 from melo_cli.errors import CliError, ExitCode
-from melo_cli.options import DryRunOpt, JsonOpt, YesOpt, command_group, iso, short_time, yes_no
+from melo_cli.options import DryRunOpt, JsonOpt, YesOpt, command_group, iso, short_time
 from melo_cli.safety import guarded
 
 if TYPE_CHECKING:
@@ -22,15 +23,46 @@ def key_doc(key: "AdminKeyOut") -> dict[str, Any]:
         "kind": key.kind,
         "active": key.active,
         "created_at": iso(key.created_at),
+        "activates_at": iso(key.activates_at),
         "retired_at": iso(key.retired_at),
     }
+
+
+def _seconds(value: str) -> str:
+    return value[:19].replace("T", " ")
+
+
+def _is_future(value: str) -> bool:
+    return datetime.fromisoformat(value) > datetime.now(UTC)
+
+
+def active_label(key: dict[str, Any]) -> str:
+    """yes, no, or when a new JWT key will be used: it is published first, then used by every worker."""
+    if key["active"]:
+        return "yes"
+    if key["activates_at"] is None and key["retired_at"] is None:
+        return "published, not scheduled"
+    if key["activates_at"] is not None and _is_future(key["activates_at"]):
+        return f"from {_seconds(key['activates_at'])}"
+    return "no"
+
+
+def retirement_label(key: dict[str, Any]) -> str:
+    """A retirement in the future is one to come: the key still verifies what it signed until then."""
+    when = key["retired_at"]
+    if when is None:
+        return ""
+    return f"retires at {short_time(when)}" if _is_future(when) else f"retired {short_time(when)}"
 
 
 @app.command("list")
 def list_keys(ctx: typer.Context, json_flag: JsonOpt = False) -> None:
     """Keys by kind; the one in use for each kind is active. Public parts only, never key material.
 
-    JSON: {"keys": [{"kid", "kind", "active", "created_at", "retired_at"}]}
+    A new JWT key is published first and used from its activation time on; an old one stays published
+    until it retires (shown as "retires at" while that is still to come).
+
+    JSON: {"keys": [{"kid", "kind", "active", "created_at", "activates_at", "retired_at"}]}
     """
     application = get_app(ctx, json_flag)
 
@@ -42,8 +74,8 @@ def list_keys(ctx: typer.Context, json_flag: JsonOpt = False) -> None:
     out.emit(
         doc,
         lambda: out.table(
-            ["Kid", "Kind", "Active", "Created", "Retired"],
-            [[k["kid"], k["kind"], yes_no(k["active"]), short_time(k["created_at"]), short_time(k["retired_at"])]
+            ["Kid", "Kind", "Active", "Created", "Retirement"],
+            [[k["kid"], k["kind"], active_label(k), short_time(k["created_at"]), retirement_label(k)]
              for k in doc["keys"]],
             no_wrap=["Kid"],
         ),
@@ -63,8 +95,9 @@ def rotate(
 ) -> None:
     """Rotate server keys: say which with --jwt and/or --data.
 
-    A new JWT key is published in JWKS at once; existing logins keep working. JSON: {"rotated": [key…],
-    "reencrypt_pending": n}.
+    A new JWT key is published in JWKS at once and used from its activation time (activates_at, a few
+    seconds later, when every server worker publishes it); existing logins keep working. JSON:
+    {"rotated": [key…], "reencrypt_pending": n}.
     """
     application = get_app(ctx, json_flag)
     if not (jwt or data):
@@ -101,7 +134,11 @@ def rotate(
 
     def human() -> None:
         for key in doc["rotated"]:
-            out.result(f"New {key['kind']} key {key['kid']} is active")
+            if key["active"] or key["activates_at"] is None:
+                out.result(f"New {key['kind']} key {key['kid']} is active")
+            else:
+                out.result(f"New {key['kind']} key {key['kid']} is published; servers sign with it from "
+                           f"{_seconds(key['activates_at'])} UTC")
         if doc["reencrypt_pending"]:
             out.result(f"{doc['reencrypt_pending']} stored rows are being re-encrypted in the background")
 
