@@ -5,7 +5,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -95,45 +95,100 @@ def migrate(config: ConfigOpt = None) -> None:
     typer.echo("database is up to date", err=True)
 
 
+def _has_account(settings, name: str) -> bool:  # type: ignore[no-untyped-def]  # noqa: ANN001
+    """Whether ``name`` has an account, creating nothing: no SQLite file, no tables, no secret."""
+    from sqlalchemy import inspect, select
+    from sqlalchemy.engine import make_url
+
+    from server.db.engine import async_url, create_engine
+    from server.db.models import User
+
+    url = settings.effective_database_url
+    parsed = make_url(async_url(url))
+    if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
+        return False
+
+    async def look() -> bool:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as conn:
+                if not await conn.run_sync(lambda c: inspect(c).has_table("users")):
+                    return False
+                return (await conn.execute(select(User.id).where(User.username == name))).first() is not None
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(look())
+
+
 @app.command("create-admin")
 def create_admin(
     username: str,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+    reset_password: Annotated[bool, typer.Option(
+        "--reset-password", help="the user exists: replace their password and revoke all their sessions")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Create (or promote) an admin account. The password comes from stdin or a prompt, never argv."""
+    """Make USERNAME an admin, creating the account if there is none.
+
+    A new account's password comes from stdin (--password-stdin) or a hidden prompt, never argv. An
+    existing user keeps their password and sessions (no password is read); --reset-password reads a new
+    one the same way, replaces theirs and revokes every session of theirs. Recorded in the audit log
+    with the actor "host". A refused username or password leaves nothing behind (no database, no
+    secret.key).
+    """
     from sqlalchemy.exc import SQLAlchemyError
 
     from server.core.errors import ApiError
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     settings = _settings(config)
 
-    async def go() -> None:
-        from server.accounts.service import create_user
+    def fail(message: str) -> NoReturn:
+        typer.echo(f"melo-server: {message}", err=True)
+        raise typer.Exit(1)
+
+    async def go(name: str, password: str | None) -> dict[str, object]:
+        from server.admin.service import create_admin_on_host
         from server.app import close_state, open_state
         from server.db.migrate import upgrade_async
 
         await upgrade_async(settings.effective_database_url)
         state = await open_state(settings)
         try:
-            async with state.sessions() as db:
-                user = await create_user(state, db, username, password, admin=True)
-                typer.echo(f"admin {user.username} ready (id {user.id})", err=True)
+            return await create_admin_on_host(state, name, password, replace_password=reset_password)
         finally:
             await close_state(state)
 
     try:
-        asyncio.run(go())
+        from server.accounts.service import canonical_username
+        from server.core.passwords import password_problem
+
+        name = canonical_username(username)
+        password = None
+        if reset_password or not _has_account(settings, name):
+            if password_stdin:
+                password = sys.stdin.readline().rstrip("\r\n")
+            else:
+                password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+            problem = password_problem(password, name)
+            if problem:  # checked before anything exists, so a refusal leaves no database behind
+                fail(problem)
+        elif password_stdin:
+            typer.echo(f"melo-server: {name} has an account: their password is kept (--reset-password "
+                       "replaces it); stdin was not read", err=True)
+        done = asyncio.run(go(name, password))
     except ApiError as exc:
-        typer.echo(f"melo-server: {exc.message}", err=True)
-        raise typer.Exit(1) from None
+        fail(exc.message)
     except (OSError, SQLAlchemyError) as exc:
-        typer.echo(f"melo-server: cannot reach the database ({type(exc).__name__})", err=True)
-        raise typer.Exit(1) from None
+        fail(f"cannot reach the database ({type(exc).__name__})")
+    if done["created"]:
+        typer.echo(f"admin {done['username']} created (id {done['id']})", err=True)
+    elif done["password_replaced"]:
+        typer.echo(f"admin {done['username']} ready (id {done['id']}): password replaced, "
+                   f"{done['sessions_revoked']} session(s) revoked", err=True)
+    else:
+        was = "was already" if done["was_admin"] else "is now"
+        typer.echo(f"{done['username']} {was} an admin (id {done['id']}); password and sessions kept", err=True)
 
 
 @keys_app.command("rotate")
@@ -144,27 +199,37 @@ def keys_rotate(
 ) -> None:
     """New JWT signing key, published at once and used by every worker from MELO_JWT_KEY_PROPAGATION_S
     later (old tokens verify until they expire); with --data also a new at-rest data key: every sealed
-    row is re-encrypted, then the old key is retired."""
+    row is re-encrypted, then the old key is retired. Recorded in the audit log with the actor "host"."""
     settings = _settings(config)
+    kinds = ",".join(k for k, on in (("jwt", jwt), ("data", data)) if on)
 
     async def go() -> None:
+        from server.admin.service import audited
         from server.app import close_state, open_state
 
         state = await open_state(settings)
-        data_row = None
-        try:
+        details: dict[str, object] = {}
+
+        async def rotate() -> None:
+            data_row = None
             if jwt:
                 row = await state.keys.rotate()
                 assert row.activates_at is not None
+                details.update(jwt=row.kid, activates_at=row.activates_at.isoformat())
                 typer.echo(f"new JWT signing key {row.kid} is published; servers sign with it from "
                            f"{row.activates_at:%Y-%m-%d %H:%M:%S} UTC", err=True)
             if data:
                 data_row = await state.data_keys.rotate()
-            if jwt or data:
-                await state.announce_key_rotation()  # running workers reload their rings at once (Redis)
+                details["data"] = data_row.kid
+            await state.announce_key_rotation()  # running workers reload their rings at once (Redis)
             if data_row is not None:
                 moved = await state.data_keys.reencrypt()
+                details["reencrypted"] = moved
                 typer.echo(f"new data key {data_row.kid} is active; {moved} rows re-encrypted", err=True)
+
+        try:
+            if kinds:
+                await audited(state, None, "keys.rotate", kinds, rotate, details)
         finally:
             await close_state(state)
 
@@ -184,30 +249,47 @@ def check(config: ConfigOpt = None) -> None:
         from server.db.engine import create_engine
 
         ok = True
+        database = _without_password(settings.effective_database_url)
         engine = create_engine(settings.effective_database_url)
         try:
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-            typer.echo("database: ok")
+            typer.echo(f"database: ok ({database})")
         except Exception as exc:
             ok = False
-            typer.echo(f"database: unreachable ({type(exc).__name__})")
+            typer.echo(f"database: unreachable ({database}: {type(exc).__name__})")
         finally:
             await engine.dispose()
         if settings.redis_url:
+            shown = _without_password(settings.redis_url)
             redis = Redis.from_url(settings.redis_url)
             try:
                 await redis.ping()
-                typer.echo("redis: ok")
+                typer.echo(f"redis: ok ({shown})")
             except Exception as exc:
                 ok = False
-                typer.echo(f"redis: unreachable ({type(exc).__name__})")
+                typer.echo(f"redis: unreachable ({shown}: {type(exc).__name__})")
             finally:
                 await redis.aclose()
+        else:
+            typer.echo("redis: not configured (in-process bus and stores)")
         return ok
 
     typer.echo("settings: ok")
     raise typer.Exit(0 if asyncio.run(go()) else 3)
+
+
+def _without_password(url: str) -> str:
+    """A database or Redis URL as it may be printed: any password (also ``?password=``) replaced by ***."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+        hidden = {k: "***" for k in parsed.query if "password" in k.lower() or "secret" in k.lower()}
+        return parsed.update_query_dict(hidden).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+    except ArgumentError:  # unparsable: the scheme alone says which kind
+        return url.split("://", 1)[0] + "://…" if "://" in url else "an unparsable URL"
 
 
 def main() -> None:

@@ -117,23 +117,6 @@ async def register(
     )
 
 
-async def create_user(state: AppState, db: AsyncSession, username: str, password: str, *, admin: bool) -> User:
-    """Server-host path (``melo-server create-admin``): no registration mode, no rate limit."""
-    name = canonical_username(username)
-    problem = password_problem(password, name)
-    if problem:
-        raise ApiError(400, ErrorCode.WEAK_PASSWORD, problem)
-    user = (await db.scalars(select(User).where(User.username == name))).first()
-    if user is None:
-        user = User(username=name, password_hash=await state.passwords.hash(password), created_at=utcnow())
-        db.add(user)
-    else:
-        user.password_hash = await state.passwords.hash(password)
-    user.is_admin = admin or user.is_admin
-    await db.commit()
-    return user
-
-
 def check_text(value: str, field: str, *, multiline: bool) -> str:
     """Refuse control characters (a newline only when multiline) and bidi overrides; strip."""
     for ch in value:

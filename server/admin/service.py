@@ -30,17 +30,23 @@ from server.deps import Caller
 from server.state import AppState
 
 T = TypeVar("T")
+# The actor of commands run on the server host (``melo-server create-admin``, ``keys rotate``): no user
+# id. A user may be called "host" too; their entries carry their user id, the host's none.
+HOST_ACTOR = "host"
 
 
 async def audited(
     state: AppState,
-    caller: Caller,
+    caller: Caller | None,
     action: str,
     target: str | None,
     fn: Callable[[], Awaitable[T]],
     details: dict[str, Any] | None = None,
 ) -> T:
-    """Run an admin action and record it (actor, action, target, time, outcome) in its own transaction."""
+    """Run an admin action and record it (actor, action, target, time, outcome) in its own transaction.
+
+    ``caller`` None: a host command. ``details`` is written after the action, so it may fill them in.
+    """
     outcome = "ok"
     try:
         return await fn()
@@ -54,8 +60,8 @@ async def audited(
         async with state.sessions() as audit_db:
             audit_db.add(
                 AuditLog(
-                    actor_id=caller.user.id,
-                    actor_username=caller.user.username,
+                    actor_id=caller.user.id if caller is not None else None,
+                    actor_username=caller.user.username if caller is not None else HOST_ACTOR,
                     action=action,
                     target=target[:128] if target else None,
                     outcome=outcome,
@@ -150,6 +156,52 @@ async def reset_password(
     await db.commit()
     revoked = await auth_service.revoke_user_sessions(state, db, user.id, reason="password_reset")
     return generated, revoked
+
+
+async def create_admin_on_host(
+    state: AppState, username: str, password: str | None, *, replace_password: bool
+) -> dict[str, Any]:
+    """``melo-server create-admin``: make ``username`` an admin, creating the account if needed.
+
+    An existing user keeps their password and sessions, unless ``replace_password``: then ``password``
+    replaces theirs and every session of theirs is revoked (as an admin's password reset does). The
+    caller has already checked the password, before anything was created. Audited with the actor "host".
+    """
+    from server.accounts.service import canonical_username
+
+    name = canonical_username(username)
+    details: dict[str, Any] = {}
+
+    async def run() -> dict[str, Any]:
+        async with state.sessions() as db:
+            user = (await db.scalars(select(User).where(User.username == name))).first()
+            created = user is None
+            replaced = False
+            if user is None:
+                if password is None:
+                    raise ApiError(400, ErrorCode.VALIDATION_ERROR, "a new account needs a password")
+                user = User(username=name, password_hash=await state.passwords.hash(password), created_at=utcnow())
+                db.add(user)
+            elif replace_password:
+                if password is None:
+                    raise ApiError(400, ErrorCode.VALIDATION_ERROR, "replacing a password needs the new one")
+                user.password_hash = await state.passwords.hash(password)
+                replaced = True
+            elif password is not None:
+                # the password was asked for a new account, but someone registered the name meanwhile
+                raise ApiError(409, ErrorCode.USERNAME_TAKEN,
+                               f"{name} was registered meanwhile; run create-admin again to promote them")
+            was_admin = not created and bool(user.is_admin)
+            user.is_admin = True
+            await db.commit()
+            revoked = 0
+            if replaced:
+                revoked = await auth_service.revoke_user_sessions(state, db, user.id, reason="password_reset")
+            details.update(created=created, was_admin=was_admin, password_replaced=replaced,
+                           sessions_revoked=revoked)
+            return {"id": user.id, "username": user.username, **details}
+
+    return await audited(state, None, "users.create_admin", name, run, details)
 
 
 async def set_admin(db: AsyncSession, caller: Caller, user: User, admin: bool) -> None:

@@ -1,5 +1,6 @@
 """Admin API on every database: access control and audit of every route, then each action's behaviour;
-and ``melo-server create-admin`` bootstrapping the first admin from a subprocess."""
+and the host commands from a subprocess: ``melo-server create-admin`` bootstrapping or promoting an admin,
+``melo-server check``."""
 
 import asyncio
 import os
@@ -319,25 +320,30 @@ async def test_audit_records_failures(api: Api) -> None:
 # --- melo-server create-admin -------------------------------------------------------------------
 
 
+def host_env(**settings: str) -> dict[str, str]:
+    """The environment of a host command: this machine's, with only the given MELO_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MELO_")}
+    env.update({"MELO_ARGON2_TIME_COST": "2", "MELO_ARGON2_MEMORY_KIB": "19456", **settings})
+    return env
+
+
+async def melo_server(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, str]:
+    """Run ``melo-server ARGS`` with ``stdin``: its exit code and its output (stdout and stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from server.cli import main; main()", *args, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(stdin.encode()), timeout=120)
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
 async def test_create_admin_cli_bootstraps_an_admin(api: Api, db_url: str, tmp_path: Path) -> None:
     name = api.name("Boss")
     password = "bootstrap-" + os.urandom(8).hex()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MELO_")},
-        "MELO_DATABASE_URL": db_url,
-        "MELO_DATA_DIR": str(tmp_path / "cli-data"),
-        "MELO_SECRET_KEY": RUN_SECRET,
-    }
-    argv = [sys.executable, "-c", "from server.cli import main; main()", "create-admin", name, "--password-stdin"]
-    assert not any(password in a for a in argv)
+    env = host_env(MELO_DATABASE_URL=db_url, MELO_DATA_DIR=str(tmp_path / "cli-data"), MELO_SECRET_KEY=RUN_SECRET)
 
     async def run(secret: str) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await asyncio.wait_for(proc.communicate((secret + "\n").encode()), timeout=120)
-        return proc.returncode or 0, out.decode(errors="replace")
+        return await melo_server(env, "create-admin", name, "--password-stdin", stdin=secret + "\n")
 
     code, out = await run("tiny-pw")
     assert code == 1, out
@@ -362,18 +368,102 @@ async def test_create_admin_cli_bootstraps_an_admin(api: Api, db_url: str, tmp_p
 
 async def test_create_admin_cli_unreachable_database(tmp_path: Path) -> None:
     password = "unreachable-" + os.urandom(8).hex()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MELO_")},
-        "MELO_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none",
-        "MELO_DATA_DIR": str(tmp_path / "cli-data"),
-        "MELO_SECRET_KEY": RUN_SECRET,
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from server.cli import main; main()", "create-admin", "boss", "--password-stdin",
-        env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(proc.communicate((password + "\n").encode()), timeout=120)
-    text = out.decode(errors="replace")
-    assert proc.returncode == 1, text
+    env = host_env(MELO_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:1/none",
+                   MELO_DATA_DIR=str(tmp_path / "cli-data"), MELO_SECRET_KEY=RUN_SECRET)
+    code, text = await melo_server(env, "create-admin", "boss", "--password-stdin", stdin=password + "\n")
+    assert code == 1, text
     assert "cannot reach the database" in text
     assert password not in text and "Traceback" not in text
+
+
+async def _host_entries(api: Api, admin: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [e for e in await _audit(api, admin, limit=50, action=action) if e["actor"] == "host"]
+
+
+async def test_create_admin_promotes_an_existing_user_keeping_password_and_sessions(
+    api: Api, db_url: str, tmp_path: Path
+) -> None:
+    dave = await api.register()
+    name = dave["user"]["username"]
+    env = host_env(MELO_DATABASE_URL=db_url, MELO_DATA_DIR=str(tmp_path / "cli-data"), MELO_SECRET_KEY=RUN_SECRET)
+    other = "not-daves-password-" + os.urandom(4).hex()
+    # a provisioning script that always pipes a password: an existing user's is kept, stdin is not read
+    code, out = await melo_server(env, "create-admin", name, "--password-stdin", stdin=other + "\n")
+    assert code == 0, out
+    assert "password is kept" in out and "--reset-password" in out and other not in out
+    assert (await api.client.get("/v1/account", headers=bearer(dave))).json()["is_admin"] is True
+    assert (await api.login(name, PASSWORD)).status_code == 200
+    assert_error(await api.login(name, other), 401)
+    r = await api.client.post("/v1/auth/refresh", json={"refresh_token": dave["refresh_token"]})
+    assert r.status_code == 200, r.text
+    dave = r.json()
+    # no password asked at all (no stdin, no terminal): promoting needs none
+    code, out = await melo_server(env, "create-admin", name)
+    assert code == 0 and "already an admin" in out, out
+    entries = await _host_entries(api, dave, "users.create_admin")
+    assert [e["target"] for e in entries[:2]] == [name, name]
+    assert entries[0]["outcome"] == "ok" and entries[0]["details"] == {
+        "created": False, "was_admin": True, "password_replaced": False, "sessions_revoked": 0}
+    assert entries[1]["details"]["was_admin"] is False
+
+
+async def test_create_admin_reset_password_replaces_it_and_revokes_sessions(
+    api: Api, db_url: str, tmp_path: Path
+) -> None:
+    dave = await api.register()
+    second = (await api.login(dave["user"]["username"])).json()
+    name = dave["user"]["username"]
+    env = host_env(MELO_DATABASE_URL=db_url, MELO_DATA_DIR=str(tmp_path / "cli-data"), MELO_SECRET_KEY=RUN_SECRET)
+    new_password = "replaced-" + os.urandom(8).hex()
+    code, out = await melo_server(env, "create-admin", name, "--reset-password", "--password-stdin",
+                                  stdin="short\n")
+    assert code == 1 and "at least 10 characters" in out, out
+    assert (await api.login(name, PASSWORD)).status_code == 200  # a refused new password changes nothing
+    code, out = await melo_server(env, "create-admin", name, "--reset-password", "--password-stdin",
+                                  stdin=new_password + "\n")
+    assert code == 0, out
+    assert new_password not in out and "3 session(s) revoked" in out
+    assert_error(await api.login(name, PASSWORD), 401)
+    tokens = (await api.login(name, new_password)).json()
+    for old in (dave, second):  # this worker never heard of the revocation: the database says so
+        assert_error(await api.client.get("/v1/account", headers=bearer(old)), 401, "session_revoked")
+        assert_error(await api.client.post("/v1/auth/refresh", json={"refresh_token": old["refresh_token"]}),
+                     401, "session_revoked")
+    assert (await api.client.get("/v1/account", headers=bearer(tokens))).json()["is_admin"] is True
+    entry = (await _host_entries(api, tokens, "users.create_admin"))[0]
+    assert (entry["target"], entry["details"]["password_replaced"], entry["details"]["sessions_revoked"]) == (
+        name, True, 3)
+
+
+async def test_a_refused_create_admin_leaves_no_database_and_no_secret(tmp_path: Path) -> None:
+    data = tmp_path / "fresh"
+    env = host_env(MELO_DATA_DIR=str(data))  # the zero-configuration SQLite file and secret.key
+    for bad in ("short\n", "boss\n", "pass\x01word-long\n"):
+        code, out = await melo_server(env, "create-admin", "boss", "--password-stdin", stdin=bad)
+        assert code == 1 and "password must" in out, out
+        assert not (data / "melo.sqlite3").exists() and not (data / "secret.key").exists()
+    code, out = await melo_server(env, "create-admin", "no spaces allowed", "--password-stdin",
+                                  stdin="long enough password\n")
+    assert code == 1 and "username must be" in out, out
+    assert not (data / "melo.sqlite3").exists() and not (data / "secret.key").exists()
+    code, out = await melo_server(env, "create-admin", "boss", "--password-stdin", stdin="long enough password\n")
+    assert code == 0 and "admin boss created" in out, out
+    assert (data / "melo.sqlite3").is_file() and (data / "secret.key").is_file()
+
+
+async def test_check_names_the_database_and_redis_it_reached_without_passwords(
+    sqlite_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    data = str(tmp_path / "check-data")
+    code, out = await melo_server(host_env(MELO_DATA_DIR=data, MELO_DATABASE_URL=sqlite_url,
+                                           MELO_REDIS_URL=redis_url), "check")
+    assert code == 0, out
+    assert f"database: ok ({sqlite_url})" in out and f"redis: ok ({redis_url})" in out
+    # wrong places, with passwords in them: named, passwords hidden
+    db = "postgresql://melo:db-s3cret@127.0.0.1:1/melo"
+    redis = "redis://:redis-s3cret@127.0.0.1:1/0?password=q-s3cret"
+    code, out = await melo_server(host_env(MELO_DATA_DIR=data, MELO_DATABASE_URL=db, MELO_REDIS_URL=redis), "check")
+    assert code == 3, out
+    assert "database: unreachable (postgresql://melo:***@127.0.0.1:1/melo" in out
+    assert "redis: unreachable (redis://:***@127.0.0.1:1/0?password=***" in out
+    assert "s3cret" not in out

@@ -344,6 +344,11 @@ async def test_rotate_by_cli_command(sqlite_api: Api, tmp_path: Path) -> None:
     new_kid = await newest_jwt_kid(api)
     assert new_kid != old_kid and f"{new_kid} is published" in proc.stderr
     await _check_rotated(api, tokens, old_kid, new_kid)
+    # a host command is audited with the actor "host"
+    admin = await api.make_admin()
+    r = await api.client.get("/v1/admin/audit", params={"action": "keys.rotate"}, headers=bearer(admin))
+    entry = next(e for e in r.json()["entries"] if e["details"].get("jwt") == new_kid)
+    assert (entry["actor"], entry["target"], entry["outcome"]) == ("host", "jwt", "ok")
 
 
 async def test_key_rotated_by_another_process_verifies_at_once(api: Api, tmp_path: Path) -> None:
