@@ -81,7 +81,7 @@ def _new_vapid_row(box: SecretBox) -> SigningKey:
     raw = private.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     jwk = {"kty": "EC", "crv": "P-256", "x": b64u(raw[1:33]), "y": b64u(raw[33:]), "kid": kid,
            "alg": VAPID_ALGORITHM, "use": "sig"}
-    return SigningKey(kid=kid, kind="vapid", algorithm=VAPID_ALGORITHM,
+    return SigningKey(kid=kid, kind="vapid", algorithm=VAPID_ALGORITHM, activates_at=utcnow(),
                       private_sealed=box.seal(pem, context=kid.encode()), public_jwk=json.dumps(jwk))
 
 

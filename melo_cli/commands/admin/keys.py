@@ -40,8 +40,8 @@ def active_label(key: dict[str, Any]) -> str:
     """yes, no, or when a new JWT key will be used: it is published first, then used by every worker."""
     if key["active"]:
         return "yes"
-    if key["activates_at"] is None and key["retired_at"] is None:
-        return "published, not scheduled"
+    if key["kind"] == "jwt" and key["activates_at"] is None and key["retired_at"] is None:
+        return "published, not scheduled"  # a rotation stopped before it set the activation time
     if key["activates_at"] is not None and _is_future(key["activates_at"]):
         return f"from {_seconds(key['activates_at'])}"
     return "no"
