@@ -24,6 +24,7 @@ class Application:
     home: Path | None
     json_mode: bool = False
     verbosity: int = 0
+    profile_given: bool = False  # by --profile or MELO_PROFILE, not by `melo profiles use`
     _output: "Output | None" = field(default=None, repr=False)
 
     @property
@@ -40,6 +41,36 @@ class Application:
             self.json_mode = True
             if self._output is not None:
                 self._output.json_mode = True
+
+    def apply_options(
+        self,
+        *,
+        server: str | None = None,
+        profile: str | None = None,
+        home: Path | None = None,
+        json: bool = False,
+        verbose: int = 0,
+        quiet: bool = False,
+    ) -> None:
+        """Global options given after the subcommand (``melo whoami --server URL``): they win over the
+        same ones given before it, as the last of a repeated option does."""
+        if server:
+            self.server = server
+        if home is not None:
+            self.home = home
+        if profile:
+            self.profile, self.profile_given = profile, True
+        elif home is not None and not self.profile_given:
+            from melo_cli.config import selected_profile
+
+            self.profile = selected_profile(home) or "default"  # the selection stored in that home
+        if quiet:
+            self.verbosity = -1
+        elif verbose:
+            self.verbosity = max(self.verbosity, 0) + verbose
+        if self._output is not None:
+            self._output.verbosity = self.verbosity
+        self.want_json(json)
 
     @property
     def home_dir(self) -> Path:

@@ -13,7 +13,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import typer
 
-from melo_cli.application import DEFAULT_SERVER, Application
+from melo_cli.application import Application
 from melo_cli.commands import (
     account,
     admin,
@@ -31,22 +31,22 @@ from melo_cli.commands import (
     smoke,
 )
 from melo_cli.errors import EXIT_CODES_EPILOG
+from melo_cli.global_options import (
+    HOME_HELP,
+    JSON_HELP,
+    PROFILE_HELP,
+    QUIET_HELP,
+    SERVER_HELP,
+    VERBOSE_HELP,
+    MeloTyper,
+    check_profile,
+)
 
-
-def _check_profile(value: str | None) -> str | None:
-    if value is None:
-        return None
-    from melo_protocol.client.tokens import check_profile_name
-
-    try:
-        return check_profile_name(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-
-
-app = typer.Typer(
+app = MeloTyper(
     name="melo",
-    help="Melo: a terminal-first, end-to-end encrypted messenger.",
+    help="Melo: a terminal-first, end-to-end encrypted messenger.\n\n"
+    "--server, --profile, --home, --json, -v and -q work before or after the command "
+    "(`melo whoami --server URL`).",
     epilog=EXIT_CODES_EPILOG,
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
@@ -59,42 +59,22 @@ app = typer.Typer(
 def root(
     ctx: typer.Context,
     server: Annotated[
-        str | None,
-        typer.Option(
-            "--server",
-            envvar="MELO_SERVER",
-            show_default=False,
-            help=f"server URL (default: the profile's server, else {DEFAULT_SERVER})",
-        ),
+        str | None, typer.Option("--server", envvar="MELO_SERVER", metavar="URL", show_default=False, help=SERVER_HELP)
     ] = None,
     profile: Annotated[
         str | None,
-        typer.Option(
-            "--profile",
-            envvar="MELO_PROFILE",
-            callback=_check_profile,
-            show_default=False,
-            help="account profile: one login per profile (default: `melo profiles use`'s choice, else 'default')",
-        ),
+        typer.Option("--profile", envvar="MELO_PROFILE", metavar="NAME", callback=check_profile, show_default=False,
+                     help=PROFILE_HELP),
     ] = None,
     home: Annotated[
         Path | None,
-        typer.Option(
-            "--home",
-            envvar="MELO_HOME",
-            file_okay=False,
-            show_default=False,
-            help="melo's data directory (default: the platform's user data dir)",
-        ),
+        typer.Option("--home", envvar="MELO_HOME", metavar="DIR", file_okay=False, show_default=False, help=HOME_HELP),
     ] = None,
-    json_mode: Annotated[
-        bool, typer.Option("--json", help="print one JSON document instead of text")
-    ] = False,
-    verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="more diagnostics on stderr")
-    ] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the data asked for")] = False,
+    json_mode: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, show_default=False, help=VERBOSE_HELP)] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
 ) -> None:
+    given = profile is not None  # --profile or MELO_PROFILE: later --home does not change it
     if profile is None and ctx.invoked_subcommand is not None:
         from melo_cli.config import selected_profile
         from melo_protocol.client.tokens import default_home
@@ -106,6 +86,7 @@ def root(
         home=home,
         json_mode=json_mode,
         verbosity=-1 if quiet else verbose,
+        profile_given=given,
     )
 
 

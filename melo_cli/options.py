@@ -5,9 +5,10 @@ from typing import Annotated, Any
 
 import typer
 
+from melo_cli.global_options import JSON_HELP, MeloTyper
 from melo_protocol.timetext import parse_duration, parse_when
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document instead of text")]
+JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do it without asking (needed without a terminal)")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="print what would happen; change nothing")]
 ChatArg = Annotated[
@@ -51,6 +52,7 @@ def yes_no(value: Any) -> str:
     return "yes" if value else "no"
 
 
-def command_group(help: str) -> typer.Typer:
-    """A command group as every melo group is made: plain Click help (no rich import: fast ``--help``)."""
-    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+def command_group(help: str) -> MeloTyper:
+    """A command group as every melo group is made: plain Click help (no rich import: fast ``--help``);
+    its commands take the global options after their name too."""
+    return MeloTyper(help=help, no_args_is_help=True, rich_markup_mode=None)
