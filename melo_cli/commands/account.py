@@ -21,13 +21,24 @@ DeviceNameOpt = Annotated[
 ]
 
 
-def read_password(from_stdin: bool, *, confirm: bool) -> str:
-    """From stdin (one line) or a hidden prompt; never from argv, where other users could see it."""
+def read_password(app: Application, from_stdin: bool, *, confirm: bool) -> str:
+    """From stdin (one line) or a hidden prompt; never from argv, where other users could see it.
+
+    Without a terminal there is no one to prompt: say how to pass it instead (exit 2), before getpass
+    would warn that it cannot hide the input and read a line from the pipe.
+    """
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise typer.BadParameter("no password on stdin", param_hint="--password-stdin")
         return password
+    from melo_cli.safety import stdin_is_tty
+
+    if not stdin_is_tty():
+        from melo_cli.errors import ExitCode
+
+        app.fail("no terminal to ask for a password: use --password-stdin", code="no_terminal",
+                 exit_code=ExitCode.USAGE)
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=confirm))
 
 
@@ -69,7 +80,7 @@ def register(
 ) -> None:
     """Create an account and log in as it."""
     app = get_app(ctx, json_flag)
-    password = read_password(password_stdin, confirm=True)
+    password = read_password(app, password_stdin, confirm=True)
 
     async def go(client: "MeloClient") -> dict[str, Any]:
         tokens = await client.register(
@@ -99,7 +110,7 @@ def login(
 ) -> None:
     """Log in and keep the session for later commands."""
     app = get_app(ctx, json_flag)
-    password = read_password(password_stdin, confirm=False)
+    password = read_password(app, password_stdin, confirm=False)
 
     async def go(client: "MeloClient") -> dict[str, Any]:
         tokens = await client.login(username, password, device_name=device_name or default_device_name())

@@ -184,3 +184,54 @@ def test_help_lists_exit_codes(melo: Melo) -> None:
     text = " ".join(result.stdout.split())
     for entry in ("0 ok", "2 usage", "3 server unreachable", "4 not logged in", "5 E2E trust", "6 smoke"):
         assert entry in text
+
+
+def test_password_prompt_without_a_terminal_says_use_password_stdin(melo: Melo) -> None:
+    name = new_username("notty")
+    for args in (("register", name), ("login", name), ("--json", "login", name)):
+        result = melo(*args)  # stdin is a pipe: no one to prompt
+        assert result.returncode == 2, (args, result.stderr)
+        assert "no terminal to ask for a password: use --password-stdin" in result.stderr
+        assert "GetPassWarning" not in result.stderr and "Aborted" not in result.stderr
+        assert result.stdout == ""
+    assert json.loads(melo("--json", "login", name).stderr)["error"]["code"] == "no_terminal"
+    assert melo("whoami").returncode == 4  # nothing was registered
+
+
+def test_password_prompt_on_a_terminal_still_asks(melo: Melo) -> None:
+    """On a terminal (a pty as stdin, in a session of its own: no other /dev/tty) login prompts as before."""
+    import os
+    import pty
+    import select
+    import subprocess
+
+    from tests.cli.conftest import melo_command
+
+    name = new_username("tty")
+    melo.register(name)
+    main, child = pty.openpty()
+    proc = subprocess.Popen([*melo_command(), "login", name], env=melo.env(), stdin=child, stdout=child,
+                            stderr=child, start_new_session=True)
+    os.close(child)
+    seen = b""
+
+    def read_until(needle: bytes) -> None:
+        nonlocal seen
+        while needle not in seen:
+            ready, _, _ = select.select([main], [], [], 30)
+            assert ready, seen
+            try:
+                seen += os.read(main, 4096)
+            except OSError:  # the child closed the pty
+                break
+        assert needle in seen, seen
+
+    try:
+        read_until(b"Password: ")  # click prints "Password:", then getpass " " once echo is off
+        os.write(main, (PASSWORD + "\n").encode())
+        read_until(b"Logged in as")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        os.close(main)
+    assert PASSWORD.encode() not in seen  # not echoed

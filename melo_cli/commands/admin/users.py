@@ -285,7 +285,7 @@ def reset_password(
     if password_stdin and not dry_run:
         from melo_cli.commands.account import read_password
 
-        new_password = read_password(True, confirm=False)
+        new_password = read_password(application, True, confirm=False)
 
     async def perform(client: "MeloClient") -> dict[str, Any]:
         result = await client.admin_reset_password(user, new_password)
