@@ -38,6 +38,11 @@ class CliError(Exception):
         self.details = dict(details or {})
 
 
+ACCOUNT_CLOSED = {
+    "account_banned": "this account is banned: ask the server's admins",
+    "account_deactivated": "this account is deactivated: ask the server's admins",
+}
+
 EXIT_CODES_EPILOG = (
     "Exit codes: 0 ok · 1 user error (not found, forbidden, bad value, conflict, rate limited) · "
     "2 usage · 3 server unreachable or failing · 4 not logged in or session revoked · "
@@ -77,13 +82,15 @@ def describe(exc: BaseException) -> tuple[str, str]:
 
     if isinstance(exc, e.NotLoggedIn):
         return "not_logged_in", f"{exc.message}; run `melo login USERNAME` first"
-    if isinstance(exc, e.SessionRevoked):
-        return exc.code, f"{exc.message}; run `melo login USERNAME` to sign in again"
-    if isinstance(exc, e.NotAuthenticated):
+    if isinstance(exc, e.ApiError) and exc.code in ACCOUNT_CLOSED:
+        return exc.code, ACCOUNT_CLOSED[exc.code]  # logging in again cannot help
+    if isinstance(exc, e.SessionRevoked | e.NotAuthenticated):
         return exc.code, f"{exc.message}; run `melo login USERNAME` to sign in again"
     if isinstance(exc, e.RateLimited):
-        wait = f"; retry in {exc.retry_after:g} s" if exc.retry_after is not None else ""
-        return exc.code, exc.message + wait
+        # the server's message usually says when already ("post again in 60 s"): say it once
+        wait = exc.retry_after
+        said = wait is None or f"{wait:g} s" in exc.message
+        return exc.code, exc.message if said else f"{exc.message}; retry in {wait:g} s"
     if isinstance(exc, e.ApiError | e.ClientError):
         return exc.code, exc.message
     if isinstance(exc, e.ServerUnreachable):

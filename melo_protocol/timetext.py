@@ -10,9 +10,9 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION_RE = re.compile(r"(\d+)([smhdw])")
 _CLOCK_RE = re.compile(r"(?:(today|tomorrow)\s+)?(\d{1,2}):(\d{2})")
 WHEN_HELP = (
-    "when to send: ISO 8601 (2030-01-02T09:00, 2030-01-02 09:00+02:00, …Z; no zone = local time), "
-    "+DURATION from now (+10m, +2h, +1d, +1h30m), or a local clock time: 09:00 (the next one), "
-    "today 18:30, tomorrow 09:00"
+    "when to send, after now and at most 366 days ahead: ISO 8601 (YYYY-MM-DDTHH:MM, or with a zone: "
+    "…+02:00, …Z; no zone = local time), +DURATION from now (+10m, +2h, +1d, +1h30m), or a local clock "
+    "time: 09:00 (the next one), today 18:30, tomorrow 09:00"
 )
 
 

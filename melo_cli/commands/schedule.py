@@ -46,7 +46,10 @@ def list_scheduled(ctx: typer.Context, json_flag: JsonOpt = False) -> None:
     """
     application = get_app(ctx, json_flag)
 
+    labels: dict[int, str] = {}  # chat id → "Team", "@bob": the table names chats as people do
+
     async def go(client: "MeloClient") -> dict[str, Any]:
+        from melo_cli.resolve import chat_label
         from melo_protocol.client.actions import scheduled_doc
         from melo_protocol.client.messenger import Messenger
 
@@ -57,6 +60,8 @@ def list_scheduled(ctx: typer.Context, json_flag: JsonOpt = False) -> None:
             rows = await (messenger.list_scheduled() if messenger.open_cache() else client.list_scheduled())
         finally:
             await messenger.close()
+        if rows and not application.json_mode:
+            labels.update({c.id: chat_label(c) for c in await client.list_chats()})
         return {"scheduled": [scheduled_doc(r) for r in rows]}
 
     doc = application.run(go)
@@ -67,7 +72,7 @@ def list_scheduled(ctx: typer.Context, json_flag: JsonOpt = False) -> None:
             out.result("No scheduled messages.")
             return
         out.table(["ID", "Chat", "Send at", "Text"],
-                  [[r["scheduled_id"], r["chat_id"], short_time(r["send_at"]),
+                  [[r["scheduled_id"], labels.get(r["chat_id"], f"#{r['chat_id']}"), short_time(r["send_at"]),
                     r["text"] if r["text"] is not None else "(end-to-end encrypted)"] for r in doc["scheduled"]],
                   no_wrap=["ID", "Send at"])
 
@@ -96,7 +101,8 @@ def timer(
     chat: ChatArg,
     duration: Annotated[str, typer.Argument(
         metavar="DURATION|off",
-        help="how long messages live after they are sent: 30s (at least 5s), 10m, 1h, 1d, 1w, 1h30m; off ends it")],
+        help="how long messages live after they are sent: 30s (at least 5s), 10m, 1h, 1d, 1w, 1h30m; "
+             "0 or off ends it")],
     json_flag: JsonOpt = False,
 ) -> None:
     """Disappearing messages: messages sent from now on are deleted DURATION after sending.
@@ -105,10 +111,10 @@ def timer(
     event. JSON: {"chat_id", "seconds"} (seconds is null when off).
     """
     application = get_app(ctx, json_flag)
-    seconds: int | None = None
+    seconds: int | None = None  # off
     if duration.strip().lower() != "off":
         try:
-            seconds = parse_duration(duration)
+            seconds = parse_duration(duration) or None  # 0 turns it off, as `melo slowmode CHAT 0` does
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="DURATION") from None
 

@@ -165,6 +165,11 @@ def error_from_response(status: int, body: bytes, headers: Mapping[str, str] | N
         return NotAuthenticated(status, code, message, details)
     if status == 429:
         return RateLimited(status, code, message, details, retry_after=_retry_after(details, headers))
+    if code == ErrorCode.VALIDATION_ERROR and isinstance(details.get("errors"), list):
+        from melo_protocol.client.validation import describe_errors
+
+        errors = [e for e in details["errors"] if isinstance(e, dict)]
+        message = describe_errors(errors) if errors else message  # "invalid request" → what and why
     return _BY_STATUS.get(status, BadRequest)(status, code, message, details)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from melo_protocol.client import events as ev
 from melo_protocol.client.cache import MessageCache
-from melo_protocol.client.errors import MeloError
+from melo_protocol.client.errors import BadRequest, MeloError
 from melo_protocol.client.keystore import load_or_create_store_key
 from melo_protocol.client.rest import MeloClient
 from melo_protocol.client.stream import CursorFile, LiveStream
@@ -46,7 +46,7 @@ from melo_protocol.crypto import (
     safety_qr,
 )
 from melo_protocol.crypto.errors import CryptoError
-from melo_protocol.wire.chats import ChatOut, MessageOut
+from melo_protocol.wire.chats import ChatOut, MessageOut, check_text
 from melo_protocol.wire.jobs import ScheduledOut
 
 log = logging.getLogger("melo.sdk")
@@ -66,6 +66,15 @@ class E2EError(MeloError):
 
 class ProfileInUse(MeloError):
     """Another process has this profile's device open (its crypto store is locked to one process)."""
+
+
+def _check_text(text: str) -> None:
+    """The text limit of a channel, for every chat: an E2E text is checked here, before it is encrypted
+    (the server sees only the ciphertext), so it is refused in the same words as in a channel."""
+    try:
+        check_text(text)
+    except ValueError as exc:
+        raise BadRequest(422, "validation_error", str(exc), {"fields": ["text"]}) from None
 
 
 class Messenger:
@@ -260,6 +269,7 @@ class Messenger:
 
     async def send_text(self, chat_id: int, text: str, *, reply_to: int | None = None, txn_id: str | None = None,
                         emote: bool = False) -> ev.Message:
+        _check_text(text)
         chat = await self.chat(chat_id)
         txn_id = txn_id or uuid.uuid4().hex
         kind = EMOTE if emote else TEXT
@@ -273,6 +283,7 @@ class Messenger:
     async def schedule_text(self, chat_id: int, text: str, send_at: datetime, txn_id: str | None = None, *,
                             reply_to: int | None = None) -> ScheduledOut:
         """Have the server send ``text`` at ``send_at``; E2E chats are encrypted now, for the members of now."""
+        _check_text(text)
         chat = await self.chat(chat_id)
         txn_id = txn_id or uuid.uuid4().hex
         if chat.e2e:
@@ -293,6 +304,7 @@ class Messenger:
                 for r in rows]
 
     async def edit_text(self, chat_id: int, message_id: int, text: str) -> ev.Message:
+        _check_text(text)
         chat = await self.chat(chat_id)
         if chat.e2e:
             envelope = await self._encrypt(chat, {"type": TEXT, "body": text})

@@ -32,6 +32,7 @@ from melo_protocol.client.errors import (
     error_from_response,
 )
 from melo_protocol.client.tokens import Credentials, CredentialStore, normalize_server_url
+from melo_protocol.client.validation import describe_errors
 from melo_protocol.wire import (
     AccountOut,
     AdminKeyList,
@@ -81,14 +82,14 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def _build(builder: Callable[P, ApiRequest], *args: P.args, **kwargs: P.kwargs) -> ApiRequest:
-    """Build a request; a value the wire model refuses becomes BadRequest (field names, never values)."""
+    """Build a request; a value the wire model refuses becomes BadRequest, said in the user's words with
+    the limit ("timer too long: 1,000 days, at most 366 days"); details name the fields, never values."""
     try:
         return builder(*args, **kwargs)
     except ValidationError as exc:
-        fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors()})
-        raise BadRequest(
-            422, "validation_error", "invalid value for " + ", ".join(fields), {"fields": fields}
-        ) from None
+        errors = exc.errors()
+        fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in errors})
+        raise BadRequest(422, "validation_error", describe_errors(errors), {"fields": fields}) from None
 
 
 class MeloClient:

@@ -9,9 +9,12 @@ from pydantic import Field, field_validator, model_validator
 from melo_protocol.wire.base import Request, Response
 from melo_protocol.wire.bounds import Id, Seq
 
-MAX_TEXT_BYTES = 64 * 1024
+MAX_TEXT_BYTES = 64 * 1024  # a message's text, in UTF-8: channels check it here, E2E clients before encrypting
 MAX_GROUP_MEMBERS = 1000
-MAX_CIPHERTEXT_CHARS = 96 * 1024  # base64 of a 64 KiB plaintext plus Megolm overhead
+# base64 of the Megolm message of a text at MAX_TEXT_BYTES: inside the encrypted JSON event its string can
+# double (quotes, backslashes and newlines are escaped), plus the event's other keys, AES padding, MAC
+# and signature (well under 1 KiB); so any text a channel takes fits encrypted too
+MAX_CIPHERTEXT_CHARS = 4 * ((2 * MAX_TEXT_BYTES + 1024 + 2) // 3)
 HISTORY_MAX_LIMIT = 200
 
 
@@ -62,6 +65,20 @@ class E2EEnvelope(Request):
     device_id: str | None = Field(default=None, max_length=64)
 
 
+def check_text(text: str) -> str:
+    """A message's text as every chat takes it (ValueError in the user's words otherwise): not blank,
+    at most MAX_TEXT_BYTES in UTF-8. Channels check it in the wire model; E2E clients before encrypting."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_TEXT_BYTES:
+        if size == len(text):
+            raise ValueError(f"message too long: {size:,} characters, at most {MAX_TEXT_BYTES:,}")
+        raise ValueError(f"message too long: {len(text):,} characters ({size:,} bytes in UTF-8), "
+                         f"at most {MAX_TEXT_BYTES:,} bytes")
+    if not text.strip():
+        raise ValueError("message is empty")
+    return text
+
+
 class _Content(Request):
     text: str | None = None
     e2e: E2EEnvelope | None = None
@@ -69,12 +86,7 @@ class _Content(Request):
     @field_validator("text")
     @classmethod
     def _text_size(cls, value: str | None) -> str | None:
-        if value is not None:
-            if len(value.encode("utf-8", "surrogatepass")) > MAX_TEXT_BYTES:
-                raise ValueError(f"text is larger than {MAX_TEXT_BYTES} bytes")
-            if not value.strip():
-                raise ValueError("text is empty")
-        return value
+        return check_text(value) if value is not None else None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "_Content":

@@ -3,28 +3,35 @@
 The server's routes are in server/jobs/router.py and server/push/router.py; docs/protocol.md documents both.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
 from melo_protocol.wire.base import Request, Response
 from melo_protocol.wire.bounds import Id
-from melo_protocol.wire.chats import E2EEnvelope
+from melo_protocol.wire.chats import E2EEnvelope, check_text
+
+MAX_SCHEDULE_AHEAD = timedelta(days=366)  # how far ahead a message may be scheduled
 
 
 class ScheduleRequest(Request):
     txn_id: str = Field(min_length=1, max_length=64)
-    text: str | None = Field(default=None, min_length=1, max_length=16_000)
+    text: str | None = None  # the same limit as a message sent now (check_text)
     e2e: E2EEnvelope | None = None
     reply_to: Id | None = None
     send_at: datetime
+
+    @field_validator("text")
+    @classmethod
+    def _text_size(cls, value: str | None) -> str | None:
+        return check_text(value) if value is not None else None
 
     @field_validator("send_at")
     @classmethod
     def _zoned(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
-            raise ValueError("send_at needs a time zone (e.g. 2030-01-01T09:00:00Z)")
+            raise ValueError("send time needs a time zone (Z or an offset such as +02:00)")
         return value
 
     @model_validator(mode="after")

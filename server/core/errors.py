@@ -60,6 +60,7 @@ _STATUS_CODES = {
 
 
 _FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
+_LIMIT_KEYS = frozenset({"max_length", "min_length", "le", "lt", "ge", "gt"})
 
 
 def _safe_validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -69,9 +70,13 @@ def _safe_validation_errors(exc: RequestValidationError) -> tuple[str, list[dict
     for err in exc.errors():
         if err.get("type") == "json_invalid":
             code = ErrorCode.MALFORMED_JSON
-        errors.append(
-            {"loc": [str(p) for p in err.get("loc", ())], "type": err.get("type"), "msg": err.get("msg")}
-        )
+        entry = {"loc": [str(p) for p in err.get("loc", ())], "type": err.get("type"), "msg": err.get("msg")}
+        # the limit that was crossed (max_length, le…), so clients can say it; numbers only, never the value
+        limits = {k: v for k, v in (err.get("ctx") or {}).items()
+                  if k in _LIMIT_KEYS and isinstance(v, int | float) and not isinstance(v, bool)}
+        if limits:
+            entry["ctx"] = limits
+        errors.append(entry)
     return code, errors
 
 

@@ -1,6 +1,6 @@
 """Routes of the background duties: scheduled messages, disappearing-message timers, retention (admin)."""
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response
 from sqlalchemy import delete, select
@@ -10,6 +10,7 @@ from melo_protocol.wire import ErrorCode
 from melo_protocol.wire.bounds import Id
 from melo_protocol.wire.chats import ChatKind, MessageSend, Role
 from melo_protocol.wire.jobs import (
+    MAX_SCHEDULE_AHEAD,
     RetentionOut,
     RetentionRequest,
     RetentionRun,
@@ -30,8 +31,20 @@ from server.deps import AdminCaller, CurrentCaller, DbSession, StateDep
 from server.jobs.tasks import scheduled_context
 
 router = APIRouter(tags=["jobs"])
-MAX_SCHEDULE_AHEAD = timedelta(days=366)
 MAX_PENDING_PER_USER = 1000
+
+
+def _minute(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _outside_window(send_at: datetime, now: datetime) -> ApiError:
+    """The refusal of a send time outside (now, now + MAX_SCHEDULE_AHEAD], stating the window."""
+    latest = now + MAX_SCHEDULE_AHEAD
+    problem = "is in the past" if send_at <= now else f"is more than {MAX_SCHEDULE_AHEAD.days} days ahead"
+    return ApiError(400, ErrorCode.VALIDATION_ERROR,
+                    f"send time {_minute(send_at)} {problem}: pick a time after now and before {_minute(latest)}",
+                    {"field": "send_at", "earliest": now.isoformat(), "latest": latest.isoformat()})
 
 
 def _out(state: StateDep, row: ScheduledMessage) -> ScheduledOut:
@@ -58,8 +71,7 @@ async def schedule(chat_id: Id, body: ScheduleRequest, caller: CurrentCaller, st
     now = utcnow()
     send_at = body.send_at.astimezone(UTC)
     if send_at <= now or send_at > now + MAX_SCHEDULE_AHEAD:
-        raise ApiError(400, ErrorCode.VALIDATION_ERROR, "send_at must be in the future, at most a year ahead",
-                       {"field": "send_at"})
+        raise _outside_window(send_at, now)
     pending = await db.scalar(select(ScheduledMessage.id).where(ScheduledMessage.sender_id == caller.user.id,
                                                                 ScheduledMessage.sent_at.is_(None))
                               .offset(MAX_PENDING_PER_USER - 1).limit(1))

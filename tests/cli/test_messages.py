@@ -88,3 +88,26 @@ def test_exit_codes(pair: tuple[str, Melo, str, Melo], live_server: LiveServer, 
     stranger = Melo(tmp_path / "stranger", live_server.url)
     assert stranger("send", "1", "x").returncode == 4  # not logged in
     assert stranger("history", "1").returncode == 4
+
+
+def test_message_limit_is_the_same_in_every_chat_and_said_with_the_limit(pair: tuple[str, Melo, str, Melo]) -> None:
+    a, ma, b, mb = pair
+    title = f"limits-{a}"
+    assert ma("chats", "create-channel", title).returncode == 0
+    too_long = "x" * 70_000
+    for chat in (title, f"@{b}"):  # a channel (plain) and a DM (E2E, checked before encrypting)
+        for args in (("send", chat, "-"), ("send", chat, "-", "--at", "+1h")):
+            refused = ma("--json", *args, stdin=too_long)
+            assert refused.returncode == 1, (args, refused.stderr)
+            error = json.loads(refused.stderr)["error"]
+            assert (error["code"], error["message"]) == (
+                "validation_error", "message too long: 70,000 characters, at most 65,536"), args
+    huge = ma("send", f"@{b}", "-", stdin="y" * 3_000_000)
+    assert huge.returncode == 1 and "message too long: 3,000,000 characters, at most 65,536" in huge.stderr
+    assert "ciphertext" not in huge.stderr
+
+    # at the limit, even text that doubles when escaped inside the encrypted event goes through
+    at_limit = '"\n' * 32_768
+    sent = _json(ma, "send", f"@{b}", "-", stdin=at_limit + "\n")
+    got = {m["message_id"]: m for m in _json(mb, "history", f"@{a}", "--limit", "5")["messages"]}
+    assert got[sent["message_id"]]["text"] == at_limit and got[sent["message_id"]]["status"] == "ok"

@@ -4,6 +4,7 @@ live server of this module's own, whose scheduler ticks every 0.5 s (MELO_JOBS_T
 
 import base64
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -260,3 +261,62 @@ def test_exit_codes(users: tuple[str, Melo, str, Melo], fast_server: LiveServer,
     assert _codes(*((outsider, args) for args in (
         ("schedule", "list"), ("send", f"@{a}", "x", "--at", "+1h"), ("timer", f"@{a}", "off"),
         ("push", "list")))) == [4] * 4  # not logged in
+
+
+def test_send_time_outside_the_window_names_the_window(users: tuple[str, Melo, str, Melo]) -> None:
+    _, ma, b, _ = users
+    for when, problem in (("2001-01-01T00:00:00Z", "is in the past"),
+                          (f"{datetime.now(UTC).year + 3}-01-02T09:00:00Z", "is more than 366 days ahead")):
+        refused = ma("--json", "send", f"@{b}", "x", "--at", when)
+        assert refused.returncode == 1, refused.stderr
+        error = json.loads(refused.stderr)["error"]
+        assert error["code"] == "validation_error" and problem in error["message"], error
+        found = re.search(r"pick a time after now and before (\d{4}-\d\d-\d\d \d\d:\d\d) UTC$", error["message"])
+        assert found, error["message"]
+        latest = datetime.strptime(found[1], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+        assert timedelta(days=365) < latest - datetime.now(UTC) <= timedelta(days=366)
+        assert "send_at" not in error["message"]
+
+
+def test_readme_at_examples_are_inside_the_window() -> None:
+    """Every `--at` value in the README's shell examples, as bash expands it, is a time the server takes."""
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.S)
+    values = [m for block in blocks for m in re.findall(r"--at (\"[^\"]*\"|'[^']*'|\S+)", block)]
+    assert len(values) >= 3, values
+    now = datetime.now(UTC)
+    for value in values:
+        expanded = subprocess.run(["bash", "-c", f"printf %s {value}"], capture_output=True, text=True,
+                                  timeout=30, check=True).stdout
+        at = parse_when(expanded)
+        assert now < at <= now + timedelta(days=366), (value, expanded)
+        assert shlex.split(value)  # one shell word
+
+
+def test_timer_zero_turns_it_off(users: tuple[str, Melo, str, Melo]) -> None:
+    _, ma, b, _ = users
+    assert _ok(ma, "timer", f"@{b}", "1h")["seconds"] == 3600
+    for off in ("0", "0s"):  # the server's answer: the chat's timer is now off
+        assert _ok(ma, "timer", f"@{b}", off)["seconds"] is None
+        assert _ok(ma, "timer", f"@{b}", "1h")["seconds"] == 3600
+    assert "Disappearing messages are off" in ma("timer", f"@{b}", "0").stdout
+    short = ma("timer", f"@{b}", "2s")
+    assert short.returncode == 1 and "timer too short: 2 seconds, at least 5 seconds" in short.stderr
+
+
+def test_schedule_list_names_the_chats(users: tuple[str, Melo, str, Melo]) -> None:
+    a, ma, b, _ = users
+    title = f"named-{a}"
+    assert ma("chats", "create-group", title, "--member", b).returncode == 0
+    in_group = _ok(ma, "send", title, "group later", "--at", "+2h")
+    in_dm = _ok(ma, "send", f"@{b}", "dm later", "--at", "+3h")
+    try:
+        rows = {line.split("│")[1].strip(): line for line in ma("schedule", "list").stdout.splitlines()
+                if line.count("│") > 3}
+        assert title in rows[str(in_group["scheduled_id"])] and "group later" in rows[str(in_group["scheduled_id"])]
+        assert f"@{b}" in rows[str(in_dm["scheduled_id"])]
+    finally:
+        for sid in (in_group["scheduled_id"], in_dm["scheduled_id"]):
+            ma("schedule", "cancel", str(sid))

@@ -102,3 +102,17 @@ def test_parse_duration(text: str, seconds: int) -> None:
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize(("body", "said"), [
+    (b'{"error": {"code": "rate_limited", "message": "too many requests; retry in 3161 s", '
+     b'"details": {"retry_after": 3161}}}', "too many requests; retry in 3161 s"),
+    (b'{"error": {"code": "slow_mode", "message": "slow mode: you can post again in 60 s", '
+     b'"details": {"retry_after": 60}}}', "slow mode: you can post again in 60 s"),
+    (b"<html>Too Many Requests</html>", "HTTP 429; retry in 60 s"),  # a proxy's 429: only the header says
+])
+def test_a_rate_limit_says_when_once(body: bytes, said: str) -> None:
+    from melo_cli.errors import describe
+    from melo_protocol.client.errors import error_from_response
+
+    assert describe(error_from_response(429, body, {"Retry-After": "60"}))[1] == said

@@ -157,6 +157,34 @@ async def test_scheduled_message_sent_once_through_the_send_path(two: tuple[Api,
     assert (await a.client.get("/v1/scheduled", headers=bearer(owner))).json()["scheduled"] == []
 
 
+async def test_schedule_window_is_stated_and_text_limit_is_a_message_s(one: Api) -> None:
+    owner = await one.register()
+    chat = (await one.client.post("/v1/chats", json={"kind": "channel", "title": "window"},
+                                  headers=bearer(owner))).json()
+    path = f"/v1/chats/{chat['id']}/scheduled"
+
+    async def schedule(txn: str, send_at: datetime, text: str = "hi") -> Any:
+        return await one.client.post(path, json={"txn_id": txn, "text": text, "send_at": send_at.isoformat()},
+                                     headers=bearer(owner))
+
+    now = utcnow()
+    for txn, at, problem in (("past", now - timedelta(minutes=1), "is in the past"),
+                             ("far", now + timedelta(days=367), "is more than 366 days ahead")):
+        r = await schedule(txn, at)
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        latest = datetime.fromisoformat(err["details"]["latest"])
+        assert err["code"] == "validation_error" and err["details"]["field"] == "send_at"
+        assert timedelta(days=366) - timedelta(minutes=1) < latest - now <= timedelta(days=366, minutes=1)
+        assert err["message"] == (f"send time {at:%Y-%m-%d %H:%M} UTC {problem}: pick a time after now and "
+                                  f"before {latest:%Y-%m-%d %H:%M} UTC")
+    assert (await schedule("edge", now + timedelta(days=365))).status_code == 201
+    # the text limit of a message sent now (64 KiB), not a smaller one of its own
+    assert (await schedule("long", now + timedelta(hours=1), "x" * 60_000)).status_code == 201
+    r = await schedule("longer", now + timedelta(hours=1), "x" * 70_000)
+    assert r.status_code == 422 and "message too long: 70,000 characters, at most 65,536" in r.text
+
+
 async def test_disappearing_messages_are_tombstoned(one: Api) -> None:
     api = one
     owner = await api.register()

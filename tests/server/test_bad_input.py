@@ -124,6 +124,22 @@ async def test_validation_errors_do_not_echo_values(api: Api, raw: httpx.AsyncCl
     assert secret[:20] not in r.text
 
 
+async def test_validation_errors_carry_the_limit_not_the_value(api: Api, raw: httpx.AsyncClient) -> None:
+    """details.errors names the crossed limit (ctx: numbers only), so clients can say it in words."""
+    tokens = await api.register()
+    secret = "bio-" + os.urandom(8).hex()
+    r = await raw.patch("/v1/account/profile", json={"bio": secret * 20}, headers=bearer(tokens))
+    err = assert_error(r, 422, "validation_error")
+    assert err["details"]["errors"] == [{"loc": ["body", "bio"], "type": "string_too_long",
+                                         "msg": "String should have at most 280 characters",
+                                         "ctx": {"max_length": 280}}]
+    assert secret not in r.text
+    chat = (await raw.post("/v1/chats", json={"kind": "group", "title": "limits"}, headers=bearer(tokens))).json()
+    r = await raw.put(f"/v1/chats/{chat['id']}/timer", json={"seconds": 2}, headers=bearer(tokens))
+    [error] = assert_error(r, 422, "validation_error")["details"]["errors"]
+    assert (error["loc"], error["type"], error["ctx"]) == (["body", "seconds"], "greater_than_equal", {"ge": 5})
+
+
 async def test_oversize_json_bodies(api: Api, raw: httpx.AsyncClient) -> None:
     tokens = await api.register()
     await raw.patch("/v1/account/profile", json={"bio": "before"}, headers=bearer(tokens))
