@@ -10,6 +10,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from melo_protocol.wire import ErrorCode
+from server.auth.service import account_closed
 from server.core.errors import ApiError
 from server.core.jwt_keys import AccessClaims
 from server.db.models import DeviceSession, User
@@ -65,15 +66,15 @@ async def authenticate(state: AppState, db: AsyncSession, token: str) -> Caller:
     """Verify an access token and load its user; shared by REST and (later) the WebSocket."""
     claims = await state.keys.verify_access(token)
     if await state.revocations.is_revoked(claims.session_id):
-        raise ApiError(401, ErrorCode.SESSION_REVOKED, "this session has been revoked")
+        # a ban or deactivation revokes every session: name that, not the revocation it caused
+        raise account_closed(await db.get(User, claims.user_id), 401) or ApiError(
+            401, ErrorCode.SESSION_REVOKED, "this session has been revoked")
     await state.live_sessions.check(db, claims)
     user = await db.get(User, claims.user_id)
     if user is None:
         raise ApiError(401, ErrorCode.INVALID_TOKEN, "unknown user")
-    if user.banned_at is not None:
-        raise ApiError(401, ErrorCode.ACCOUNT_BANNED, "this account is banned")
-    if user.deactivated_at is not None:
-        raise ApiError(401, ErrorCode.ACCOUNT_DEACTIVATED, "this account is deactivated")
+    if (refusal := account_closed(user, 401)) is not None:
+        raise refusal
     return Caller(user=user, claims=claims)
 
 

@@ -5,8 +5,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from melo_cli.application import get_app
-from melo_cli.options import ChatArg, JsonOpt, command_group, iso, parse_duration, short_time
+from melo_cli.errors import CliError
+from melo_cli.options import ChatArg, DryRunOpt, JsonOpt, YesOpt, command_group, iso, parse_duration, short_time
 from melo_cli.resolve import chat_label, resolve_chat
+from melo_cli.safety import guarded
 
 if TYPE_CHECKING:
     from melo_protocol.client import MeloClient
@@ -182,17 +184,42 @@ def transfer(
     ctx: typer.Context,
     chat: ChatArg,
     user: Annotated[str, typer.Argument(metavar="USER", help="the member who becomes owner")],
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
     json_flag: JsonOpt = False,
 ) -> None:
-    """Hand ownership of a group or channel to USER (you become an admin)."""
+    """Hand ownership of a group or channel to USER (you become an admin).
+
+    Asks for confirmation on a terminal; --yes in scripts; --dry-run shows what would happen.
+    JSON: {"chat_id", "owner"}; with --dry-run {"dry_run": true, "action", "would", "chat_id", "chat", "owner"}.
+    """
     application = get_app(ctx, json_flag)
+    username = user.removeprefix("@")
 
-    async def go(client: "MeloClient") -> dict[str, Any]:
+    async def preview(client: "MeloClient") -> dict[str, Any]:
         chat_id = await resolve_chat(client, chat)
-        await client.transfer_chat(chat_id, user.removeprefix("@"))
-        return {"chat_id": chat_id, "owner": user.removeprefix("@")}
+        found = await client.get_chat(chat_id)
+        members = {m.user.username.lower() for m in await client.list_members(chat_id)}
+        if username.lower() not in members:
+            raise CliError(f"{username} is not a member of {chat_label(found)}: add them first "
+                           f"(`melo members add {chat} {username}`)", code="not_a_member")
+        return {"chat_id": chat_id, "chat": chat_label(found), "owner": username}
 
-    doc = application.run(go)
+    async def perform(client: "MeloClient") -> dict[str, Any]:
+        chat_id = await resolve_chat(client, chat)
+        await client.transfer_chat(chat_id, username)
+        return {"chat_id": chat_id, "owner": username}
+
+    doc = guarded(
+        application,
+        action="chats.transfer",
+        summary=lambda plan: (f"make {username} the owner of {(plan or {}).get('chat', chat)} "
+                              "(you stay as an admin)"),
+        yes=yes,
+        dry_run=dry_run,
+        preview=preview,
+        perform=perform,
+    )
     application.output.emit(
         doc, lambda: application.output.result(f"{doc['owner']} now owns chat {doc['chat_id']}")
     )

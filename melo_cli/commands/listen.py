@@ -25,7 +25,8 @@ chat) and "seq". Types and their extra keys:
   message.deleted                   message_id, by
   reaction.added, reaction.removed  message_id, user, emoji
   message.pinned, message.unpinned  message_id, by
-  receipt                           user, read_seq, delivered_seq
+  receipt                           user, read_seq, delivered_seq, read_message_id (the last
+                                    message up to read_seq this device knows; null if none)
   typing                            user, typing
   presence                          user, online, last_seen
   member.joined|left|removed|role_changed   user, role, by
@@ -103,13 +104,18 @@ def human_line(doc: dict[str, Any], label: str) -> str:
     if kind.startswith("message.") and kind.endswith("pinned"):
         return f"{where} {doc['by']} {kind.split('.')[1]} #{doc['message_id']}"
     if kind == "receipt":
-        return f"{where} {doc['user']} read up to {doc['read_seq']}"
+        upto = doc.get("read_message_id")
+        position = f"message #{upto}" if upto is not None else f"seq {doc['read_seq']}"
+        return f"{where} {doc['user']} read up to {position}"
     if kind == "typing":
         return f"{where} {doc['user']} {'is typing…' if doc['typing'] else 'stopped typing'}"
     if kind == "presence":
         return f"{doc['user']} is {'online' if doc['online'] else 'offline'}"
     if kind.startswith("member."):
-        return f"{where} {doc['user']} {kind.split('.')[1].replace('_', ' ')}"
+        by = f" (by {doc['by']})" if doc["by"] and doc["by"] != doc["user"] else ""
+        change = {"member.role_changed": f"is now {doc['role']}", "member.removed": "was removed"}.get(
+            kind, kind.split(".")[1].replace("_", " "))
+        return f"{where} {doc['user']} {change}{by}"
     if kind.startswith("chat."):
         return f"{where} chat {kind.split('.')[1]}"
     if kind == "key.warning":
@@ -178,6 +184,9 @@ def listen(
                     continue
                 if types and doc["type"] not in types:
                     continue
+                if doc["type"] == "receipt":  # the seq in message ids, as every other line names messages
+                    doc["read_message_id"] = (m.cache.message_id_at(doc["chat_id"], doc["read_seq"])
+                                              if m.cache is not None and doc["read_seq"] else None)
                 if out.json_mode:
                     sys.stdout.write(json.dumps(doc, ensure_ascii=False) + "\n")
                     sys.stdout.flush()

@@ -72,20 +72,30 @@ def list_sessions(ctx: typer.Context, json_flag: JsonOpt = False) -> None:
 @app.command("revoke")
 def revoke(
     ctx: typer.Context,
-    session_id: Annotated[str, typer.Argument(metavar="ID", help="a session id from `melo sessions list`")],
+    session_id: Annotated[
+        str, typer.Argument(metavar="ID", help="a session id from `melo sessions list`, or its first characters")
+    ],
     json_flag: JsonOpt = False,
 ) -> None:
-    """Revoke one session (revoking the current one logs this profile out)."""
+    """Revoke one session (revoking the current one logs this profile out).
+
+    ID may be a unique prefix of the session id; an ambiguous one exits 1 listing the ids it matches.
+    JSON: {"revoked": 1, "session_id", "was_current"}.
+    """
     application = get_app(ctx, json_flag)
 
     async def go(client: "MeloClient") -> dict[str, Any]:
+        from melo_cli.resolve import by_prefix
+
         current = client.credentials.session_id if client.credentials else None
-        await client.revoke_session(session_id)
-        return {"revoked": 1, "session_id": session_id, "was_current": session_id == current}
+        full = by_prefix(session_id, [s.id for s in await client.list_sessions()], what="session",
+                         not_found="session_not_found", ambiguous="ambiguous_session")
+        await client.revoke_session(full)
+        return {"revoked": 1, "session_id": full, "was_current": full == current}
 
     doc = application.run(go)
     suffix = " (this was the current session: logged out)" if doc["was_current"] else ""
-    application.output.emit(doc, lambda: application.output.result(f"Revoked session {session_id}{suffix}"))
+    application.output.emit(doc, lambda: application.output.result(f"Revoked session {doc['session_id']}{suffix}"))
 
 
 @app.command("revoke-all")

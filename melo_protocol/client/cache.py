@@ -57,6 +57,13 @@ class MessageCache:
             (chat_id, before if before is not None else 2**62, limit)).fetchall()
         return [self._open(chat_id, mid, blob) for mid, blob in reversed(rows)]
 
+    def message_id_at(self, chat_id: int, seq: int) -> int | None:
+        """The id of this chat's last message at or before ``seq`` known here: what "read up to seq"
+        means in message ids (other events, reactions or pins, have seqs too)."""
+        row = self._db.execute("SELECT message_id FROM messages WHERE chat_id = ? AND seq <= ? "
+                               "ORDER BY seq DESC LIMIT 1", (chat_id, seq)).fetchone()
+        return int(row[0]) if row else None
+
     def put_scheduled(self, scheduled_id: int, text: str) -> None:
         nonce = os.urandom(12)
         blob = nonce + self._aead.encrypt(nonce, text.encode(), f"scheduled:{scheduled_id}".encode())

@@ -220,7 +220,7 @@ class LiveStream:
             except ConnectionClosed as exc:
                 code = exc.rcvd.code if exc.rcvd is not None else 1006
                 if code == CloseCode.SESSION_REVOKED:
-                    await self._fail(SessionRevoked(401, "session_revoked", "this session was revoked"))
+                    await self._fail(await self._why_revoked())
                     return
                 if code == CloseCode.AUTH_FAILED:
                     if refreshed:
@@ -257,6 +257,17 @@ class LiveStream:
             delay = min(RECONNECT_MAX_S, RECONNECT_MIN_S * 2 ** min(attempt, 10))
             self._set_state("reconnecting")
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # backoff with jitter, not synchronisation
+
+    async def _why_revoked(self) -> SessionRevoked:
+        """Why the server closed our session: one REST call names a ban or deactivation (the socket's
+        close says only "revoked"), so the user is not told to log in again to a banned account."""
+        try:
+            await self.client.whoami()
+        except SessionRevoked as exc:
+            return exc
+        except MeloError:
+            pass
+        return SessionRevoked(401, "session_revoked", "this session was revoked")
 
     async def _fail(self, exc: BaseException) -> None:
         self._set_state("closed")

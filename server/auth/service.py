@@ -43,11 +43,19 @@ def session_out(row: DeviceSession, current_sid: str | None = None) -> SessionOu
     )
 
 
+def account_closed(user: User | None, status: int) -> ApiError | None:
+    """The refusal for a banned or deactivated account (None if it may sign in): 403 when logging in,
+    401 for a token or session of it, so clients tell the user why rather than to log in again."""
+    if user is not None and user.banned_at is not None:
+        return ApiError(status, ErrorCode.ACCOUNT_BANNED, "this account is banned")
+    if user is not None and user.deactivated_at is not None:
+        return ApiError(status, ErrorCode.ACCOUNT_DEACTIVATED, "this account is deactivated")
+    return None
+
+
 def check_user_may_sign_in(user: User) -> None:
-    if user.banned_at is not None:
-        raise ApiError(403, ErrorCode.ACCOUNT_BANNED, "this account is banned")
-    if user.deactivated_at is not None:
-        raise ApiError(403, ErrorCode.ACCOUNT_DEACTIVATED, "this account is deactivated")
+    if (refusal := account_closed(user, 403)) is not None:
+        raise refusal
 
 
 async def _issue(state: AppState, user: User, session: DeviceSession, refresh_token: str) -> TokenResponse:
@@ -126,7 +134,9 @@ async def refresh(
     if session is None:
         raise invalid
     if session.revoked_at is not None:
-        raise ApiError(401, ErrorCode.SESSION_REVOKED, "this session has been revoked")
+        # a ban or deactivation revokes every session: name that, not the revocation it caused
+        raise account_closed(await db.get(User, session.user_id), 401) or ApiError(
+            401, ErrorCode.SESSION_REVOKED, "this session has been revoked")
     now = utcnow()
     # Spend atomically: of N concurrent refreshes with one token exactly one matches this row.
     spent = await db.execute(

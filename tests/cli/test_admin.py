@@ -73,8 +73,12 @@ def test_ban_dry_run_refusal_unban(admin: Melo, admin_server: LiveServer, tmp_pa
 
     banned = _ok(admin, "admin", "users", "ban", name, "--reason", "spam", "--yes")
     assert set(banned) == USER_KEYS and banned["status"] == "banned"
-    assert user("whoami").returncode == 4
-    assert user.login(name).returncode == 1  # a banned account is refused (a user error, not a session one)
+    who = user("whoami")  # the session the ban revoked says why: no point logging in again
+    assert who.returncode == 4
+    assert "this account is banned" in who.stderr and "melo login" not in who.stderr
+    again = user.login(name)
+    assert again.returncode == 1  # a banned account is refused (a user error, not a session one)
+    assert "this account is banned" in again.stderr and "melo login" not in again.stderr
     detail = _show(admin, name)
     assert (detail["banned"], detail["ban_reason"], detail["sessions"]) == (True, "spam", [])
 

@@ -1,6 +1,7 @@
 """``melo chats``, ``members``, ``slowmode``, ``invites`` and ``join`` against a live server."""
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,3 +161,33 @@ def test_invites_create_list_join_revoke(trio: tuple[Person, Person, Person]) ->
 def test_chat_commands_need_login(melo: Melo) -> None:
     for args in (("chats", "list"), ("members", "list", "1")):
         assert melo(*args).returncode == 4, args
+
+
+def test_slow_mode_refusal_says_when_once(trio: tuple[Person, Person, Person]) -> None:
+    ann, ben, _cat = trio
+    ann.json("chats", "create-group", "Slow", "--member", ben.name)
+    ann.json("slowmode", "Slow", "1h")
+    assert ben.melo("send", "Slow", "first").returncode == 0
+    refused = ben.melo("send", "Slow", "second")
+    assert refused.returncode == 1
+    message = refused.stderr.strip()
+    assert re.fullmatch(r"melo: error: slow mode: you can post again in \d+ s", message), message
+    too_long = ann.melo("slowmode", "Slow", "2d")
+    assert too_long.returncode == 1 and "slow mode too long: 2 days, at most 1 day" in too_long.stderr
+
+
+def test_transfer_confirms_like_other_destructive_commands(trio: tuple[Person, Person, Person]) -> None:
+    ann, ben, cat = trio
+    group = ann.json("chats", "create-group", "Handover", "--member", ben.name)
+    refused = ann.melo("chats", "transfer", "Handover", ben.name)  # no terminal, no --yes
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    plan = ann.json("chats", "transfer", "Handover", ben.name, "--dry-run")
+    assert plan == {"dry_run": True, "action": "chats.transfer", "chat_id": group["id"], "chat": "Handover",
+                    "owner": ben.name, "would": f"make {ben.name} the owner of Handover (you stay as an admin)"}
+    assert ann.json("chats", "info", "Handover")["role"] == "owner"  # nothing changed yet
+    outsider = ann.melo("chats", "transfer", "Handover", cat.name, "--dry-run")
+    assert outsider.returncode == 1 and f"{cat.name} is not a member of Handover" in outsider.stderr
+    assert ann.json("chats", "transfer", "Handover", ben.name, "--yes") == {"chat_id": group["id"],
+                                                                            "owner": ben.name}
+    assert (ann.json("chats", "info", "Handover")["role"], ben.json("chats", "info", "Handover")["role"]) == (
+        "admin", "owner")

@@ -90,7 +90,8 @@ def test_banned_user_listen_exits_4_quickly(live_server: LiveServer, tmp_path: P
     proc.wait(timeout=10)
     assert proc.returncode == 4
     assert time.monotonic() - banned_at < 2.0
-    assert "revoked" in proc.stderr.read()
+    said = proc.stderr.read()
+    assert "this account is banned" in said and "melo login" not in said
 
 
 def test_shell_pipeline_consumer_parses_each_line(pair: tuple[str, Melo, str, Melo]) -> None:
@@ -172,3 +173,34 @@ def test_listen_and_reply_on_one_profile(pair: tuple[str, Melo, str, Melo]) -> N
         proc.communicate(timeout=30)
     texts = [m["text"] for m in json.loads(ma("--json", "history", f"@{b}", "-n", "20").stdout)["messages"]]
     assert [t for t in texts if t.startswith("answer to")] == [f"answer to question {i}" for i in range(3)]
+
+
+def test_human_lines_name_the_new_role_and_the_message_read_up_to(pair: tuple[str, Melo, str, Melo]) -> None:
+    a, ma, b, mb = pair
+    title = f"roles-{a}"
+    assert ma("chats", "create-group", title, "--member", b).returncode == 0
+    proc = _popen(ma, "listen", "--chat", title, "--type", "receipt", "--type", "member.role_changed",
+                  "--count", "2")
+    assert proc.stderr is not None
+    _wait_line(proc.stderr, READY)
+    sent = ma("--json", "send", title, "read me")  # runs inside the listener: its stream caches it
+    assert sent.returncode == 0, sent.stderr
+    message_id = json.loads(sent.stdout)["message_id"]
+    assert mb("read", title).returncode == 0
+    assert ma("members", "role", title, b, "admin").returncode == 0
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert out.splitlines() == [f"[{title}] {b} read up to message #{message_id}",
+                                f"[{title}] {b} is now admin (by {a})"]
+
+
+def test_receipt_and_member_lines_without_a_known_message() -> None:
+    from melo_cli.commands.listen import human_line
+
+    receipt = {"type": "receipt", "chat_id": 1, "seq": 9, "user": "bob", "read_seq": 7, "delivered_seq": 7,
+               "read_message_id": None}
+    assert human_line(receipt, "Team") == "[Team] bob read up to seq 7"
+    member = {"type": "member.removed", "chat_id": 1, "seq": 10, "user": "bob", "role": None, "by": "ann"}
+    assert human_line(member, "Team") == "[Team] bob was removed (by ann)"
+    left = {**member, "type": "member.left", "by": "bob"}
+    assert human_line(left, "Team") == "[Team] bob left"

@@ -86,3 +86,34 @@ def test_quiet_prints_no_confirmation(melo: Melo) -> None:
     result = melo("-q", "sessions", "revoke-all")
     assert result.returncode == 0
     assert result.stdout == ""
+
+
+def test_revoke_by_unique_prefix_and_ambiguous_lists_candidates(melo: Melo) -> None:
+    import httpx
+
+    from tests.cli.conftest import PASSWORD
+
+    name = new_username("pfx")
+    ids = [json.loads(melo.register(name, "--json").stdout)["session_id"]]
+    while len({i[0] for i in ids}) == len(ids):  # more logins until two ids share a first character (≤ 17)
+        r = httpx.post(f"{melo.server}/v1/auth/login", json={"username": name, "password": PASSWORD}, timeout=30)
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["session_id"])
+    first_char = next(c for c in {i[0] for i in ids} if sum(i[0] == c for i in ids) > 1)
+    sharing = sorted(i for i in ids if i[0] == first_char)
+
+    ambiguous = melo("--json", "sessions", "revoke", first_char)
+    assert ambiguous.returncode == 1
+    error = json.loads(ambiguous.stderr)["error"]
+    assert error["code"] == "ambiguous_session" and error["details"]["candidates"] == sharing
+    assert all(i in error["message"] for i in sharing)
+
+    target = ids[-1]  # not the current session (ids[0])
+    revoked = melo("sessions", "revoke", target[:12])
+    assert revoked.returncode == 0, revoked.stderr
+    assert revoked.stdout.strip() == f"Revoked session {target}"  # the full id it matched
+    remaining = {s["id"] for s in json.loads(melo("sessions", "list", "--json").stdout)["sessions"]}
+    assert remaining == set(ids) - {target}
+
+    unknown = melo("--json", "sessions", "revoke", "zz")
+    assert unknown.returncode == 1 and json.loads(unknown.stderr)["error"]["code"] == "session_not_found"

@@ -158,10 +158,10 @@ async def test_ban_and_unban(api: Api) -> None:
     r = await api.client.post(f"/v1/admin/users/{name}/ban", json={"reason": "spam"}, headers=h)
     assert r.status_code == 200, r.text
     assert r.json()["banned"] is True
-    for tokens in (first, second):
-        assert_error(await api.client.get("/v1/account", headers=bearer(tokens)), 401)
+    for tokens in (first, second):  # their sessions are revoked: each says why, so no one is told to log in
+        assert_error(await api.client.get("/v1/account", headers=bearer(tokens)), 401, "account_banned")
         r = await api.client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
-        assert_error(r, 401)
+        assert_error(r, 401, "account_banned")
     assert_error(await api.login(name), 403, "account_banned")
     assert_error(await api.login(name, "wrong password!!"), 401, "invalid_credentials")
     detail = (await api.client.get(f"/v1/admin/users/{name}", headers=h)).json()
@@ -175,7 +175,9 @@ async def test_ban_and_unban(api: Api) -> None:
     assert r.status_code == 200
     assert (await api.client.get("/v1/account", headers=bearer(r.json()))).status_code == 200
     # sessions revoked by the ban stay revoked
-    assert_error(await api.client.get("/v1/account", headers=bearer(first)), 401)
+    assert_error(await api.client.get("/v1/account", headers=bearer(first)), 401, "session_revoked")
+    r = await api.client.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
+    assert_error(r, 401, "session_revoked")
 
 
 async def test_deactivate(api: Api) -> None:
@@ -186,7 +188,9 @@ async def test_deactivate(api: Api) -> None:
     viewer = bearer(await api.register())
     r = await api.client.post(f"/v1/admin/users/{name}/deactivate", headers=h)
     assert r.status_code == 200 and r.json()["deactivated"] is True
-    assert_error(await api.client.get("/v1/account", headers=bearer(tokens)), 401)
+    assert_error(await api.client.get("/v1/account", headers=bearer(tokens)), 401, "account_deactivated")
+    r = await api.client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert_error(r, 401, "account_deactivated")
     assert_error(await api.login(name), 403, "account_deactivated")
     assert_error(await api.client.get(f"/v1/users/{name}", headers=viewer), 404, "user_not_found")
     # the name stays taken

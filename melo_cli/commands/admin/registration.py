@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from melo_cli.application import get_app
-from melo_cli.errors import CliError
 from melo_cli.options import DryRunOpt, JsonOpt, YesOpt, command_group, duration_seconds, iso, short_time
 from melo_cli.safety import guarded
 
@@ -141,17 +140,11 @@ def list_tokens(ctx: typer.Context, json_flag: JsonOpt = False) -> None:
 
 async def find_token(client: "MeloClient", given: str) -> str:
     """The full token ``given`` names: itself, or the one token it is a prefix of."""
-    tokens = [t.token for t in await client.admin_list_tokens()]
-    if given in tokens:
-        return given
-    if len(given) < MIN_PREFIX_LEN:
-        raise CliError(f"give at least {MIN_PREFIX_LEN} characters of the token", code="registration_token_not_found")
-    matches = [t for t in tokens if t.startswith(given)]
-    if not matches:
-        raise CliError("no registration token starts with that", code="registration_token_not_found")
-    if len(matches) > 1:
-        raise CliError(f"{len(matches)} tokens start with that; give more characters", code="ambiguous_token")
-    return matches[0]
+    from melo_cli.resolve import by_prefix
+
+    return by_prefix(given, [t.token for t in await client.admin_list_tokens()], what="registration token",
+                     not_found="registration_token_not_found", ambiguous="ambiguous_token",
+                     min_length=MIN_PREFIX_LEN, secret=True)
 
 
 @tokens_app.command("revoke")
