@@ -46,7 +46,7 @@ from melo_protocol.crypto import (
     safety_qr,
 )
 from melo_protocol.crypto.errors import CryptoError
-from melo_protocol.wire.chats import ChatOut, MessageOut, check_text
+from melo_protocol.wire.chats import ChatOut, MessageOut, check_text_size
 from melo_protocol.wire.jobs import ScheduledOut
 
 log = logging.getLogger("melo.sdk")
@@ -72,7 +72,7 @@ def _check_text(text: str) -> None:
     """The text limit of a channel, for every chat: an E2E text is checked here, before it is encrypted
     (the server sees only the ciphertext), so it is refused in the same words as in a channel."""
     try:
-        check_text(text)
+        check_text_size(text)
     except ValueError as exc:
         raise BadRequest(422, "validation_error", str(exc), {"fields": ["text"]}) from None
 

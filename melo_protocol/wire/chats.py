@@ -65,16 +65,21 @@ class E2EEnvelope(Request):
     device_id: str | None = Field(default=None, max_length=64)
 
 
-def check_text(text: str) -> str:
-    """A message's text as every chat takes it (ValueError in the user's words otherwise): not blank,
-    at most MAX_TEXT_BYTES in UTF-8. Channels check it in the wire model; E2E clients before encrypting."""
+def check_text_size(text: str) -> str:
+    """At most MAX_TEXT_BYTES of UTF-8, the limit of every chat (ValueError in the user's words otherwise).
+    Channels check it in the wire model; E2E clients before encrypting (the server sees ciphertext only)."""
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_TEXT_BYTES:
         if size == len(text):
             raise ValueError(f"message too long: {size:,} characters, at most {MAX_TEXT_BYTES:,}")
         raise ValueError(f"message too long: {len(text):,} characters ({size:,} bytes in UTF-8), "
                          f"at most {MAX_TEXT_BYTES:,} bytes")
-    if not text.strip():
+    return text
+
+
+def check_text(text: str) -> str:
+    """A plain-text message as the server takes it: within the size limit and not blank."""
+    if not check_text_size(text).strip():
         raise ValueError("message is empty")
     return text
 
