@@ -34,6 +34,7 @@ from server.jobs.router import router as jobs_router
 from server.jobs.scheduler import JobScheduler
 from server.keys.router import router as keys_router
 from server.messages.router import router as messages_router
+from server.openapi import install_openapi
 from server.push.router import router as push_router
 from server.push.service import PushService, ensure_vapid
 from server.realtime import router as realtime_router
@@ -193,6 +194,7 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (health_router, auth_router, accounts_router, admin_router, chats_router, messages_router,
                    keys_router, realtime_router.router, push_router, jobs_router, calls_router):
         app.include_router(router)
+    install_openapi(app)
 
     app.add_middleware(
         RequestContextMiddleware,

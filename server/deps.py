@@ -5,7 +5,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,13 +54,20 @@ class Caller:
         return self.claims.session_id
 
 
-def _bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+# The one place routes get their token from: as a dependency, it also puts the bearer scheme in the
+# OpenAPI document on exactly the routes that need a token (auto_error off: the refusal is ours, below).
+bearer_scheme = HTTPBearer(
+    scheme_name="bearerAuth", bearerFormat="JWT", auto_error=False,
+    description="An access token from /v1/auth/login, /v1/auth/register or /v1/auth/refresh.",
+)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
+
+
+def _bearer(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None:  # no Authorization header, another scheme, or an empty token
         raise ApiError(401, ErrorCode.UNAUTHENTICATED, "authentication required",
                        headers={"WWW-Authenticate": "Bearer"})
-    return token.strip()
+    return credentials.credentials
 
 
 async def authenticate(state: AppState, db: AsyncSession, token: str) -> Caller:
@@ -96,8 +104,8 @@ async def _touch_last_seen(state: AppState, db: AsyncSession, caller: Caller, re
     await db.commit()
 
 
-async def get_caller(request: Request, state: StateDep, db: DbSession) -> Caller:
-    caller = await authenticate(state, db, _bearer(request))
+async def get_caller(request: Request, state: StateDep, db: DbSession, credentials: BearerCredentials) -> Caller:
+    caller = await authenticate(state, db, _bearer(credentials))
     await state.limiter.hit(state.settings.rate_user, "user", str(caller.user.id))
     await _touch_last_seen(state, db, caller, request)
     return caller

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from server.app import create_app
 from server.config import Settings
 from server.db.migrate import upgrade
+from tests.openapi_truth import assert_app_declared
 
 # Never the developer's real keyring, not even in module- or session-scoped fixtures that run before the
 # per-test isolation below (a test that needs a keyring installs an in-memory one itself).
@@ -252,6 +253,7 @@ async def open_api(settings: Settings, backend: str) -> AsyncIterator[Api]:
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://melo.test") as client:
             yield Api(client, app, backend)
+    assert_app_declared(app)  # every status the test met is in the OpenAPI document
 
 
 @pytest.fixture(params=DB_BACKENDS)

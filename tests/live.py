@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.openapi_truth import assert_server_declared
+
 READY_TIMEOUT_S = 30.0
 POLL_EVERY_S = 0.05
 STOP_TIMEOUT_S = 10.0
@@ -169,6 +171,8 @@ def running_server(
     server = start_server(data_dir, env, **kwargs)
     try:
         yield server
+        if server.process.poll() is None:  # still up: every status it gave is in its OpenAPI document
+            assert_server_declared(server.url)
     finally:
         stop_server(server)
 

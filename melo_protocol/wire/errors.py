@@ -67,9 +67,10 @@ class ErrorCode(StrEnum):
 
 
 class ErrorBody(Response):
-    code: str
-    message: str
-    details: dict[str, Any] = Field(default_factory=dict)
+    # A plain string to clients (a newer server may add codes); the schema lists the codes of this version.
+    code: str = Field(json_schema_extra={"enum": [c.value for c in ErrorCode]})
+    message: str = Field(description="for people; may change, do not parse")
+    details: dict[str, Any] = Field(default_factory=dict, description="machine-readable context of this code")
 
 
 class ErrorResponse(Response):

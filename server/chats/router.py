@@ -24,7 +24,7 @@ from server.deps import CurrentCaller, DbSession, StateDep
 router = APIRouter(tags=["chats"])
 
 
-@router.post("/v1/chats/direct")
+@router.post("/v1/chats/direct", status_code=201)
 async def create_direct(body: DirectChatCreate, caller: CurrentCaller, state: StateDep, db: DbSession,
                         response: Response) -> ChatOut:
     chat, created = await service.create_direct(state, db, caller.user, body.username)

@@ -17,6 +17,7 @@ from server.app import create_app
 from server.asgi import uvicorn_options
 from server.config import Settings
 from tests.conftest import make_settings
+from tests.openapi_truth import assert_app_declared
 
 
 class LiveServer:
@@ -45,6 +46,7 @@ class LiveServer:
             # generous: a loaded 2-core CI box can take a while to close hundreds of sockets
             async with asyncio.timeout(45):
                 await self._task
+        assert_app_declared(self.app)  # every status the test met is in the OpenAPI document
 
     @property
     def url(self) -> str:
