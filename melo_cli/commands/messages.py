@@ -132,7 +132,7 @@ def react(
     ctx: typer.Context,
     chat: ChatArg,
     message_id: MessageIdArg,
-    emoji: Annotated[str, typer.Argument(metavar="EMOJI", help="the reaction, e.g. 👍")],
+    emoji: Annotated[str, typer.Argument(metavar="EMOJI", help="the reaction: one emoji, e.g. 👍 🇫🇷 👩🏽‍💻")],
     remove: Annotated[bool, typer.Option("--remove", help="take your reaction back")] = False,
     json_flag: JsonOpt = False,
 ) -> None:
@@ -141,7 +141,7 @@ def react(
 
     doc = application.run_action("react", chat=chat, message_id=message_id, emoji=emoji, remove=remove)
     verb = "Removed" if remove else "Added"
-    application.output.emit(doc, lambda: application.output.result(f"{verb} {emoji} on message {message_id}"))
+    application.output.emit(doc, lambda: application.output.result(f"{verb} {doc['emoji']} on message {message_id}"))
 
 
 def pin(

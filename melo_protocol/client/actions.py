@@ -6,6 +6,7 @@ listen`, `melo-tui`), has that process run it on its Messenger through the contr
 (``melo_protocol.client.control``). Both sides import them from here; the CLI keeps the printing.
 """
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -95,7 +96,11 @@ async def delete_action(m: "Messenger", chat: str, message_id: int) -> dict[str,
 
 @messenger_action("react")
 async def react_action(m: "Messenger", chat: str, message_id: int, emoji: str, remove: bool = False) -> dict[str, Any]:
+    from melo_protocol.wire.chats import reaction_key
+
     chat_id = await resolve_chat(m.client, chat)
+    with contextlib.suppress(ValueError):  # a refused one fails in m.react, with the SDK's message
+        emoji = reaction_key(emoji)  # as the server stores it: ❤ is ❤️
     await m.react(chat_id, message_id, emoji, remove=remove)
     return {"chat_id": chat_id, "message_id": message_id, "emoji": emoji, "added": not remove}
 

@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import validate_call
+
 from melo_protocol.wire import (
     AdminPasswordReset,
     BanRequest,
@@ -34,6 +36,7 @@ from melo_protocol.wire.chats import (
     MessageSend,
     OwnershipTransfer,
     PinRequest,
+    ReactionKey,
     ReadMark,
     RoleChange,
 )
@@ -318,7 +321,8 @@ def delete_message(chat_id: int, message_id: int) -> ApiRequest:
     return ApiRequest("DELETE", f"/v1/chats/{int(chat_id)}/messages/{int(message_id)}", expect=204)
 
 
-def react(chat_id: int, message_id: int, emoji: str, remove: bool = False) -> ApiRequest:
+@validate_call  # the emoji is checked (and made fully qualified) here, before anything is sent
+def react(chat_id: int, message_id: int, *, emoji: ReactionKey, remove: bool = False) -> ApiRequest:
     return ApiRequest("DELETE" if remove else "PUT",
                       f"/v1/chats/{int(chat_id)}/messages/{int(message_id)}/reactions/{_seg(emoji)}", expect=204)
 

@@ -500,7 +500,7 @@ class MeloClient:
         await self._request(api.delete_message(chat_id, message_id))
 
     async def react(self, chat_id: int, message_id: int, emoji: str, remove: bool = False) -> None:
-        await self._request(api.react(chat_id, message_id, emoji, remove))
+        await self._request(_build(api.react, chat_id, message_id, emoji=emoji, remove=remove))
 
     async def list_pins(self, chat_id: int) -> list[MessageOut]:
         return (await self._json(api.list_pins(chat_id), MessagePage)).messages

@@ -12,7 +12,7 @@ from pydantic import Field, TypeAdapter
 
 from melo_protocol.wire.base import Request, Response
 from melo_protocol.wire.bounds import Id, Seq
-from melo_protocol.wire.chats import E2EEnvelope, MessageSend, _Content
+from melo_protocol.wire.chats import E2EEnvelope, MessageSend, ReactionKey, _Content
 from melo_protocol.wire.errors import ErrorBody
 
 MAX_FRAME_BYTES = 256 * 1024
@@ -82,7 +82,7 @@ class ReactCmd(_Cmd):
     op: Literal["react"]
     chat_id: Id
     message_id: Id
-    emoji: str = Field(min_length=1, max_length=32)
+    emoji: ReactionKey
     remove: bool = False
 
 

@@ -12,13 +12,14 @@ from melo_protocol.wire.chats import (
     MessagePage,
     MessageSend,
     PinRequest,
+    ReactionKey,
     ReadMark,
 )
 from server.deps import CurrentCaller, DbSession, StateDep
 from server.messages import service
 
 router = APIRouter(tags=["messages"])
-Emoji = Annotated[str, Path(min_length=1, max_length=32)]
+Emoji = Annotated[ReactionKey, Path(min_length=1, max_length=32, description="one emoji, e.g. 👍")]
 
 
 @router.post("/v1/chats/{chat_id}/messages", status_code=201)

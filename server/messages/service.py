@@ -1,7 +1,6 @@
 """Messages: send (idempotent), edit, delete (tombstone), reactions, pins, history, receipts."""
 
 import json
-import unicodedata
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
@@ -191,16 +190,10 @@ async def delete_message(state: AppState, db: AsyncSession, caller: Caller, chat
     await events.commit_and_publish(state, db)
 
 
-def _check_emoji(emoji: str) -> str:
-    emoji = unicodedata.normalize("NFC", emoji)
-    if not emoji.strip() or any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in emoji) or len(emoji) > 16:
-        raise ApiError(400, ErrorCode.VALIDATION_ERROR, "a reaction is one emoji or a short symbol")
-    return emoji
-
-
 async def react(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, message_id: int, emoji: str,
                 *, remove: bool) -> None:
-    emoji = _check_emoji(emoji)
+    """``emoji`` is a checked ``ReactionKey`` (one emoji, fully qualified): the REST path and the WebSocket
+    command validate it at the edge."""
     chat, _member = await load_member(db, chat_id, caller.user.id)
     msg = await _load_message(db, chat.id, message_id)
     if msg.deleted_at is not None:

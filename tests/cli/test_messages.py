@@ -67,6 +67,24 @@ def test_dm_round_trip_every_command(pair: tuple[str, Melo, str, Melo]) -> None:
     assert "(deleted)" in ma("history", f"@{b}").stdout
 
 
+def test_react_takes_one_emoji(pair: tuple[str, Melo, str, Melo]) -> None:
+    a, ma, b, mb = pair
+    sent = _json(ma, "send", f"@{b}", "react to this")
+    mid = str(sent["message_id"])
+    refused = mb("react", f"@{a}", mid, "notanemoji")
+    assert refused.returncode == 1  # a user error
+    assert "invalid value for emoji: a reaction is one emoji, e.g. 👍" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    refused_json = mb("--json", "react", f"@{a}", mid, "👍👍")
+    assert refused_json.returncode == 1
+    assert json.loads(refused_json.stderr)["error"]["code"] == "validation_error"
+    # an unqualified heart is the heart everyone else sends
+    assert _json(mb, "react", f"@{a}", mid, "❤")["emoji"] == "❤️"
+    assert mb("react", f"@{a}", mid, "❤", "--remove").stdout.startswith("Removed ❤️")
+    after = {m["message_id"]: m for m in _json(ma, "history", f"@{b}")["messages"]}
+    assert after[sent["message_id"]]["reactions"] == {}
+
+
 def test_channel_is_plain_text_and_human_forms(pair: tuple[str, Melo, str, Melo]) -> None:
     a, ma, _, _ = pair
     title = f"news-{a}"

@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote
 
 from tests.realtime.chatkit import (
@@ -15,7 +16,7 @@ from tests.realtime.chatkit import (
     ready_socket,
     txn,
 )
-from tests.realtime.conftest import Live
+from tests.realtime.conftest import Client, Live, Socket
 
 LIMIT = 64 * 1024
 
@@ -105,6 +106,44 @@ async def test_same_txn_id_answers_with_the_first_message(live: Live) -> None:
     history = await bob.call("GET", f"/v1/chats/{chat['id']}/messages", 200)
     assert [m["text"] for m in history["messages"]] == ["once", "twice"]
     await sock.close()
+
+
+async def test_a_replayed_txn_id_gets_the_first_message_whatever_it_carries(live: Live) -> None:
+    """The first send wins (docs/protocol.md, Idempotency): bodies are not compared, since an E2E retry
+    is encrypted again and so always differs."""
+    alice, bob = await live.user("alice"), await live.user("bob")
+    chat = await new_chat(alice, "channel", bob)
+    other = await new_chat(alice, "channel", bob, title="other")
+    sock = await ready_socket(alice)  # first: bob's socket then sees no presence frame for it
+    watch = await ready_socket(bob)
+    path = f"/v1/chats/{chat['id']}/messages"
+    first = await alice.call("POST", path, 201, json={"txn_id": "replayed", "text": "the first"})
+    created = await watch.until(is_event("message.created", chat["id"]))
+    assert created["data"]["text"] == "the first"
+    reply_target = await post(alice, chat, "a reply target")
+    await watch.until(is_event("message.created", chat["id"]))
+    replays = [
+        await alice.call("POST", path, 201, json={"txn_id": "replayed", "text": "something else"}),
+        await alice.call("POST", path, 201, json={"txn_id": "replayed", "text": "x", "reply_to": reply_target["id"]}),
+        await alice.call("POST", f"/v1/chats/{other['id']}/messages", 201,
+                         json={"txn_id": "replayed", "text": "elsewhere"}),
+    ]
+    assert replays == [first, first, first]
+    ws = await sock.command("send", chat_id=chat["id"], txn_id="replayed", text="over the socket")
+    assert ws["type"] == "ack" and ws["result"] == first
+    # nothing stored or broadcast for the replays; another session may use the same id for a new message
+    await quiet(watch)
+    texts = [m["text"] for m in (await bob.call("GET", path, 200))["messages"]]
+    assert texts == ["the first", "a reply target"]
+    assert (await bob.call("GET", f"/v1/chats/{other['id']}/messages", 200))["messages"] == []
+    tokens = await alice.call("POST", "/v1/auth/login", 200,
+                              json={"username": alice.username, "password": "correct horse battery"})
+    alice2 = Client(live.server, alice.username, tokens)
+    fresh = await alice2.call("POST", path, 201, json={"txn_id": "replayed", "text": "new session"})
+    assert fresh["id"] != first["id"] and fresh["text"] == "new session"
+    await alice2.close()
+    await sock.close()
+    await watch.close()
 
 
 async def test_reply_to_must_be_in_the_same_chat(live: Live) -> None:
@@ -219,15 +258,18 @@ async def test_delete_for_everyone_leaves_a_tombstone(live: Live) -> None:
     await admin_sock.close()
 
 
-async def test_reactions_one_per_emoji_per_user(sqlite_url: str, live_backends: Live) -> None:
-    # sqlite_url first: it migrates the SQLite database outside the event loop
-    live = live_backends
+async def reacting(live: Live) -> tuple[Client, Client, int, dict[str, Any], Socket]:
+    """alice's channel with bob, a message of hers there to react to, and bob's socket."""
     alice, bob = await live.user("alice"), await live.user("bob")
     chat = await new_chat(alice, "channel", bob, title="r")
-    cid = chat["id"]
     msg = await post(alice, chat, "react to me")
+    return alice, bob, chat["id"], msg, await ready_socket(bob)
+
+
+async def test_reactions_one_per_emoji_per_user(sqlite_url: str, live_backends: Live) -> None:
+    # sqlite_url first: it migrates the SQLite database outside the event loop
+    alice, bob, cid, msg, watch = await reacting(live_backends)
     base = f"/v1/chats/{cid}/messages/{msg['id']}/reactions/"
-    watch = await ready_socket(bob)
     emoji = ["👍", "👍🏽", "😀", "😁"]
 
     for e in emoji:
@@ -266,6 +308,34 @@ async def test_reactions_one_per_emoji_per_user(sqlite_url: str, live_backends: 
         == "message_not_found"
     await watch.close()
     await alice_sock.close()
+
+
+async def test_a_reaction_is_one_emoji(live: Live) -> None:
+    alice, bob, cid, msg, watch = await reacting(live)
+    base = f"/v1/chats/{cid}/messages/{msg['id']}/reactions/"
+    # words, two emoji, a lone skin tone or joiner, padding: refused over REST and over the socket
+    for bad in ("notanemoji", "a", "+1", "👍👍", "🏻", "\u200d", " 👍", "🇫"):
+        assert code(await alice.call("PUT", base + quote(bad), 422)) == "validation_error", bad
+        assert code(await alice.call("DELETE", base + quote(bad), 422)) == "validation_error", bad
+        refused = await watch.command("react", chat_id=cid, message_id=msg["id"], emoji=bad)
+        assert refused["type"] == "error" and code(refused) == "validation_error", bad
+    # one emoji as people see it: ZWJ sequences, flags (also subdivision ones), keycaps, skin tones
+    good = ["👩🏽‍💻", "🏳️‍🌈", "🇫🇷", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "1️⃣", "👍🏽", "🫠"]
+    for e in good:
+        await alice.call("PUT", base + quote(e), 204)
+    added = [await watch.until(is_event("reaction.added", cid)) for _ in good]
+    assert [f["data"]["emoji"] for f in added] == good  # nothing was stored or broadcast for the refused ones
+    # ❤ and ❤️ are one reaction, kept fully qualified
+    await alice.call("PUT", base + quote("❤"), 204)
+    assert (await watch.until(is_event("reaction.added", cid)))["data"]["emoji"] == "❤️"
+    ack = await watch.command("react", chat_id=cid, message_id=msg["id"], emoji="❤️")
+    assert ack["type"] == "ack"
+    page = await bob.call("GET", f"/v1/chats/{cid}/messages", 200)
+    reactions = page["messages"][0]["reactions"]
+    assert reactions["❤️"] == [alice.username, bob.username] and "❤" not in reactions
+    await alice.call("DELETE", base + quote("❤"), 204)
+    assert (await watch.until(is_event("reaction.removed", cid)))["data"]["emoji"] == "❤️"
+    await watch.close()
 
 
 async def test_pins_by_admins(live: Live) -> None:

@@ -75,6 +75,12 @@ async def test_two_clients_exchange_messages_typing_reactions_edits_receipts(liv
             await pilot.press("enter")
             reaction = await reacted
             assert reaction.emoji == "🎉" and reaction.message_id == sent.id
+            # a word is not a reaction: a clear notification, nothing sent, the app goes on
+            screen.query_one("#composer").insert("/react notanemoji")  # type: ignore[attr-defined]
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: any("/react failed: invalid value for emoji: a reaction is one emoji"
+                                              in str(n.message) for n in app._notifications),
+                           what="the refused reaction explained")
 
             # Up edits alice's last message → bob gets the edit
             edited = asyncio.create_task(next_of(bob, ev.MessageEdited, lambda e: e.chat_id == chat.id))
