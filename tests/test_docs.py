@@ -83,3 +83,9 @@ def test_the_invalid_frame_threshold_is_documented() -> None:
     fields = Settings.model_fields
     limit, window = fields["ws_max_bad_frames"].default, fields["ws_bad_frames_window_s"].default
     assert f"| 4009 | more than {limit} invalid frames within {window:g} s" in DOC.read_text()
+
+
+def test_token_claims_name_the_servers_issuer_and_audience() -> None:
+    text = DOC.read_text()
+    issuer, audience = (Settings.model_fields[f].default for f in ("jwt_issuer", "jwt_audience"))
+    assert f"`iss` = `{issuer}`" in text and f"`aud` = `{audience}`" in text
