@@ -10,8 +10,8 @@ and the codes it may carry:
 - the domain refusals of each route, from ``ROUTE_ERRORS`` below, which mirrors the services' ``ApiError``
   raises (tests/server/test_openapi.py holds the table to what the server really answers).
 
-Success answers a route gives besides its declared status (an existing DM is 200, a new one 201) are in
-``EXTRA_SUCCESS``.
+Other answers with the route's own body (an existing DM is 200, a new one 201; /readyz 503) are in
+``OTHER_ANSWERS``.
 """
 
 from collections.abc import Callable, Iterable, Iterator
@@ -133,13 +133,10 @@ ROUTE_ERRORS: dict[tuple[str, str], dict[int, Codes]] = {
     ("DELETE", "/v1/push/subscriptions/{subscription_id}"): {404: (E.NOT_FOUND,)},
 }
 
-# Success answers besides the route's own status code: status → description (same body).
-EXTRA_SUCCESS: dict[tuple[str, str], dict[int, str]] = {
+# Answers besides the route's declared status that carry the route's own body, not the error shape.
+OTHER_ANSWERS: dict[tuple[str, str], dict[int, str]] = {
     ("POST", "/v1/chats/direct"): {200: "The direct chat already existed"},
     ("POST", "/v1/push/subscriptions"): {200: "This device had subscribed that endpoint: updated"},
-}
-# Answers that are not errors in our error shape but the route's own body.
-OWN_BODY: dict[tuple[str, str], dict[int, str]] = {
     ("GET", "/readyz"): {503: "The database or Redis does not answer; the body names which"},
 }
 
@@ -186,7 +183,7 @@ def _error_response(status: int, codes: set[str]) -> dict[str, Any]:
         "description": f"{TITLES.get(status, 'Error')}. Codes: {listed}.",
         "content": {"application/json": {"schema": {"$ref": ERROR_REF}}},
     }
-    if status in HEADERS and (status != 401 or set(codes) & set(TOKEN_ERRORS[401])):  # not login's 401
+    if status in HEADERS and (status != 401 or codes & set(TOKEN_ERRORS[401])):  # not login's 401
         response["headers"] = HEADERS[status]
     return response
 
@@ -219,9 +216,7 @@ def tell_the_truth(schema: dict[str, Any], routes: Iterable[Any]) -> dict[str, A
             responses.pop("422", None)  # FastAPI's {"detail": [...]}; ours comes below if it applies
             key = (method, route.path_format)
             success = responses.get(str(route.status_code or 200), {})
-            for status, description in EXTRA_SUCCESS.get(key, {}).items():
-                responses[str(status)] = {**success, "description": description}
-            for status, description in OWN_BODY.get(key, {}).items():
+            for status, description in OTHER_ANSWERS.get(key, {}).items():
                 responses[str(status)] = {**success, "description": description}
             for status, codes in route_errors(route, method).items():
                 responses[str(status)] = _error_response(status, codes)
