@@ -73,7 +73,7 @@ def test_react_takes_one_emoji(pair: tuple[str, Melo, str, Melo]) -> None:
     mid = str(sent["message_id"])
     refused = mb("react", f"@{a}", mid, "notanemoji")
     assert refused.returncode == 1  # a user error
-    assert "invalid value for emoji: a reaction is one emoji, e.g. 👍" in refused.stderr
+    assert "a reaction is one emoji, e.g. 👍" in refused.stderr
     assert "Traceback" not in refused.stderr
     refused_json = mb("--json", "react", f"@{a}", mid, "👍👍")
     assert refused_json.returncode == 1

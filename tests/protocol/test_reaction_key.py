@@ -45,5 +45,5 @@ def test_the_sdk_refuses_before_sending_and_says_why() -> None:
     with pytest.raises(BadRequest) as info:
         _build(api.react, 3, 4, emoji="notanemoji")
     assert info.value.code == "validation_error"
-    assert str(info.value) == "invalid value for emoji: a reaction is one emoji, e.g. 👍 (validation_error)"
+    assert str(info.value) == "a reaction is one emoji, e.g. 👍 (validation_error)"
     assert "notanemoji" not in str(info.value)  # values never reach messages
