@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 CALL_HELP = """Call USER (audio, end-to-end authenticated), or with USER "answer" wait for a call and answer it.
 
 Exit 0 when the call ended normally (hung up by either side), 1 when it did not connect (rejected,
-busy, no answer, offline). --duration S hangs up S seconds after connecting; --timeout S (answer)
-gives up waiting for a call after S seconds. --json prints one JSON line per state change.
+busy, no answer, offline: said at once when no device of USER is online) or USER does not exist.
+--duration S hangs up S seconds after connecting; --timeout S (answer) gives up waiting for a call
+after S seconds. --json prints one JSON line per state change.
 """
 
 
@@ -52,7 +53,10 @@ def call(
                 sys.stdout.write(json.dumps(doc) + "\n")
                 sys.stdout.flush()
             else:
-                out.err.print(f"melo: call {cl.state}{' (' + cl.reason + ')' if cl.reason else ''}", markup=False)
+                reason = cl.reason or ""
+                if reason == "offline":
+                    reason = f"offline: no device of {cl.peer} is online to ring"
+                out.err.print(f"melo: call {cl.state}{' (' + reason + ')' if reason else ''}", markup=False)
 
         def source() -> Any:
             if tone is not None:
@@ -89,7 +93,7 @@ def call(
                 report(the_call)
                 await manager.accept(the_call, source=source(), sink=sink())
             else:
-                the_call = await manager.start(user, source=source(), sink=sink())
+                the_call = await manager.start(user, source=source, sink=sink)  # opened if the call goes ahead
                 the_call.on_state(report)
                 report(the_call)
             state = await the_call.wait_for(c.CallState.CONNECTED)

@@ -23,13 +23,16 @@ For user interfaces (TUI, CLI): the app owns the event loop and passes call sign
 ``Call.state`` is a ``CallState``; when ``ended``, ``Call.reason`` is one of ``END_REASONS``.
 ``Call.notices`` lists things the user should know (no microphone: sending silence, …).
 ``Call.level`` (0..1) is the RMS level of the audio last received (for a level meter).
-One call per device: a second incoming invite is answered ``busy``. An unanswered outgoing call
-(``no_answer`` after the ring timeout, or ``offline`` when no device of the callee rang) is recorded
-as a ``call.missed`` event in the DM (``POST /v1/chats/{id}/calls/missed``, metadata only).
+One call per device: a second incoming invite is answered ``busy``. Calling an unknown user raises
+``NotFound`` (``user_not_found``). A callee with no device online (presence, from the chat list) ends
+the call at once as ``offline``, without ringing; an unanswered outgoing call (``no_answer`` after the
+ring timeout, or ``offline`` when no device of the callee rang) is recorded as a ``call.missed`` event
+in the DM (``POST /v1/chats/{id}/calls/missed``, metadata only).
 
 Media: sources ``ToneTrack(hz)``, ``SilenceTrack()``, ``open_file(path)``, ``open_microphone()``;
 sinks ``WavRecorder(path)``, ``Blackhole()``, ``open_speaker()``. A missing audio device never fails a
-call: the opener falls back to silence (or a blackhole) and says so.
+call: the opener falls back to silence (or a blackhole) and says so. Probing a device keeps the C
+libraries' complaints (ALSA's "cannot find card …") off stderr; tone, file and WAV media probe nothing.
 """
 
 import asyncio
@@ -37,10 +40,12 @@ import contextlib
 import fractions
 import logging
 import math
+import os
+import sys
 import time
 import uuid
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -53,7 +58,8 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from melo_protocol.client import events as ev
-from melo_protocol.client.errors import MeloError
+from melo_protocol.client.errors import MeloError, NotFound
+from melo_protocol.wire import ErrorCode
 
 log = logging.getLogger("melo.calls")
 
@@ -186,13 +192,34 @@ def open_file(path: str | Path) -> MediaStreamTrack:
     return player.audio
 
 
+@contextlib.contextmanager
+def quiet_c_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null meanwhile: libasound (inside PyAV) prints its errors there
+    itself, past Python's sys.stderr. For short synchronous device probes only."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no fd 2 (a detached process): nothing to keep quiet
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def open_microphone() -> tuple[MediaStreamTrack, str | None]:
     """(track, notice): the system microphone via PulseAudio or ALSA; silence and a notice when absent."""
     from aiortc.contrib.media import MediaPlayer
 
     for fmt in ("pulse", "alsa"):
         try:
-            player = MediaPlayer("default", format=fmt)
+            with quiet_c_stderr():
+                player = MediaPlayer("default", format=fmt)
         except Exception as exc:  # any device or driver failure means "no microphone"
             log.debug("no %s microphone: %s", fmt, exc)
             continue
@@ -298,13 +325,27 @@ class SpeakerSink(Blackhole):
             await self._recorder.stop()
 
 
+def _open_output_device(fmt: str) -> None:
+    """Open the system's output device for real, then close it: PyAV opens an ALSA device only when the
+    first header is written, so a missing one would otherwise fail later, mid-call, on stderr."""
+    container = av.open("default", format=fmt, mode="w")
+    try:
+        container.add_stream("pcm_s16le", rate=SAMPLE_RATE)
+        container.start_encoding()
+    finally:
+        with contextlib.suppress(Exception):
+            container.close()
+
+
 def open_speaker() -> tuple[AudioSink, str | None]:
     """(sink, notice): the system speaker; a blackhole and a notice when there is none."""
     from aiortc.contrib.media import MediaRecorder
 
     for fmt in ("pulse", "alsa"):
         try:
-            return SpeakerSink(MediaRecorder("default", format=fmt)), None
+            with quiet_c_stderr():
+                _open_output_device(fmt)
+                return SpeakerSink(MediaRecorder("default", format=fmt)), None
         except Exception as exc:  # any device or driver failure means "no speaker"
             log.debug("no %s speaker: %s", fmt, exc)
     return Blackhole(), "no speaker found (pulse/alsa): received audio is discarded"
@@ -453,18 +494,31 @@ class CallManager:
     def on_incoming(self, callback: Callable[[Call], Any]) -> None:
         self._incoming_listeners.append(callback)
 
-    async def start(self, username: str, *, source: MediaStreamTrack | None = None, sink: AudioSink | None = None,
-                    chat_id: int | None = None) -> Call:
-        """Call ``username``: sends the invite (complete SDP offer) to all their devices."""
+    async def start(self, username: str, *,
+                    source: MediaStreamTrack | Callable[[], MediaStreamTrack] | None = None,
+                    sink: AudioSink | Callable[[], AudioSink] | None = None, chat_id: int | None = None) -> Call:
+        """Call ``username``: sends the invite (complete SDP offer) to all their devices.
+
+        ``source`` and ``sink`` may be functions making them (``open_microphone``…): called only when the
+        call goes ahead, so a call to nobody or to someone offline opens no audio device.
+        """
         if self.active is not None:
             raise CallError("another call is active on this device")
         username = username.removeprefix("@").lower()
         if username == self.messenger.username:
             raise CallError("you cannot call yourself")
+        direct_id, online = await self._peer_presence(username)
         call = Call(uuid.uuid4().hex, username, "outgoing")
-        call.chat_id = chat_id
+        call.chat_id = chat_id if chat_id is not None else direct_id
         self.calls[call.call_id] = call
+        if online is False:  # no device of theirs holds a socket: nothing would ring
+            await self._end(call, "offline")
+            return call
         try:
+            if callable(source) and not isinstance(source, MediaStreamTrack):
+                source = source()
+            if callable(sink):
+                sink = sink()
             pc = await self._peer_connection(call, source, sink)
             await pc.setLocalDescription(await pc.createOffer())
             await self._gathered(pc)
@@ -541,6 +595,20 @@ class CallManager:
             task.cancel()
 
     # -- signalling --------------------------------------------------------------------------------
+    async def _peer_presence(self, username: str) -> tuple[int | None, bool | None]:
+        """(our DM with ``username``, whether any device of theirs is online); (None, None) without a DM.
+        Raises NotFound for a user who does not exist."""
+        for chat in await self.messenger.client.list_chats():
+            if chat.kind == "direct" and chat.peer is not None and chat.peer.username == username:
+                return chat.id, chat.peer.online
+        try:
+            await self.messenger.client.get_user(username)
+        except NotFound as exc:
+            if exc.code == ErrorCode.USER_NOT_FOUND:
+                raise NotFound(exc.status, exc.code, f"no such user: {username}", exc.details) from None
+            raise
+        return None, None
+
     async def _on_invite(self, event: ev.CallSignal) -> Call | None:
         if event.call_id in self.calls:
             return None

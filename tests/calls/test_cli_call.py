@@ -1,6 +1,7 @@
 """`melo call USER --tone 440 --duration 3` to a `melo call answer --record out.wav` peer: the file peaks at 440 Hz."""
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
@@ -44,9 +45,33 @@ async def test_cli_tone_call_is_recorded_by_an_answering_peer(live: Live, tmp_pa
     code, out, err = await _run(tmp_path / a, server, "call", b, "--tone", "440", "--duration", "3", "--json")
     assert code == 0, err
     assert '"state": "connected"' in out and '"reason": "hangup"' in out
-    stdout, _ = await asyncio.wait_for(answer.communicate(), 30)
+    assert "ALSA" not in err  # --tone probes no microphone; the speaker probe (none here) keeps quiet
+    stdout, answer_err = await asyncio.wait_for(answer.communicate(), 30)
     assert answer.returncode == 0
     assert '"reason": "remote_hangup"' in stdout.decode()
+    assert "ALSA" not in answer_err.decode()  # --record probes no speaker; the microphone probe keeps quiet
     samples, rate = read_wav(wav)
     assert len(samples) >= 2 * rate
     assert abs(dominant_frequency(samples[int(0.3 * rate):], rate) - 440) <= 10
+
+
+async def test_cli_call_to_nobody_or_to_someone_offline_ends_at_once(live: Live, tmp_path: Path) -> None:
+    server = live.server.url
+    tag = tmp_path.name[-6:].replace("_", "")
+    a, b = f"clia{tag}", f"clib{tag}"
+    for name in (a, b):
+        code, _, err = await _run(tmp_path / name, server, "register", name, "--password-stdin", stdin=PASSWORD + "\n")
+        assert code == 0, err
+    code, out, err = await _run(tmp_path / a, server, "call", f"nobody{tag}", "--tone", "440")
+    assert code == 1 and out == ""
+    assert err.strip() == f"melo: error: no such user: nobody{tag}"
+    code, _, err = await _run(tmp_path / a, server, "send", f"@{b}", "calling you")
+    assert code == 0, err
+    # b has no device online: the call ends before it rings (no ring timer decides it)
+    code, out, err = await _run(tmp_path / a, server, "call", b, "--tone", "440", "--json")
+    assert code == 1
+    states = [json.loads(line) for line in out.splitlines()]
+    assert [(s["state"], s["reason"]) for s in states] == [("ended", "offline")]
+    assert "ALSA" not in err
+    code, out, err = await _run(tmp_path / a, server, "call", b, "--tone", "440")
+    assert code == 1 and f"offline: no device of {b} is online" in err and "ALSA" not in err

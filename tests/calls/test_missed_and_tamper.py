@@ -12,9 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from sqlalchemy import select
 
-from melo_protocol.client import CredentialStore
+from melo_protocol.client import CredentialStore, NotFound
 from melo_protocol.client.calls import CallError, CallState
 from melo_protocol.client.messenger import Messenger
 from server.db.models import ToDeviceMessage
@@ -55,15 +56,30 @@ async def _offline_bob(live: Live, home: Path) -> tuple[Party, Messenger, int]:
 
 async def test_callee_offline_records_a_missed_call(live: Live, tmp_path: Path) -> None:
     alice, bob, chat_id = await _offline_bob(live, tmp_path)
+    alice.calls.offline_timeout = alice.calls.ring_timeout = 600  # no timer decides: presence does, at once
     try:
         call = await alice.calls.start(bob.username)
-        assert await call.wait_for(CallState.CONNECTED, timeout=10) is CallState.ENDED
-        assert call.reason == "offline" and not call.rang
+        assert (call.state, call.reason, call.rang) == (CallState.ENDED, "offline", False)
         frame = await chat_events(live, alice.m, chat_id, "call.missed")
         assert frame["data"]["call_id"] == call.call_id and frame["data"]["caller"] == alice.username
+        async with live.server.state.sessions() as db:  # no invite waits for bob's device either
+            assert (await db.scalars(select(ToDeviceMessage).where(
+                ToDeviceMessage.recipient_device == bob.device_id))).all() == []
     finally:
         await alice.close()
         await bob.client.aclose()
+
+
+async def test_calling_a_user_who_does_not_exist_says_so(live: Live, tmp_path: Path) -> None:
+    tag = tmp_path.name[-6:].replace("_", "")
+    alice = Party(await device(live, tmp_path, f"alice{tag}", "a1", register=True))
+    try:
+        with pytest.raises(NotFound) as missing:
+            await alice.calls.start(f"nobody{tag}")
+        assert (missing.value.code, missing.value.message) == ("user_not_found", f"no such user: nobody{tag}")
+        assert alice.calls.calls == {}
+    finally:
+        await alice.close()
 
 
 def _flip_longest_string(value: Any) -> Any:
@@ -91,15 +107,22 @@ def _flip_longest_string(value: Any) -> Any:
 async def test_tampered_invite_fails_to_decrypt_and_never_connects(live: Live, tmp_path: Path) -> None:
     alice, bob_m, _ = await _offline_bob(live, tmp_path)
     bob: Party | None = None
+    # bob's device holds a socket (so he is online and the invite is sent) but never reads it: the invite
+    # stays queued, unacknowledged, for when his client runs
+    silent = await websockets.connect(live.server.ws_url)
     try:
+        await silent.send(json.dumps({"op": "auth", "token": await bob_m.client.access_token()}))
+        assert json.loads(await asyncio.wait_for(silent.recv(), 10))["type"] == "ready"
         call = await alice.calls.start(bob_m.username)
         async with live.server.state.sessions() as db:  # the relay alters the queued invite
             row = (await db.scalars(select(ToDeviceMessage).where(
-                ToDeviceMessage.recipient_device == bob_m.device_id))).one()
+                ToDeviceMessage.recipient_device == bob_m.device_id).order_by(ToDeviceMessage.id))).first()
+            assert row is not None
             row.content = json.dumps(_flip_longest_string(json.loads(row.content)))
             await db.commit()
         assert await call.wait_for(CallState.CONNECTED, timeout=10) is CallState.ENDED
-        assert call.reason == "offline" and call.connected_at is None
+        assert call.reason == "offline" and call.connected_at is None and not call.rang
+        await silent.close()
         # bob comes online: the altered invite does not decrypt; alice's hang-up after it does
         bob = Party(Messenger.open(bob_m.client, CredentialStore(tmp_path, "b1")))
         await bob.m.start()
@@ -110,6 +133,7 @@ async def test_tampered_invite_fails_to_decrypt_and_never_connects(live: Live, t
         assert [s.action for s in bob.signals] == ["hangup"]  # no invite came out of the tampered message
         assert bob.calls.calls == {} and bob.calls.incoming.empty()
     finally:
+        await silent.close()
         await alice.close()
         if bob is not None:
             await bob.close()
