@@ -24,8 +24,8 @@ async def _run(home: Path, server: str, *args: str, stdin: str = "") -> tuple[in
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-async def test_cli_tone_call_is_recorded_by_an_answering_peer(live: Live, tmp_path: Path) -> None:
-    server = live.server.url
+async def _dm_pair(tmp_path: Path, server: str) -> tuple[str, str]:
+    """Two registered CLI users (homes under tmp_path) with a DM between them, so they may call."""
     tag = tmp_path.name[-6:].replace("_", "")
     a, b = f"clia{tag}", f"clib{tag}"
     for name in (a, b):
@@ -33,6 +33,12 @@ async def test_cli_tone_call_is_recorded_by_an_answering_peer(live: Live, tmp_pa
         assert code == 0, err
     code, _, err = await _run(tmp_path / a, server, "send", f"@{b}", "calling you")
     assert code == 0, err
+    return a, b
+
+
+async def test_cli_tone_call_is_recorded_by_an_answering_peer(live: Live, tmp_path: Path) -> None:
+    server = live.server.url
+    a, b = await _dm_pair(tmp_path, server)
     wav = tmp_path / "out.wav"
     answer = await asyncio.create_subprocess_exec(
         *melo_command(), "call", "answer", "--record", str(wav), "--timeout", "40", "--json",
@@ -57,16 +63,10 @@ async def test_cli_tone_call_is_recorded_by_an_answering_peer(live: Live, tmp_pa
 
 async def test_cli_call_to_nobody_or_to_someone_offline_ends_at_once(live: Live, tmp_path: Path) -> None:
     server = live.server.url
-    tag = tmp_path.name[-6:].replace("_", "")
-    a, b = f"clia{tag}", f"clib{tag}"
-    for name in (a, b):
-        code, _, err = await _run(tmp_path / name, server, "register", name, "--password-stdin", stdin=PASSWORD + "\n")
-        assert code == 0, err
-    code, out, err = await _run(tmp_path / a, server, "call", f"nobody{tag}", "--tone", "440")
+    a, b = await _dm_pair(tmp_path, server)
+    code, out, err = await _run(tmp_path / a, server, "call", f"nobody{a}", "--tone", "440")
     assert code == 1 and out == ""
-    assert err.strip() == f"melo: error: no such user: nobody{tag}"
-    code, _, err = await _run(tmp_path / a, server, "send", f"@{b}", "calling you")
-    assert code == 0, err
+    assert err.strip() == f"melo: error: no such user: nobody{a}"
     # b has no device online: the call ends before it rings (no ring timer decides it)
     code, out, err = await _run(tmp_path / a, server, "call", b, "--tone", "440", "--json")
     assert code == 1
