@@ -94,6 +94,24 @@ class Application:
     def server_url(self, store: "CredentialStore") -> str:
         return self.server or store.stored_server() or DEFAULT_SERVER
 
+    def rate_limit_wait(self) -> float:
+        """MELO_RATE_LIMIT_WAIT: the longest server-asked wait (seconds) sat out before retrying; 0: never."""
+        from melo_protocol.client.rest import DEFAULT_RATE_LIMIT_WAIT_S
+
+        raw = os.environ.get("MELO_RATE_LIMIT_WAIT", "").strip()
+        if not raw:
+            return DEFAULT_RATE_LIMIT_WAIT_S
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= 3600:
+            from melo_cli.errors import ExitCode
+
+            self.fail(f"MELO_RATE_LIMIT_WAIT must be a number of seconds from 0 to 3600, not {raw!r}",
+                      code="bad_setting", exit_code=ExitCode.USAGE)
+        return value
+
     def client(self) -> "MeloClient":
         from melo_protocol import __version__
         from melo_protocol.client import MeloClient
@@ -101,7 +119,10 @@ class Application:
         store = self.store()
         url = self.server_url(store)
         self.output.debug(f"server {url}, profile {self.profile}, home {store.home}")
-        return MeloClient(url, store=store, user_agent=f"melo-cli/{__version__}")
+        return MeloClient(
+            url, store=store, user_agent=f"melo-cli/{__version__}", rate_limit_wait=self.rate_limit_wait(),
+            on_rate_limited=lambda wait: self.output.warn(f"rate limited by the server; retrying in {wait:g} s"),
+        )
 
     def run(self, action: Callable[["MeloClient"], Awaitable[T]]) -> T:
         """Run ``action`` with a client; any SDK or CLI error becomes its exit code here."""

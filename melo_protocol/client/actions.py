@@ -70,6 +70,9 @@ def scheduled_doc(row: "ScheduledOut") -> dict[str, Any]:
 
 @messenger_action("send")
 async def send_action(m: "Messenger", chat: str, text: str, reply_to: int | None = None) -> dict[str, Any]:
+    ref = chat.strip()
+    if ref.startswith("@") and len(ref) > 1:  # the DM's id is remembered: a repeated send costs one request
+        return message_doc(await m.send_text_to(ref[1:], text, reply_to=reply_to))
     chat_id = await resolve_chat(m.client, chat, create_dm=True)
     return message_doc(await m.send_text(chat_id, text, reply_to=reply_to))
 

@@ -296,8 +296,9 @@ def join_invite(code: str) -> ApiRequest:
 
 
 def send_message(chat_id: int, txn_id: str, text: str | None = None, e2e: dict[str, Any] | None = None,
-                 reply_to: int | None = None) -> ApiRequest:
-    body = MessageSend(txn_id=txn_id, text=text, e2e=E2EEnvelope(**e2e) if e2e else None, reply_to=reply_to)
+                 reply_to: int | None = None, recipient_devices: str | None = None) -> ApiRequest:
+    body = MessageSend(txn_id=txn_id, text=text, e2e=E2EEnvelope(**e2e) if e2e else None, reply_to=reply_to,
+                       recipient_devices=recipient_devices)
     return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/messages", json=_body(body), expect=201)
 
 
@@ -311,9 +312,10 @@ def history(chat_id: int, before: int | None = None, after: int | None = None, l
 
 
 def edit_message(
-    chat_id: int, message_id: int, text: str | None = None, e2e: dict[str, Any] | None = None
+    chat_id: int, message_id: int, text: str | None = None, e2e: dict[str, Any] | None = None,
+    recipient_devices: str | None = None,
 ) -> ApiRequest:
-    body = MessageEdit(text=text, e2e=E2EEnvelope(**e2e) if e2e else None)
+    body = MessageEdit(text=text, e2e=E2EEnvelope(**e2e) if e2e else None, recipient_devices=recipient_devices)
     return ApiRequest("PATCH", f"/v1/chats/{int(chat_id)}/messages/{int(message_id)}", json=_body(body))
 
 

@@ -1,6 +1,8 @@
 """The local message cache: decrypted messages kept on this device for history, offline reading and
-messages whose keys are gone. Every row is sealed with AES-256-GCM under a key derived from the
-profile's store key (the one in the OS keyring), so the file alone reveals nothing."""
+messages whose keys are gone, and the SDK's remembered state (chat kinds, direct-chat ids, member
+device lists) that spares a one-shot ``melo send`` its look-ups. Every row is sealed with AES-256-GCM
+under a key derived from the profile's store key (the one in the OS keyring), so the file alone
+reveals nothing."""
 
 import json
 import os
@@ -8,7 +10,9 @@ import sqlite3
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -27,6 +31,8 @@ class MessageCache:
         self._db.execute("CREATE INDEX IF NOT EXISTS ix_chat_seq ON messages (chat_id, seq)")
         # the text of our own scheduled messages in E2E chats: the server holds only their envelopes
         self._db.execute("CREATE TABLE IF NOT EXISTS scheduled (scheduled_id INTEGER PRIMARY KEY, blob BLOB)")
+        # remembered SDK state by name ("chat:12", "direct:bob", "recipients:12", …): JSON documents
+        self._db.execute("CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, blob BLOB)")
         os.chmod(path, 0o600)
 
     def put(self, message: Message) -> None:
@@ -82,6 +88,30 @@ class MessageCache:
             for (sid,) in self._db.execute("SELECT scheduled_id FROM scheduled").fetchall():
                 if sid not in keep:
                     self._db.execute("DELETE FROM scheduled WHERE scheduled_id = ?", (sid,))
+
+    def put_state(self, name: str, doc: Any) -> None:
+        nonce = os.urandom(12)
+        blob = nonce + self._aead.encrypt(nonce, json.dumps(doc).encode(), f"state:{name}".encode())
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (name, blob))
+
+    def state(self, name: str) -> Any:
+        """A remembered document, or None (never stored, dropped, or unreadable)."""
+        row = self._db.execute("SELECT blob FROM state WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return json.loads(self._aead.decrypt(row[0][:12], row[0][12:], f"state:{name}".encode()))
+        except (InvalidTag, ValueError):
+            return None
+
+    def drop_state(self, name: str, *, prefix: bool = False) -> None:
+        """Forget one remembered document, or (``prefix``) every one whose name starts so."""
+        with self._db:
+            if prefix:
+                self._db.execute("DELETE FROM state WHERE substr(name, 1, ?) = ?", (len(name), name))
+            else:
+                self._db.execute("DELETE FROM state WHERE name = ?", (name,))
 
     def forget(self, chat_id: int, message_id: int) -> None:
         """Drop a message's copy (deleted, or gone with the chat's disappearing-messages timer)."""

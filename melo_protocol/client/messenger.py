@@ -16,17 +16,16 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from melo_protocol.client import events as ev
 from melo_protocol.client.cache import MessageCache
-from melo_protocol.client.errors import BadRequest, MeloError
+from melo_protocol.client.errors import BadRequest, Conflict, MeloError, NotFound
 from melo_protocol.client.keystore import load_or_create_store_key
 from melo_protocol.client.rest import MeloClient
-from melo_protocol.client.stream import CursorFile, LiveStream
 from melo_protocol.client.tokens import CredentialStore
 from melo_protocol.crypto import (
     CryptoMachine,
@@ -46,8 +45,13 @@ from melo_protocol.crypto import (
     safety_qr,
 )
 from melo_protocol.crypto.errors import CryptoError
+from melo_protocol.wire import ErrorCode
 from melo_protocol.wire.chats import ChatOut, MessageOut, check_text_size
 from melo_protocol.wire.jobs import ScheduledOut
+from melo_protocol.wire.keys import recipient_devices_digest
+
+if TYPE_CHECKING:  # the stream (websockets) is imported by start(live=True): a one-shot send needs none of it
+    from melo_protocol.client.stream import LiveStream
 
 log = logging.getLogger("melo.sdk")
 
@@ -58,6 +62,11 @@ SAS_TYPES = ("m.key.verification.")
 CALL_PREFIX = "m.call."
 ONE_TIME_KEYS_TARGET = 50
 DEVICE_LIST_TTL_S = 60.0
+# how often a start asks the server how many one-time keys are left; live clients also hear `keys.low`,
+# and the fallback key covers a device that runs out in between
+KEY_COUNT_CHECK_S = 300.0
+SEND_ATTEMPTS = 3  # an E2E send refused with recipients_changed is re-encrypted for the devices of now
+T = TypeVar("T")
 
 
 class E2EError(MeloError):
@@ -93,6 +102,9 @@ class Messenger:
         self._stale_users: set[str] = set()
         self._usernames: dict[int, str] = {}
         self._devices_fetched_at = 0.0
+        # chat id → {"members", "devices" (username → device id → keys), "digest"}: whom the last
+        # encryption was for; remembered in the cache so a one-shot send can skip the look-ups
+        self._recipients: dict[int, dict[str, Any]] = {}
         self._waiting: dict[str, list[tuple[int, dict[str, Any]]]] = {}  # session id → (chat id, message data)
         self._verifications: dict[str, SasVerification] = {}
         self._pending_events: list[ev.Event] = []
@@ -124,9 +136,14 @@ class Messenger:
         await self.close()
 
     async def start(self, *, live: bool = True) -> None:
-        me = await self.client.whoami()
-        self.user_id, self.username, self.device_id = me.id, me.username, me.device_id
-        self._usernames[me.id] = me.username
+        creds = self.client.credentials
+        if creds is not None and creds.user_id is not None and creds.username and creds.device_id:
+            # who we are is in the stored login: a one-shot command spends no request on it
+            self.user_id, self.username, self.device_id = creds.user_id, creds.username, creds.device_id
+        else:
+            me = await self.client.whoami()
+            self.user_id, self.username, self.device_id = me.id, me.username, me.device_id
+        self._usernames[self.user_id] = self.username
         try:
             store = CryptoStore(self.data_dir / "crypto", self._store_key)
         except StoreLocked:
@@ -135,10 +152,12 @@ class Messenger:
                                "another profile (--profile NAME, logged in once as its own device)") from None
         except StoreKeyError as exc:
             raise E2EError(f"cannot open the local encrypted store: {exc}") from None
-        self.machine = CryptoMachine.open(store, me.id, me.device_id)
+        self.machine = CryptoMachine.open(store, self.user_id, self.device_id)
         self.cache = MessageCache(self.data_dir / "cache.sqlite3", self._store_key)
         await self._upload_keys()
         if live:
+            from melo_protocol.client.stream import CursorFile, LiveStream
+
             self.stream = LiveStream(self.client, cursor_store=CursorFile(self.data_dir / "cursor.json"),
                                      on_state=self._on_state)
             await self.stream.start()
@@ -179,21 +198,69 @@ class Messenger:
             raise MeloError("the messenger is not started")
         return self.machine
 
-    async def _upload_keys(self) -> None:
+    async def _upload_keys(self, *, force: bool = False) -> None:
+        """Top up one-time keys when the server runs low; asked at most every KEY_COUNT_CHECK_S unless forced."""
+        now = time.time()
+        if not force and self.cache is not None and self.crypto.store.device_keys_published():
+            checked = self.cache.state("keys_checked_at")
+            if isinstance(checked, int | float) and 0 <= now - checked < KEY_COUNT_CHECK_S:
+                return
         counts = await self.client.keys_count()
         body = self.crypto.keys_for_upload(counts.one_time_key_count, fallback_unused=counts.fallback_unused,
                                            target=ONE_TIME_KEYS_TARGET)
         if body:
             await self.client.keys_upload(**body)
             self.crypto.mark_keys_uploaded()
+        if self.cache is not None:
+            self.cache.put_state("keys_checked_at", now)
 
     # -- chats and members ---------------------------------------------------------------------------
     async def chat(self, chat_id: int, *, refresh: bool = False) -> ChatOut:
         if refresh or chat_id not in self._chats:
             chat = self._chats[chat_id] = await self.client.get_chat(chat_id)
-            if self.cache is not None and chat.purged_seq:
-                self.cache.forget_through(chat_id, chat.purged_seq)
+            if self.cache is not None:
+                self.cache.put_state(f"chat:{chat_id}", {"e2e": chat.e2e})  # fixed by the chat's kind
+                if chat.purged_seq:
+                    self.cache.forget_through(chat_id, chat.purged_seq)
         return self._chats[chat_id]
+
+    async def _is_e2e(self, chat_id: int) -> bool:
+        if chat_id not in self._chats and self.cache is not None:
+            known = self.cache.state(f"chat:{chat_id}")
+            if isinstance(known, dict) and isinstance(known.get("e2e"), bool):
+                return bool(known["e2e"])
+        return (await self.chat(chat_id)).e2e
+
+    async def direct_chat_id(self, username: str) -> int:
+        """Our direct chat with ``username``, started if there is none; remembered on this device."""
+        name = username.removeprefix("@").lower()
+        known = self.cache.state(f"direct:{name}") if self.cache is not None else None
+        if isinstance(known, int):
+            return known
+        chat = await self.client.create_direct(name)  # the existing one, if any
+        self._chats[chat.id] = chat
+        if self.cache is not None:
+            self.cache.put_state(f"chat:{chat.id}", {"e2e": chat.e2e})
+            self.cache.put_state(f"direct:{name}", chat.id)
+        return chat.id
+
+    async def send_text_to(self, username: str, text: str, *, reply_to: int | None = None,
+                           txn_id: str | None = None, emote: bool = False) -> ev.Message:
+        """Send to our direct chat with ``username`` (started if needed); see ``send_text``."""
+        name = username.removeprefix("@").lower()
+        txn_id = txn_id or uuid.uuid4().hex
+        remembered = self.cache is not None and self.cache.state(f"direct:{name}") is not None
+        chat_id = await self.direct_chat_id(name)
+        try:
+            return await self.send_text(chat_id, text, reply_to=reply_to, txn_id=txn_id, emote=emote)
+        except NotFound as exc:
+            if not remembered or exc.code != ErrorCode.CHAT_NOT_FOUND:
+                raise
+        # the remembered chat is gone for us: look again (the send was refused, so the txn id is unspent)
+        assert self.cache is not None
+        self.cache.drop_state(f"direct:{name}")
+        chat_id = await self.direct_chat_id(name)
+        return await self.send_text(chat_id, text, reply_to=reply_to, txn_id=txn_id, emote=emote)
 
     async def _member_names(self, chat_id: int, *, fresh: bool = False) -> list[str]:
         if fresh or chat_id not in self._members:
@@ -224,13 +291,57 @@ class Messenger:
                                                                       reason="new_unverified_device"))
                     self._devices[name] = devices
                     self._stale_users.discard(name)
+        return self._by_user_id({name: self._devices.get(name, {}) for name in usernames})
+
+    def _by_user_id(self, devices: dict[str, dict[str, dict[str, Any]]]) -> dict[int, list[dict[str, Any]]]:
+        """username → device id → keys, as user id → [keys] (what the crypto machine takes)."""
         out: dict[int, list[dict[str, Any]]] = {}
-        for name in usernames:
-            for keys in self._devices.get(name, {}).values():
+        for name, per_device in devices.items():
+            for keys in per_device.values():
                 uid = int(keys.get("user_id", 0))
                 self._usernames[uid] = name
                 out.setdefault(uid, []).append(keys)
         return out
+
+    # -- whom a chat's messages are encrypted for ------------------------------------------------------
+    def _remembered_recipients(self, chat_id: int) -> dict[str, Any] | None:
+        doc = self._recipients.get(chat_id)
+        if doc is None and self.cache is not None:
+            doc = self.cache.state(f"recipients:{chat_id}")
+            if not (isinstance(doc, dict) and isinstance(doc.get("devices"), dict)
+                    and isinstance(doc.get("digest"), str) and isinstance(doc.get("members"), list)):
+                return None
+            self._recipients[chat_id] = doc
+            for name, devices in doc["devices"].items():
+                self._devices.setdefault(name, devices)  # a later look-up then flags devices new since
+        return doc
+
+    async def _fetch_recipients(self, chat_id: int, *, fresh: bool) -> dict[str, Any]:
+        """The chat's members (read now) and their devices (read now when ``fresh``), remembered."""
+        names = await self._member_names(chat_id, fresh=True)
+        if fresh:
+            self._stale_users.update(names)
+        await self._device_keys(names)
+        devices = {name: self._devices.get(name, {}) for name in names}
+        doc = {"members": names, "devices": devices, "digest": recipient_devices_digest(
+            (int(keys.get("user_id", 0)), device_id, str(keys.get("keys", {}).get(f"curve25519:{device_id}", "")))
+            for per_device in devices.values() for device_id, keys in per_device.items())}
+        self._recipients[chat_id] = doc
+        if self.cache is not None:
+            self.cache.put_state(f"recipients:{chat_id}", doc)
+        return doc
+
+    def _forget_recipients(self, chat_id: int | None = None, *, user: str | None = None) -> None:
+        """Drop what we remember of one chat's recipients, or of every chat ``user`` is in."""
+        if chat_id is not None:
+            self._recipients.pop(chat_id, None)
+            if self.cache is not None:
+                self.cache.drop_state(f"recipients:{chat_id}")
+            return
+        for cid in [c for c, doc in self._recipients.items() if user in doc["members"]]:
+            del self._recipients[cid]
+        if self.cache is not None:
+            self.cache.drop_state("recipients:", prefix=True)  # rare: other chats are simply read again
 
     async def _ensure_olm_sessions(self, devices: dict[int, list[dict[str, Any]]]) -> None:
         needing = self.crypto.devices_needing_olm_sessions(devices)
@@ -254,28 +365,53 @@ class Messenger:
             await self.client.send_to_device(type_, payload)
 
     # -- sending ---------------------------------------------------------------------------------------
-    async def _encrypt(self, chat: ChatOut, content: dict[str, Any]) -> dict[str, Any]:
+    async def _encrypt(self, chat_id: int, content: dict[str, Any], *, checked: bool,
+                       fresh: bool = False) -> tuple[dict[str, Any], str]:
+        """(envelope, digest of the devices it is for).
+
+        ``checked``: the request carrying the envelope also carries the digest, and the server refuses
+        it if the chat's member devices differ. Only then may the remembered recipients be used, and
+        only when no key goes out with this message: any key sharing is for the members of now (a
+        member removed a moment ago must get no new keys, even before this client hears of it).
+        """
         async with self._lock:  # one Megolm session per chat: encrypt and share in order
-            # membership read at every send: a member removed a moment ago must get no new keys,
-            # even when this client has not processed the removal event yet
-            names = await self._member_names(chat.id, fresh=True)
-            devices = await self._device_keys(names)
+            doc = self._remembered_recipients(chat_id) if checked and not fresh else None
+            if doc is not None and self.crypto.needs_key_sharing(chat_id, self._by_user_id(doc["devices"])):
+                doc = None
+            if doc is None:
+                doc = await self._fetch_recipients(chat_id, fresh=fresh)
+            devices = self._by_user_id(doc["devices"])
             await self._ensure_olm_sessions(devices)
-            envelope, to_device = self.crypto.encrypt_for_chat(chat.id, content, devices)
+            envelope, to_device = self.crypto.encrypt_for_chat(chat_id, content, devices)
             self._collect_crypto_events()
             if to_device:
                 await self._send_to_device(to_device)  # keys first, so the message can be read at once
-            return envelope
+            return envelope, str(doc["digest"])
+
+    async def _post_encrypted(self, chat_id: int, content: dict[str, Any],
+                              post: Callable[[dict[str, Any], str], Awaitable[T]]) -> T:
+        """Encrypt and ``post(envelope, digest)``; re-encrypt for the devices of now on recipients_changed."""
+        for attempt in range(SEND_ATTEMPTS):
+            envelope, digest = await self._encrypt(chat_id, content, checked=True, fresh=attempt > 0)
+            try:
+                return await post(envelope, digest)
+            except Conflict as exc:
+                if exc.code != ErrorCode.RECIPIENTS_CHANGED or attempt == SEND_ATTEMPTS - 1:
+                    raise
+                log.info("chat %s: members or devices changed; encrypting again", chat_id)
+                self._forget_recipients(chat_id)
+        raise AssertionError("unreachable")
 
     async def send_text(self, chat_id: int, text: str, *, reply_to: int | None = None, txn_id: str | None = None,
                         emote: bool = False) -> ev.Message:
         _check_text(text)
-        chat = await self.chat(chat_id)
         txn_id = txn_id or uuid.uuid4().hex
         kind = EMOTE if emote else TEXT
-        if chat.e2e:
-            envelope = await self._encrypt(chat, {"type": kind, "body": text})
-            out = await self.client.send_raw(chat_id, txn_id, e2e=envelope, reply_to=reply_to)
+        if await self._is_e2e(chat_id):
+            out = await self._post_encrypted(
+                chat_id, {"type": kind, "body": text},
+                lambda envelope, digest: self.client.send_raw(chat_id, txn_id, e2e=envelope, reply_to=reply_to,
+                                                              recipient_devices=digest))
         else:
             out = await self.client.send_raw(chat_id, txn_id, text=text, reply_to=reply_to)
         return self._view(out, text, "ok", kind)
@@ -287,7 +423,7 @@ class Messenger:
         chat = await self.chat(chat_id)
         txn_id = txn_id or uuid.uuid4().hex
         if chat.e2e:
-            envelope = await self._encrypt(chat, {"type": TEXT, "body": text})
+            envelope, _ = await self._encrypt(chat.id, {"type": TEXT, "body": text}, checked=False)
             row = await self.client.schedule_raw(chat_id, txn_id, send_at, e2e=envelope, reply_to=reply_to)
             if self.cache is not None:
                 self.cache.put_scheduled(row.id, text)  # so this device can still show what it scheduled
@@ -305,10 +441,11 @@ class Messenger:
 
     async def edit_text(self, chat_id: int, message_id: int, text: str) -> ev.Message:
         _check_text(text)
-        chat = await self.chat(chat_id)
-        if chat.e2e:
-            envelope = await self._encrypt(chat, {"type": TEXT, "body": text})
-            out = await self.client.edit_raw(chat_id, message_id, e2e=envelope)
+        if await self._is_e2e(chat_id):
+            out = await self._post_encrypted(
+                chat_id, {"type": TEXT, "body": text},
+                lambda envelope, digest: self.client.edit_raw(chat_id, message_id, e2e=envelope,
+                                                              recipient_devices=digest))
         else:
             out = await self.client.edit_raw(chat_id, message_id, text=text)
         return self._view(out, text, "ok", TEXT)
@@ -474,6 +611,7 @@ class Messenger:
         if kind and kind.startswith("member."):
             assert isinstance(chat_id, int)
             self._members.pop(chat_id, None)
+            self._forget_recipients(chat_id)
             change = kind.split(".", 1)[1]
             if change in ("left", "removed"):
                 self.crypto.on_membership_changed(chat_id)  # a leaver gets no later keys
@@ -493,12 +631,13 @@ class Messenger:
         if kind == "devices.changed":
             user = str(frame.get("user", ""))
             self._stale_users.add(user)
+            self._forget_recipients(user=user)
             if user in self._devices and user != self.username:
                 with contextlib.suppress(MeloError):
                     await self._device_keys([user])  # look now: a new device is flagged at once
             return []
         if kind == "keys.low":
-            await self._upload_keys()
+            await self._upload_keys(force=True)
             return []
         if kind == "resync_required":
             return [ev.ResyncRequired(chat_ids=list(frame.get("chat_ids", [])))]

@@ -5,9 +5,14 @@ Access tokens are refreshed transparently: ahead of time when they expire within
 rotates on every use and presenting a spent one revokes the whole session, so refreshes are
 serialised (an asyncio lock in-process, a file lock across processes on one profile) and the rotated
 tokens are saved before anything else happens.
+
+A 429 whose ``Retry-After`` is at most ``rate_limit_wait`` seconds (30 by default) is waited out and
+the same request sent again (a send keeps its transaction id, so it cannot post twice); the
+``on_rate_limited`` hook hears of each wait. A longer one raises ``RateLimited`` at once.
 """
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -27,6 +32,7 @@ from melo_protocol.client.errors import (
     MeloError,
     NotAuthenticated,
     NotLoggedIn,
+    RateLimited,
     ServerUnreachable,
     SessionRevoked,
     error_from_response,
@@ -77,6 +83,9 @@ from melo_protocol.wire.keys import KeyCounts, KeysClaimResult, KeysQueryResult,
 
 REFRESH_MARGIN_S = 30.0
 DEFAULT_TIMEOUT_S = 15.0
+DEFAULT_RATE_LIMIT_WAIT_S = 30.0
+RATE_LIMIT_RETRIES = 3  # waits per request before its 429 is raised
+log = logging.getLogger("melo.sdk")
 P = ParamSpec("P")
 M = TypeVar("M", bound=BaseModel)
 
@@ -108,8 +117,12 @@ class MeloClient:
         timeout: float = DEFAULT_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
         user_agent: str | None = None,
+        rate_limit_wait: float = DEFAULT_RATE_LIMIT_WAIT_S,
+        on_rate_limited: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
+        self.rate_limit_wait = rate_limit_wait  # the longest Retry-After waited out; 0: never wait
+        self.on_rate_limited = on_rate_limited  # told the seconds before each such wait
         stored = store.load() if store is not None else None
         url = server_url or (stored.server_url if stored else None)
         if not url:
@@ -195,6 +208,22 @@ class MeloClient:
         except httpx.TransportError as exc:
             raise ServerUnreachable(f"cannot reach {self.server_url} ({type(exc).__name__})") from None
 
+    async def _send_patiently(self, req: ApiRequest, access_token: str | None) -> httpx.Response:
+        """``_send``, waiting out short rate limits (the server refused the request: resending is safe)."""
+        for _ in range(RATE_LIMIT_RETRIES):
+            resp = await self._send(req, access_token)
+            if resp.status_code != 429:
+                return resp
+            err = error_from_response(resp.status_code, resp.content, resp.headers)
+            wait = err.retry_after if isinstance(err, RateLimited) else None
+            if wait is None or wait < 0 or wait > self.rate_limit_wait:
+                return resp
+            log.info("rate limited on %s %s; retrying in %g s", req.method, req.path, wait)
+            if self.on_rate_limited is not None:
+                self.on_rate_limited(wait)
+            await asyncio.sleep(wait)
+        return await self._send(req, access_token)
+
     @staticmethod
     def _check(resp: httpx.Response) -> httpx.Response:
         if resp.status_code >= 400:
@@ -207,18 +236,18 @@ class MeloClient:
 
     async def _request(self, req: ApiRequest) -> httpx.Response:
         if not req.auth:
-            return self._check(await self._send(req, None))
+            return self._check(await self._send_patiently(req, None))
         creds = self._require_creds()
         if creds.access_expires_at - time.time() < REFRESH_MARGIN_S:
             await self._refresh_if_stale(creds.access_token)
         creds = self._require_creds()
         sent_with = creds.access_token
-        resp = await self._send(req, sent_with)
+        resp = await self._send_patiently(req, sent_with)
         if resp.status_code == 401:
             err = error_from_response(resp.status_code, resp.content, resp.headers)
             if isinstance(err, NotAuthenticated) and err.code in REFRESHABLE_CODES:
                 await self._refresh_if_stale(sent_with)
-                resp = await self._send(req, self._require_creds().access_token)
+                resp = await self._send_patiently(req, self._require_creds().access_token)
             if resp.status_code == 401:
                 self._maybe_forget(error_from_response(resp.status_code, resp.content, resp.headers))
         return self._check(resp)
@@ -485,16 +514,20 @@ class MeloClient:
     # -- messages (raw: E2E chats need the encrypting layer on top) -----------------------------
 
     async def send_raw(self, chat_id: int, txn_id: str, text: str | None = None,
-                       e2e: dict[str, Any] | None = None, reply_to: int | None = None) -> MessageOut:
-        return await self._json(_build(api.send_message, chat_id, txn_id, text, e2e, reply_to), MessageOut)
+                       e2e: dict[str, Any] | None = None, reply_to: int | None = None,
+                       recipient_devices: str | None = None) -> MessageOut:
+        """``recipient_devices``: the digest of the devices ``e2e`` was encrypted for (checked by the server)."""
+        return await self._json(_build(api.send_message, chat_id, txn_id, text, e2e, reply_to, recipient_devices),
+                                MessageOut)
 
     async def history_raw(self, chat_id: int, before: int | None = None, after: int | None = None,
                           limit: int = 50) -> MessagePage:
         return await self._json(_build(api.history, chat_id, before, after, limit), MessagePage)
 
     async def edit_raw(self, chat_id: int, message_id: int, text: str | None = None,
-                       e2e: dict[str, Any] | None = None) -> MessageOut:
-        return await self._json(_build(api.edit_message, chat_id, message_id, text, e2e), MessageOut)
+                       e2e: dict[str, Any] | None = None, recipient_devices: str | None = None) -> MessageOut:
+        return await self._json(_build(api.edit_message, chat_id, message_id, text, e2e, recipient_devices),
+                                MessageOut)
 
     async def delete_message(self, chat_id: int, message_id: int) -> None:
         await self._request(api.delete_message(chat_id, message_id))
@@ -605,4 +638,4 @@ class MeloClient:
                 else "ws://" + base[len("http://"):]) + "/v1/ws"
 
 
-__all__ = ["REFRESH_MARGIN_S", "MeloClient"]
+__all__ = ["DEFAULT_RATE_LIMIT_WAIT_S", "REFRESH_MARGIN_S", "MeloClient"]

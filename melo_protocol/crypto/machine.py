@@ -335,6 +335,18 @@ class CryptoMachine:
         """Someone left or was removed (or joined): the next message starts a new session."""
         self.store.discard_outbound_group_session(chat_id)
 
+    def needs_key_sharing(self, chat_id: int, member_devices: DeviceKeysByUser) -> bool:
+        """Whether `encrypt_for_chat` with these devices would share a room key or start a session.
+
+        False only in the steady state: the chat's session is within its rotation budget and was shared
+        with exactly the shareable devices among these.
+        """
+        session = self.store.outbound_group_session(chat_id)
+        if session is None or session.needs_rotation(self.clock(), self.rotation):
+            return True
+        members = {(r.user_id, r.device_id, r.curve25519) for r in self.track_devices(member_devices)}
+        return session.shared_with != members
+
     def encrypt_for_chat(self, chat_id: int, plaintext: dict[str, Any], member_devices: DeviceKeysByUser
                          ) -> tuple[dict[str, Any], list[ToDeviceMessage]]:
         """Encrypt a chat message; return (E2EEnvelope dict, to-device room-key messages to send FIRST).

@@ -14,8 +14,6 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import segno
-
 VERSION = 0
 ITERATIONS = 5200
 QR_PREFIX = "melo-safety:1:"
@@ -65,6 +63,8 @@ def safety_qr(a: PartyIdentity, b: PartyIdentity, *, invert: bool = True, border
     `invert=True` (the default) draws light modules as blocks, which reads correctly on the usual dark
     terminal background; use False on a light background.
     """
+    import segno  # here, not at the top: every command imports this package, few draw a QR code
+
     qr = segno.make_qr(safety_qr_payload(a, b), error="m")
     rows = [[bool(cell) != invert for cell in row] for row in qr.matrix_iter(border=border)]
     if len(rows) % 2:

@@ -87,6 +87,9 @@ def check_text(text: str) -> str:
 class _Content(Request):
     text: str | None = None
     e2e: E2EEnvelope | None = None
+    # with e2e: the digest of the member devices it was encrypted for (wire.keys.recipient_devices_digest);
+    # the server refuses the message with recipients_changed (409) when the chat's differ
+    recipient_devices: str | None = Field(default=None, min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")
 
     @field_validator("text")
     @classmethod

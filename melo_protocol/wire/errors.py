@@ -64,6 +64,8 @@ class ErrorCode(StrEnum):
     REPLY_NOT_FOUND = "reply_not_found"
     # end-to-end keys
     INVALID_KEYS = "invalid_keys"
+    # an E2E message encrypted for another set of member devices than the chat has now (409)
+    RECIPIENTS_CHANGED = "recipients_changed"
 
 
 class ErrorBody(Response):

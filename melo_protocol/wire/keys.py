@@ -4,6 +4,8 @@ The server keeps public keys only. Device keys and one-time keys are signed by t
 ed25519 key over canonical JSON (see ``melo_protocol.crypto.signing``); the server checks them.
 """
 
+import hashlib
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +17,17 @@ from melo_protocol.wire.bounds import Id, Seq
 MAX_ONE_TIME_KEYS_PER_UPLOAD = 200
 ONE_TIME_KEYS_LOW_WATER = 10
 TO_DEVICE_TTL_DAYS = 7
+
+
+def recipient_devices_digest(devices: Iterable[tuple[int, str, str]]) -> str:
+    """The digest of an E2E chat's recipient devices, as a sender and the server both compute it.
+
+    ``devices`` are (user id, device id, curve25519 key) of every device with uploaded keys of every
+    current member (deactivated accounts have none). A send carrying this digest is refused with
+    ``recipients_changed`` when the server's differs, so a sender may encrypt for a cached device list.
+    """
+    lines = sorted(f"{int(user_id)} {device_id} {curve25519}" for user_id, device_id, curve25519 in devices)
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
 class KeysUpload(Request):

@@ -17,11 +17,12 @@ from melo_protocol.wire.chats import (
     MessageSend,
     Role,
 )
+from melo_protocol.wire.keys import recipient_devices_digest
 from melo_protocol.wire.realtime import EventType
 from server.chats import events
 from server.chats.service import ADMIN_ROLES, load_member
 from server.core.errors import ApiError
-from server.db.models import Chat, ChatMember, Message, MessageTxn, Reaction, User
+from server.db.models import Chat, ChatMember, DeviceKeys, Message, MessageTxn, Reaction, User
 from server.db.types import utcnow
 from server.deps import Caller
 from server.state import AppState
@@ -71,6 +72,27 @@ def _check_content(chat: Chat, body: MessageSend | MessageEdit) -> None:
                        {"chat_id": chat.id})
 
 
+async def _check_recipients(db: AsyncSession, chat: Chat, body: MessageSend | MessageEdit) -> None:
+    """Refuse an E2E message encrypted for other member devices than the chat has now.
+
+    Only when the client names them (``recipient_devices``): it may then encrypt for a cached device
+    list and still never post a message a current member device lacks the key for. Call under the
+    chat's row lock (``events.next_seq``): membership changes take it too, so they cannot slip between.
+    """
+    if body.e2e is None or body.recipient_devices is None:
+        return
+    rows = (await db.execute(
+        select(DeviceKeys.user_id, DeviceKeys.device_id, DeviceKeys.curve25519)
+        .join(ChatMember, ChatMember.user_id == DeviceKeys.user_id)
+        .join(User, User.id == DeviceKeys.user_id)
+        .where(ChatMember.chat_id == chat.id, ChatMember.left_seq.is_(None), User.deactivated_at.is_(None))
+    )).all()
+    if recipient_devices_digest((int(u), d, c) for u, d, c in rows) != body.recipient_devices:
+        raise ApiError(409, ErrorCode.RECIPIENTS_CHANGED,
+                       "the chat's members or their devices changed since this message was encrypted; "
+                       "fetch them again and re-encrypt", {"chat_id": chat.id})
+
+
 async def _store_content(
     state: AppState, chat: Chat, body: MessageSend | MessageEdit
 ) -> tuple[str, str, str | None]:
@@ -108,6 +130,12 @@ async def send(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
             raise ApiError(400, ErrorCode.REPLY_NOT_FOUND, "the message replied to is not in this chat",
                            {"reply_to": body.reply_to})
     seq = await events.next_seq(db, chat.id)  # takes the chat's row lock until commit
+    try:
+        await _check_recipients(db, chat, body)
+    except ApiError:
+        await db.rollback()
+        events.discard_pending(db)
+        raise
     now = utcnow()
     if chat.slow_mode_seconds and member.role == Role.MEMBER.value:
         await db.refresh(member)  # read again under the lock: two racing posts cannot both pass
@@ -162,6 +190,7 @@ async def edit(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
     if msg.deleted_at is not None:
         raise ApiError(404, ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
     _check_content(chat, body)
+    await _check_recipients(db, chat, body)
     msg.kind, msg.body, msg.key_id = await _store_content(state, chat, body)
     msg.edited_at = utcnow()
     # the edited message as clients should now show it: its reactions stay

@@ -35,12 +35,14 @@ async def run(conn: Connection, cmd: Any) -> str | None:
     async with state.sessions() as db:
         caller: Caller = await caller_for_socket(state, db, conn.user_id, conn.session_id, conn.device_id)
         if isinstance(cmd, SendCmd):
-            body = MessageSend(txn_id=cmd.txn_id, text=cmd.text, e2e=cmd.e2e, reply_to=cmd.reply_to)
+            body = MessageSend(txn_id=cmd.txn_id, text=cmd.text, e2e=cmd.e2e, reply_to=cmd.reply_to,
+                               recipient_devices=cmd.recipient_devices)
             out = await messages.send(state, db, caller, cmd.chat_id, body)
             return ack(cmd.id, out.model_dump(mode="json"))
         if isinstance(cmd, EditCmd):
             out = await messages.edit(state, db, caller, cmd.chat_id, cmd.message_id,
-                                      MessageEdit(text=cmd.text, e2e=cmd.e2e))
+                                      MessageEdit(text=cmd.text, e2e=cmd.e2e,
+                                                  recipient_devices=cmd.recipient_devices))
             return ack(cmd.id, out.model_dump(mode="json"))
         if isinstance(cmd, DeleteCmd):
             await messages.delete_message(state, db, caller, cmd.chat_id, cmd.message_id)
