@@ -68,7 +68,8 @@ ROUTE_ERRORS: dict[tuple[str, str], dict[int, Codes]] = {
         409: (E.USERNAME_TAKEN,), 429: (E.RATE_LIMITED,)},
     ("POST", "/v1/auth/login"): {401: (E.INVALID_CREDENTIALS,), 403: (E.ACCOUNT_BANNED, E.ACCOUNT_DEACTIVATED),
                                  429: (E.RATE_LIMITED,)},
-    ("POST", "/v1/auth/refresh"): {401: (E.INVALID_TOKEN, E.SESSION_REVOKED, E.REFRESH_TOKEN_REUSED),
+    ("POST", "/v1/auth/refresh"): {401: (E.INVALID_TOKEN, E.SESSION_REVOKED, E.REFRESH_TOKEN_REUSED,
+                                         E.ACCOUNT_BANNED, E.ACCOUNT_DEACTIVATED),
                                    403: (E.ACCOUNT_BANNED, E.ACCOUNT_DEACTIVATED)},
     ("DELETE", "/v1/sessions/{session_id}"): {404: (E.SESSION_NOT_FOUND,)},
     ("PATCH", "/v1/account/profile"): {400: (E.VALIDATION_ERROR,)},
@@ -109,9 +110,11 @@ ROUTE_ERRORS: dict[tuple[str, str], dict[int, Codes]] = {
     ("POST", "/v1/invites/{code}/join"): {404: (E.INVITE_INVALID,), 409: (E.ALREADY_MEMBER, E.GROUP_FULL)},
     # messages
     ("POST", "/v1/chats/{chat_id}/messages"): {
-        404: CHAT, 403: (E.CHANNEL_READ_ONLY,), 400: (*CONTENT, E.REPLY_NOT_FOUND), 429: (E.SLOW_MODE,)},
+        404: CHAT, 403: (E.CHANNEL_READ_ONLY,), 400: (*CONTENT, E.REPLY_NOT_FOUND), 409: (E.RECIPIENTS_CHANGED,),
+        429: (E.SLOW_MODE,)},
     ("GET", "/v1/chats/{chat_id}/messages"): {404: CHAT},
-    ("PATCH", "/v1/chats/{chat_id}/messages/{message_id}"): {**MESSAGE, 403: (E.NOT_AUTHOR,), 400: CONTENT},
+    ("PATCH", "/v1/chats/{chat_id}/messages/{message_id}"): {**MESSAGE, 403: (E.NOT_AUTHOR,), 400: CONTENT,
+                                                             409: (E.RECIPIENTS_CHANGED,)},
     ("DELETE", "/v1/chats/{chat_id}/messages/{message_id}"): {**MESSAGE, 403: (E.NOT_AUTHOR,)},
     ("PUT", "/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}"): MESSAGE,
     ("DELETE", "/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}"): MESSAGE,
