@@ -14,6 +14,7 @@ import asyncio
 import statistics
 import sys
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,18 @@ AIM_CPU = 5.0  # % of one core per side
 AIM_DELAY_MS = 150.0
 
 
+class _LoopbackClient:
+    """The REST calls a CallManager makes: the DM with the peer, who is online."""
+
+    def __init__(self, owner: "_Loopback") -> None:
+        self.owner = owner
+
+    async def list_chats(self) -> list[Any]:
+        peer = self.owner.peer
+        assert peer is not None
+        return [SimpleNamespace(id=1, kind="direct", peer=SimpleNamespace(username=peer.username, online=True))]
+
+
 class _Loopback:
     """The part of Messenger a CallManager uses, with signals delivered in memory."""
 
@@ -33,7 +46,7 @@ class _Loopback:
         self.device_id = "D" + username.upper()
         self.peer: _Loopback | None = None
         self.manager: CallManager | None = None
-        self.client: Any = None
+        self.client = _LoopbackClient(self)
 
     async def send_call_signal(self, username: str, action: str, data: dict[str, Any],
                                device_id: str | None = None) -> None:
