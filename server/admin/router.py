@@ -201,7 +201,8 @@ async def audit(
 @router.get("/keys")
 async def list_keys(caller: AdminCaller, state: StateDep) -> AdminKeyList:
     async def run() -> AdminKeyList:
-        return AdminKeyList(keys=service.key_list(await state.keys.list_keys(), state.data_keys.active_kid))
+        vapid_kid = state.push.vapid.kid if state.push is not None else None
+        return AdminKeyList(keys=service.key_list(await state.keys.list_keys(), state.data_keys.active_kid, vapid_kid))
 
     return await service.audited(state, caller, "keys.list", None, run)
 

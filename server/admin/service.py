@@ -292,7 +292,8 @@ def key_out(row: SigningKey, active_kid: str | None) -> AdminKeyOut:
     )
 
 
-def key_list(rows: list[SigningKey], data_kid: str | None) -> list[AdminKeyOut]:
-    """Every key, the JWT key in use judged from the rows themselves (this worker's ring may be older)."""
+def key_list(rows: list[SigningKey], data_kid: str | None, vapid_kid: str | None) -> list[AdminKeyOut]:
+    """Every key, the JWT key in use judged from the rows themselves (this worker's ring may be older);
+    the data and VAPID keys in use are the ones this worker seals and signs pushes with."""
     jwt_kid = signing_kid(((r.kid, r.activates_at, r.retired_at) for r in rows if r.kind == "jwt"), utcnow())
-    return [key_out(r, r.kid if r.kid in (jwt_kid, data_kid) else None) for r in rows]
+    return [key_out(r, r.kid if r.kid in (jwt_kid, data_kid, vapid_kid) else None) for r in rows]

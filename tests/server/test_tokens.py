@@ -292,6 +292,8 @@ async def test_a_new_key_is_published_before_any_token_carries_it(db_url: str, t
         assert jwt.get_unverified_header(login["access_token"])["kid"] == old_kid
         listed = {k["kid"]: k for k in (await api.client.get("/v1/admin/keys", headers=bearer(admin))).json()["keys"]}
         assert (listed[old_kid]["active"], listed[new.kid]["active"]) == (True, False)
+        in_use = {k["kind"] for k in listed.values() if k["active"]}
+        assert in_use == {"jwt", "data", "vapid"}, listed  # push signs with its VAPID key: it is in use
         assert listed[new.kid]["activates_at"] is not None and listed[new.kid]["retired_at"] is None
         old_retires = datetime.fromisoformat(listed[old_kid]["retired_at"])
         assert old_retires > new.activates_at + timedelta(seconds=settings.access_token_ttl_seconds)
