@@ -61,33 +61,3 @@ def test_smoke_fails_with_6_naming_the_step_when_the_server_stops(tmp_path: Path
     assert statuses["open_streams"] == "passed" and statuses["dm_a_to_b"] == "failed"
     assert statuses["history"] == "not_run"
     assert "dm_a_to_b" in json.loads(err.strip().splitlines()[-1])["error"]["message"]
-
-
-def readme_ci_commands() -> list[str]:
-    """The shell lines of the README's GitHub Actions step (under "`melo smoke` in CI"), as written."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### `melo smoke` in CI", 1)[1]
-    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
-    lines = block.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip() == "run: |") + 1
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    return [line[indent:] for line in lines[start:] if line.strip() and line.startswith(" " * indent)]
-
-
-def test_readme_ci_snippet_runs_as_written(fresh_server: LiveServer, tmp_path: Path) -> None:
-    """Each `melo` line of the README's CI step, run by bash with the step's environment. The
-    `pip install` line is skipped on purpose: this checkout's melo is already on PATH (the venv's)."""
-    commands = readme_ci_commands()
-    assert any(line.startswith("pip install") for line in commands)  # the step installs melo first
-    melo_lines = [line for line in commands if not line.startswith("pip install")]
-    assert melo_lines and all(line.startswith("melo ") for line in melo_lines), commands
-    env = Melo(tmp_path / "home", None).env()
-    env["MELO_SERVER"] = fresh_server.url  # ${{ vars.MELO_SERVER }}; MELO_ADMIN_TOKEN is optional: unset
-    env["PATH"] = f"{Path(melo_command()[0]).parent}:{env.get('PATH', '')}"
-    for line in melo_lines:
-        done = subprocess.run(["bash", "-ec", line], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=120, check=False)
-        assert done.returncode == 0, (line, done.stderr)
-    doc = json.loads((tmp_path / "smoke.json").read_text())
-    assert doc["ok"] is True and doc["server"] == fresh_server.url
-    assert ET.parse(tmp_path / "smoke.xml").getroot().get("failures") == "0"
