@@ -34,6 +34,19 @@ DB_BACKENDS = ["sqlite", "postgres", "mysql"]
 STORE_BACKENDS = ["memory", "redis"]
 _counter = itertools.count(1)
 
+# The files that take minutes on their own (300 `melo send` processes, a clean-venv install, long
+# resumes) are collected first, so that `make test`'s workers (pytest-xdist, a file each at a time, in
+# collection order) start them at once instead of one worker ending the run alone with them.
+LONG_FILES = ("tests/cli/test_send_rate.py", "tests/test_install.py", "tests/realtime/test_delivery.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONG_FILES.index(path) if path in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=rank)  # stable: the order within files, and of all other files, is kept
+
 
 def _service_url(env: str) -> str:
     url = os.environ.get(env)
