@@ -46,7 +46,7 @@ from melo_protocol.crypto import (
 )
 from melo_protocol.crypto.errors import CryptoError
 from melo_protocol.wire import ErrorCode
-from melo_protocol.wire.chats import ChatOut, MessageOut, check_text_size
+from melo_protocol.wire.chats import HISTORY_MAX_LIMIT, ChatOut, MessageOut, check_text_size
 from melo_protocol.wire.jobs import ScheduledOut
 from melo_protocol.wire.keys import recipient_devices_digest
 
@@ -547,10 +547,19 @@ class Messenger:
         return self.cache.history(chat_id, before=before, limit=limit) if self.cache is not None else []
 
     async def history(self, chat_id: int, *, before: int | None = None, limit: int = 50) -> list[ev.Message]:
-        page = await self.client.history_raw(chat_id, before=before, limit=limit)
-        if self.cache is not None and page.purged_seq:
-            self.cache.forget_through(chat_id, page.purged_seq)  # the chat's retention removed them
-        out = [self._decrypt(m) for m in page.messages]
+        """The ``limit`` messages before ``before`` (latest without it), oldest first; more than the server
+        gives in one page (HISTORY_MAX_LIMIT) are fetched page by page."""
+        found: list[MessageOut] = []
+        while len(found) < limit:
+            page = await self.client.history_raw(chat_id, before=before,
+                                                 limit=min(limit - len(found), HISTORY_MAX_LIMIT))
+            if self.cache is not None and page.purged_seq:
+                self.cache.forget_through(chat_id, page.purged_seq)  # the chat's retention removed them
+            found[:0] = page.messages
+            if not page.has_more or not page.messages:
+                break
+            before = page.messages[0].seq
+        out = [self._decrypt(m) for m in found]
         self.crypto.flush()
         return out
 

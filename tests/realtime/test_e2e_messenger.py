@@ -1,6 +1,7 @@
 """End-to-end encryption through the SDK against the live server."""
 
 import asyncio
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +9,7 @@ import pytest
 
 from melo_protocol.client import events as ev
 from melo_protocol.crypto import MissingSessionKey
+from melo_protocol.wire.chats import HISTORY_MAX_LIMIT
 from tests.realtime.conftest import Live
 from tests.realtime.e2ekit import close_all, collect_texts, device, next_of
 
@@ -299,3 +301,16 @@ async def test_retention_purge_leaves_the_local_cache_too(live: Live, tmp_path: 
     assert [m.text for m in await alice.history(chat.id)] == ["recent"]
     assert [m.text for m in alice.cached_history(chat.id)] == ["recent"]
     await close_all(alice, bob)
+
+
+async def test_history_past_one_page_is_fetched_page_by_page(live: Live, tmp_path: Path) -> None:
+    """`melo history --limit 500` asks for more than the server's page (HISTORY_MAX_LIMIT): the SDK pages."""
+    alice = await device(live, tmp_path, f"alice{tmp_path.name[-5:].replace('_', '')}", "a1", register=True)
+    chat = await alice.client.create_chat("channel", f"pages-{secrets.token_hex(3)}")
+    for i in range(HISTORY_MAX_LIMIT + 50):
+        await alice.client.send_raw(chat.id, f"t{i}", text=f"n{i}")
+    got = await alice.history(chat.id, limit=HISTORY_MAX_LIMIT + 30)
+    assert [m.text for m in got] == [f"n{i}" for i in range(20, HISTORY_MAX_LIMIT + 50)]  # the latest, oldest first
+    everything = await alice.history(chat.id, limit=10_000)
+    assert [m.text for m in everything] == [f"n{i}" for i in range(HISTORY_MAX_LIMIT + 50)]
+    await close_all(alice)
