@@ -23,7 +23,7 @@ run: $(STAMP)
 ## make test: the whole suite, a file per worker process (each worker has its own databases and Redis prefix)
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 ## make bench: benchmarks (figures beside a peer measured in the same run)
 bench: $(STAMP)

@@ -36,7 +36,8 @@ _counter = itertools.count(1)
 
 # The files that take minutes on their own (300 `melo send` processes, a clean-venv install, long
 # resumes) are collected first, so that `make test`'s workers (pytest-xdist, a file each at a time, in
-# collection order) start them at once instead of one worker ending the run alone with them.
+# collection order with --no-loadscope-reorder) start them at once instead of one worker ending the run
+# alone with them.
 LONG_FILES = ("tests/cli/test_send_rate.py", "tests/test_install.py", "tests/realtime/test_delivery.py")
 
 
