@@ -1,13 +1,13 @@
 """`make bench`: every benchmark, each printing its figures beside a peer or limit from the same run.
 
-`python -m bench NAME…` runs only those (send_latency, fanout, crypto, cli_startup, tui, calls).
+`python -m bench NAME…` runs only those (send_latency, fanout, crypto, cli_startup, tui, calls, frames).
 """
 
 import importlib
 import sys
 import traceback
 
-ALL = ["send_latency", "fanout", "crypto", "cli_startup", "tui", "calls"]
+ALL = ["send_latency", "fanout", "crypto", "cli_startup", "tui", "calls", "frames"]
 
 
 def main(names: list[str]) -> int:

@@ -15,3 +15,14 @@ def test_bench_calls_by_name_runs_a_call(monkeypatch: pytest.MonkeyPatch, capsys
     assert "calls: one Opus audio call" in out
     assert "mouth-to-ear, median (ms)" in out
     assert "failed" not in out
+
+
+def test_bench_frames_measures_json_and_pydantic(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import bench.frames
+
+    monkeypatch.setattr(bench.frames, "N", 50)
+    assert bench_main.main(["frames"]) == 0
+    out = capsys.readouterr().out
+    assert "json (stdlib), untyped" in out and "pydantic v2 models" in out
+    assert "failed" not in out
