@@ -18,6 +18,7 @@ from melo_protocol.wire.realtime import EventType
 from server.db.models import Chat, ChatEvent, Message, User
 from server.db.types import utcnow
 from server.realtime.bus import BusEvent
+from server.realtime.frames import chat_event_frame
 from server.state import AppState
 
 _PENDING = "melo.pending_events"
@@ -66,12 +67,7 @@ async def emit(
 
 
 def event_frame(chat_id: int, seq: int, type_: str, ts: datetime, data: dict[str, Any]) -> str:
-    return json.dumps(
-        {"type": type_, "chat_id": chat_id, "seq": seq, "ts": ts.isoformat(), "data": data},
-        separators=(",", ":"),
-        default=str,
-        ensure_ascii=False,
-    )
+    return chat_event_frame(chat_id, seq, type_, ts, data)
 
 
 async def commit_and_publish(state: AppState, db: AsyncSession) -> None:
