@@ -51,7 +51,7 @@ async def run(conn: Connection, cmd: Any) -> str | None:
         if isinstance(cmd, ToDeviceAckCmd):
             from server.keys.service import acknowledge
 
-            removed = await acknowledge(db, conn.device_id, cmd.up_to, only=conn.to_device_sent)
+            removed = await acknowledge(db, conn.device_id, cmd.up_to, only=conn.delivery.to_device_sent)
             return ack_frame(cmd.id, {"removed": removed})
         if isinstance(cmd, TypingCmd):
             await load_member(db, cmd.chat_id, conn.user_id)

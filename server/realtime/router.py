@@ -155,7 +155,7 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
             continue
         if auth.cursor is None:
             if r.left_seq is None:
-                conn.cursor[chat.id] = chat.last_seq  # a fresh client starts from now
+                conn.delivery.start_at(chat.id, chat.last_seq)  # a fresh client starts from now
             continue
         # A cursor past the chat's last event (a client's bug, or a seq from another server) would make
         # every live event look like a duplicate until the chat caught up with it: it means "all of it".
@@ -164,9 +164,9 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
             continue  # it already saw its removal
         if after < chat.purged_seq:
             resync.append(chat.id)
-            conn.cursor[chat.id] = chat.last_seq
+            conn.delivery.start_at(chat.id, chat.last_seq)
             continue
-        conn.cursor[chat.id] = await conn.send_backlog(chat.id, after, r.left_seq)
+        await conn.apply(conn.delivery.resume(chat.id, after, r.left_seq))
     if resync:
         await conn.send_text(resync_required_frame(resync))
     # Online before caught_up: a client that saw caught_up counts in presence on every worker (else its
@@ -176,7 +176,7 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
     except Exception as exc:  # presence is best effort; the stream is not
         log.warning("presence update failed: %s", type(exc).__name__)
     await send_pending_to_device(state, conn)
-    await conn.send_text(caught_up_frame(conn.cursor))
+    await conn.send_text(caught_up_frame(conn.delivery.cursor))
 
 
 async def send_pending_to_device(state: AppState, conn: Connection) -> None:
@@ -189,9 +189,8 @@ async def send_pending_to_device(state: AppState, conn: Connection) -> None:
             batch = await pending(db, conn.device_id, after=after, limit=500)
         for item in batch:
             after = item.id
-            if item.id not in conn.to_device_sent:
-                conn.to_device_sent.add(item.id)
-                await conn.send_text(to_device_frame(item))
+            if item.id not in conn.delivery.to_device_sent:
+                await conn.apply(conn.delivery.device_message(item.id, to_device_frame(item)))
         if len(batch) < 500:
             return
 
