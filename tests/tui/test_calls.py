@@ -18,10 +18,10 @@ from melo_tui.app import MeloApp
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.incoming_call import IncomingCallScreen
 from melo_tui.widgets.call_bar import CallBar
-from tests.calls.callkit import Party
 from tests.calls.conftest import postgres_live
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import device
+from tests.kit.callkit import Party
+from tests.kit.e2ekit import device
+from tests.kit.livekit import Live
 from tests.tui.tuikit import SIZE, login, make_app, type_text, unique, wait_for
 
 

@@ -32,8 +32,8 @@ from melo_tui.screens.verify import VerifyScreen
 from melo_tui.widgets.call_bar import CallBar
 from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
+from tests.kit.e2ekit import PASSWORD, next_of
 from tests.live import LiveServer
-from tests.realtime.e2ekit import PASSWORD, next_of
 from tests.tui.tuikit import SIZE, make_app, wait_for
 
 ALICE, BOB = "alice", "bob"
