@@ -119,7 +119,7 @@ class Connection:
         last = after
         while True:
             async with self.state.sessions() as db:
-                batch = await events.replay(self.state, db, chat_id, last, up_to, REPLAY_BATCH)
+                batch = await events.replay(db, chat_id, last, up_to, REPLAY_BATCH, data_keys=self.state.data_keys)
             for seq, frame in batch:
                 await self.send_text(frame)
                 last = seq
