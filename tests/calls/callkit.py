@@ -8,7 +8,7 @@ from typing import Any
 import websockets
 
 from melo_protocol.client import events as ev
-from melo_protocol.client.calls import CallManager
+from melo_protocol.client.call_manager import CallManager
 from melo_protocol.client.messenger import Messenger
 from tests.realtime.conftest import Live
 from tests.realtime.e2ekit import device
