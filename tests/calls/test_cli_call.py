@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from melo_protocol.client.calls import dominant_frequency, read_wav
+from melo_protocol.client.call_media import dominant_frequency, read_wav
 from tests.cli.conftest import PASSWORD, melo_command
 from tests.kit.livekit import Live
 

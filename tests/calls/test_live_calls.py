@@ -4,7 +4,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from melo_protocol.client.calls import CallState, SilenceTrack, ToneTrack, WavRecorder, dominant_frequency, read_wav
+from melo_protocol.client.call_media import SilenceTrack, ToneTrack, WavRecorder, dominant_frequency, read_wav
+from melo_protocol.client.call_state import CallState
 from tests.kit.callkit import pair
 from tests.kit.livekit import Live
 

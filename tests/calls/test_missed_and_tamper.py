@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from melo_protocol.client import CredentialStore, NotFound
-from melo_protocol.client.calls import CallError, CallState
+from melo_protocol.client.call_state import CallState
+from melo_protocol.client.errors import CallError
 from melo_protocol.client.messenger import Messenger
 from server.db.models import ToDeviceMessage
 from tests.conftest import make_settings

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from melo_protocol.client import events as ev
-from melo_protocol.client.calls import CallManager
+from melo_protocol.client.call_manager import CallManager
 from melo_protocol.client.messenger import Messenger
 from tests.kit.e2ekit import device
 from tests.kit.livekit import Live

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from melo_protocol.client.calls import Call, CallState, SilenceTrack
+from melo_protocol.client.call import Call
+from melo_protocol.client.call_media import SilenceTrack
+from melo_protocol.client.call_state import CallState
 from melo_tui.app import MeloApp
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.incoming_call import IncomingCallScreen

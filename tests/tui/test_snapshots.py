@@ -18,7 +18,7 @@ from textual.widgets import DataTable
 import melo_tui
 from melo_protocol.client import CredentialStore, MeloClient
 from melo_protocol.client import events as ev
-from melo_protocol.client.calls import CallQuality, CallState
+from melo_protocol.client.call_state import CallQuality, CallState
 from melo_protocol.client.messenger import Messenger
 from melo_protocol.crypto import PartyIdentity, safety_number, safety_qr
 from melo_protocol.crypto.sas import EMOJI
