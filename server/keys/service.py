@@ -23,6 +23,7 @@ from server.core.errors import ApiError
 from server.db.models import DeviceKeys, DeviceSession, FallbackKey, OneTimeKey, ToDeviceMessage, User
 from server.db.types import utcnow
 from server.deps import Caller
+from server.realtime import frames
 from server.realtime.bus import BusEvent
 from server.state import AppState
 
@@ -151,7 +152,7 @@ async def claim(state: AppState, db: AsyncSession, caller: Caller,
             if int(left) < ONE_TIME_KEYS_LOW_WATER:
                 low.append(device_id)
     for device_id in low:
-        await notify_device(state, device_id, {"type": "keys.low", "device_id": device_id})
+        await notify_device(state, device_id, frames.keys_low_frame(device_id))
     return out, fallback_used
 
 
@@ -210,9 +211,7 @@ def to_device_frame(row: ToDeviceMessage, sender: str) -> str:
 
 
 def to_device_frame_from_out(item: ToDeviceOut) -> str:
-    body = item.model_dump(mode="json")
-    body["message_type"] = body.pop("type")  # "type" names the frame
-    return json.dumps({"type": "to_device", **body}, separators=(",", ":"), ensure_ascii=False)
+    return frames.to_device_frame(item)
 
 
 async def pending(db: AsyncSession, device_id: str, after: int = 0, limit: int = 500) -> list[ToDeviceOut]:
@@ -239,14 +238,14 @@ async def acknowledge(db: AsyncSession, device_id: str, up_to: int, only: set[in
     return int(gone.rowcount)  # type: ignore[attr-defined]
 
 
-async def notify_device(state: AppState, device_id: str, frame: dict[str, Any]) -> None:
-    await state.bus.publish(BusEvent(kind="device", frame=json.dumps(frame), session_ids=[device_id]))
+async def notify_device(state: AppState, device_id: str, frame: str) -> None:
+    await state.bus.publish(BusEvent(kind="device", frame=frame, session_ids=[device_id]))
 
 
 async def announce_device_change(state: AppState, db: AsyncSession, user: User) -> None:
     """Tell users who share a chat (and the user's own devices) that this user's device list changed."""
     watchers = await users_sharing_chats(db, user.id)
-    frame = json.dumps({"type": "devices.changed", "user": user.username, "user_id": user.id})
+    frame = frames.devices_changed_frame(user.username, user.id)
     await state.bus.publish(BusEvent(kind="presence", frame=frame, user_ids=[*watchers, user.id]))
 
 

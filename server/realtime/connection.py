@@ -26,6 +26,7 @@ from server.chats import events
 from server.core.errors import ApiError
 from server.db.models import Chat, ChatMember
 from server.realtime.bus import BusEvent
+from server.realtime.frames import error_frame, session_revoked_frame, validation_details
 from server.state import AppState
 
 log = logging.getLogger("melo.ws")
@@ -34,17 +35,6 @@ REPLAY_BATCH = 500
 CLOSE_TIMEOUT_S = 1.0  # to hand the close frame to a peer before dropping the transport
 CLOSE_BACKSTOP_S = 5.0  # a closed socket's transport is aborted by then if the peer never finished
 _PART_PREFIXES = ('{"type":"member.left"', '{"type":"member.removed"')
-
-
-def error_frame(code: str, message: str, req_id: str | None = None, details: dict[str, Any] | None = None) -> str:
-    return json.dumps({"type": "error", "id": req_id,
-                       "error": {"code": code, "message": message, "details": details or {}}})
-
-
-def validation_details(exc: ValidationError) -> dict[str, Any]:
-    """Where a frame is invalid and why, never the values (the first ten errors: a frame may hold thousands)."""
-    return {"errors": [{"loc": [str(p) for p in e.get("loc", ())], "type": e.get("type"), "msg": e.get("msg")}
-                       for e in exc.errors()[:10]]}
 
 
 class InvalidFrames:
@@ -287,7 +277,7 @@ class Connection:
     async def close(self) -> None:
         frame = None
         if self.close_code == CloseCode.SESSION_REVOKED:
-            frame = json.dumps({"type": "session.revoked", "reason": self.close_reason})
+            frame = session_revoked_frame(self.close_reason)
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 if frame:

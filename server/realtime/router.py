@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
@@ -11,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import or_, select
 from starlette.websockets import WebSocketDisconnect
 
-from melo_protocol.wire import INT64_MAX, PROTOCOL_VERSION, ErrorCode
+from melo_protocol.wire import INT64_MAX, ErrorCode
 from melo_protocol.wire.realtime import AuthCmd, CloseCode
 from server.chats.service import users_sharing_chats
 from server.core.errors import ApiError
@@ -19,7 +18,16 @@ from server.db.models import Chat, ChatMember, User
 from server.db.types import utcnow
 from server.deps import authenticate
 from server.realtime.bus import BusEvent
-from server.realtime.connection import Connection, error_frame, validation_details
+from server.realtime.connection import Connection
+from server.realtime.frames import (
+    caught_up_frame,
+    error_frame,
+    presence_frame,
+    ready_frame,
+    resync_required_frame,
+    to_device_frame,
+    validation_details,
+)
 from server.state import AppState
 
 router = APIRouter()
@@ -81,11 +89,10 @@ async def _serve(state: AppState, conn: Connection, auth: AuthCmd) -> None:
     # (its member.joined is queued, or the membership read sees it and the backlog has it).
     state.hub.add(conn, [])
     try:
-        await conn.send_text(json.dumps({
-            "type": "ready", "protocol": PROTOCOL_VERSION, "user_id": conn.user_id, "username": conn.username,
-            "session_id": conn.session_id, "device_id": conn.device_id,
-            "heartbeat_s": state.settings.ws_heartbeat_s, "idle_timeout_s": state.settings.ws_idle_timeout_s,
-        }))
+        await conn.send_text(ready_frame(
+            user_id=conn.user_id, username=conn.username, session_id=conn.session_id, device_id=conn.device_id,
+            heartbeat_s=state.settings.ws_heartbeat_s, idle_timeout_s=state.settings.ws_idle_timeout_s,
+        ))
         # The backlog can be long and the peer slow: a revocation or shutdown must not wait for it.
         catch_up = asyncio.create_task(_catch_up(state, conn, auth, cursor_in), name="ws-backlog")
         closing = asyncio.create_task(conn.wait_closed(), name="ws-close")
@@ -161,7 +168,7 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
             continue
         conn.cursor[chat.id] = await conn.send_backlog(chat.id, after, r.left_seq)
     if resync:
-        await conn.send_text(json.dumps({"type": "resync_required", "chat_ids": resync}))
+        await conn.send_text(resync_required_frame(resync))
     # Online before caught_up: a client that saw caught_up counts in presence on every worker (else its
     # other socket closing right then could announce it offline).
     try:
@@ -169,13 +176,12 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
     except Exception as exc:  # presence is best effort; the stream is not
         log.warning("presence update failed: %s", type(exc).__name__)
     await send_pending_to_device(state, conn)
-    await conn.send_text(json.dumps({"type": "caught_up",
-                                     "cursor": {str(k): v for k, v in conn.cursor.items()}}))
+    await conn.send_text(caught_up_frame(conn.cursor))
 
 
 async def send_pending_to_device(state: AppState, conn: Connection) -> None:
     """To-device messages queued for this device (acknowledged ones are gone), oldest first."""
-    from server.keys.service import pending, to_device_frame_from_out
+    from server.keys.service import pending
 
     after = 0
     while True:
@@ -185,7 +191,7 @@ async def send_pending_to_device(state: AppState, conn: Connection) -> None:
             after = item.id
             if item.id not in conn.to_device_sent:
                 conn.to_device_sent.add(item.id)
-                await conn.send_text(to_device_frame_from_out(item))
+                await conn.send_text(to_device_frame(item))
         if len(batch) < 500:
             return
 
@@ -205,8 +211,7 @@ async def _presence_changed(state: AppState, conn: Connection, *, online: bool) 
                 user.last_seen_at = now
                 await db.commit()
         watchers = await users_sharing_chats(db, conn.user_id)
-    frame = json.dumps({"type": "presence", "user": conn.username, "online": online,
-                        "last_seen": None if online else now.isoformat()})
+    frame = presence_frame(conn.username, online, None if online else now)
     await state.bus.publish(BusEvent(kind="presence", frame=frame, user_ids=watchers))
 
 
