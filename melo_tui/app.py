@@ -18,16 +18,10 @@ from textual.notifications import SeverityLevel
 from textual.timer import Timer
 
 from melo_protocol.client import events as ev
-from melo_protocol.client.calls import (
-    AudioSink,
-    Blackhole,
-    Call,
-    CallManager,
-    CallState,
-    SilenceTrack,
-    open_microphone,
-    open_speaker,
-)
+from melo_protocol.client.call import Call
+from melo_protocol.client.call_manager import CallManager
+from melo_protocol.client.call_media import AudioSink, Blackhole, SilenceTrack, open_microphone, open_speaker
+from melo_protocol.client.call_state import CallState
 from melo_protocol.client.errors import MeloError
 from melo_protocol.client.messenger import ProfileInUse
 from melo_tui.backend import Backend

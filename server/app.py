@@ -22,13 +22,13 @@ from server.core.data_keys import DataKeyRing
 from server.core.errors import install_error_handlers
 from server.core.jwt_keys import JwtKeyRing
 from server.core.logging import RequestContextMiddleware
+from server.core.metrics import Metrics
 from server.core.openapi_integers import keep_integer_bounds_exact
 from server.core.passwords import Passwords
 from server.core.ratelimit import RateLimiter
 from server.core.revocation import MemoryRevocations, RedisRevocations, RevocationStore
 from server.core.secrets import SecretBox, load_secret
 from server.db.engine import create_engine, session_factory
-from server.health import Metrics
 from server.health import router as health_router
 from server.jobs.router import router as jobs_router
 from server.jobs.scheduler import JobScheduler
@@ -164,16 +164,22 @@ def create_app(settings: Settings) -> FastAPI:
         maintenance_task = asyncio.create_task(realtime_router.maintenance(state), name="ws-maintenance")
         if await state.data_keys.count_on_old_keys():
             state.data_keys.start_reencryption()  # a rotation was interrupted: finish it
-        state.push = PushService(state, await ensure_vapid(state.sessions, state.box))
-        await state.push.start()
-        state.jobs = JobScheduler(state)
+        push = PushService(
+            settings=settings,
+            sessions=state.sessions,
+            presence=state.presence,
+            vapid=await ensure_vapid(state.sessions, state.box),
+        )
+        state.push = push
+        await push.start()
+        state.jobs = jobs = JobScheduler(state)
         if settings.jobs_enabled:
-            state.jobs.start()
+            jobs.start()
         try:
             yield
         finally:
-            await state.jobs.stop()
-            await state.push.stop()
+            await jobs.stop()
+            await push.stop()
             await finish([maintenance_task], what="socket maintenance")
             await state.data_keys.stop_reencryption()
             await finish(list(reloads), what="key reload", grace=5.0)
@@ -191,8 +197,19 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.metrics = Metrics()
     install_error_handlers(app)
-    for router in (health_router, auth_router, accounts_router, admin_router, chats_router, messages_router,
-                   keys_router, realtime_router.router, push_router, jobs_router, calls_router):
+    for router in (
+        health_router,
+        auth_router,
+        accounts_router,
+        admin_router,
+        chats_router,
+        messages_router,
+        keys_router,
+        realtime_router.router,
+        push_router,
+        jobs_router,
+        calls_router,
+    ):
         app.include_router(router)
     install_openapi(app)
 

@@ -3,31 +3,12 @@
 import asyncio
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from server.deps import StateDep
 
 router = APIRouter(tags=["health"])
-
-
-class Metrics:
-    """Per-app registry, so several apps in one process (tests) do not collide."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "melo_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "melo_http_request_seconds", "HTTP request latency", ["method", "route"], registry=self.registry
-        )
-        self.job_runs = Counter(
-            "melo_job_runs_total", "Background job runs on this worker", ["job", "outcome"], registry=self.registry
-        )
-        self.jobs_leader = Gauge(
-            "melo_jobs_leader", "1 while this worker holds the scheduler's lease", registry=self.registry
-        )
 
 
 @router.get("/healthz")
@@ -59,4 +40,5 @@ async def readyz(state: StateDep, response: Response) -> dict[str, str]:
 
 @router.get("/metrics", response_class=Response)
 async def metrics(state: StateDep) -> Response:
+    assert state.metrics is not None  # set by the app's lifespan, before any request
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -32,6 +32,10 @@ class NotLoggedIn(MeloError):
     """No stored credentials for this profile and server."""
 
 
+class CallError(MeloError):
+    """A call could not be placed or driven (another call is active, the callee is unreachable, …)."""
+
+
 class ClientError(MeloError):
     """A request refused on this side, with a code like the server's (``chat_not_found`` for a chat name
     that matches none of yours, ``ambiguous_chat``): no server reply to quote, but the same shape."""
@@ -194,6 +198,7 @@ def error_from_code(code: str, message: str, details: dict[str, Any] | None = No
 __all__ = [
     "ApiError",
     "BadRequest",
+    "CallError",
     "ClientError",
     "Conflict",
     "Forbidden",

@@ -44,5 +44,5 @@ async def record_missed(state: AppState, db: AsyncSession, caller: Caller, chat_
     at = body.at or utcnow()
     data: dict[str, Any] = {"call_id": body.call_id, "caller": caller.user.username, "at": at.isoformat()}
     row = await events.emit(db, chat_id, EventType.CALL_MISSED, data)
-    await events.commit_and_publish(state, db)
+    await events.commit_and_publish(db, bus=state.bus)
     return MissedCallOut(chat_id=chat_id, seq=row.seq, call_id=body.call_id, caller=caller.user.username, at=at)

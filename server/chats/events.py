@@ -13,13 +13,13 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from melo_protocol.wire.chats import MessageOut
 from melo_protocol.wire.realtime import EventType
-from server.db.models import Chat, ChatEvent, Message, User
+from server.core.data_keys import DataKeyRing
+from server.db.models import Chat, ChatEvent
 from server.db.types import utcnow
-from server.realtime.bus import BusEvent
+from server.messages.views import messages_out
+from server.realtime.bus import BusEvent, LocalBus, RedisBus
 from server.realtime.frames import chat_event_frame
-from server.state import AppState
 
 _PENDING = "melo.pending_events"
 MESSAGE_EVENTS = {EventType.MESSAGE_CREATED, EventType.MESSAGE_EDITED}
@@ -57,12 +57,16 @@ async def emit(
     if seq is None:
         seq = await next_seq(db, chat_id)
     stored = {} if type_ in MESSAGE_EVENTS else data
-    row = ChatEvent(chat_id=chat_id, seq=seq, type=type_.value, message_id=message_id,
-                    payload=json.dumps(stored, default=str), created_at=utcnow())
-    db.add(row)
-    db.info.setdefault(_PENDING, []).append(
-        Pending(row, data, list(member_add), list(member_remove))
+    row = ChatEvent(
+        chat_id=chat_id,
+        seq=seq,
+        type=type_.value,
+        message_id=message_id,
+        payload=json.dumps(stored, default=str),
+        created_at=utcnow(),
     )
+    db.add(row)
+    db.info.setdefault(_PENDING, []).append(Pending(row, data, list(member_add), list(member_remove)))
     return row
 
 
@@ -70,13 +74,13 @@ def event_frame(chat_id: int, seq: int, type_: str, ts: datetime, data: dict[str
     return chat_event_frame(chat_id, seq, type_, ts, data)
 
 
-async def commit_and_publish(state: AppState, db: AsyncSession) -> None:
+async def commit_and_publish(db: AsyncSession, *, bus: LocalBus | RedisBus) -> None:
     """Commit, then publish what the transaction emitted. Nothing is published if the commit fails."""
     pending: list[Pending] = db.info.pop(_PENDING, [])
     await db.commit()
     for p in pending:
         ev = p.event
-        await state.bus.publish(
+        await bus.publish(
             BusEvent(
                 kind="chat",
                 chat_id=ev.chat_id,
@@ -93,7 +97,7 @@ def discard_pending(db: AsyncSession) -> None:
 
 
 async def replay(
-    state: AppState, db: AsyncSession, chat_id: int, after_seq: int, up_to: int | None, limit: int
+    db: AsyncSession, chat_id: int, after_seq: int, up_to: int | None, limit: int, *, data_keys: DataKeyRing
 ) -> list[tuple[int, str]]:
     """Stored events of a chat after ``after_seq`` (and at most ``up_to``) as (seq, frame)."""
     query = (
@@ -106,7 +110,7 @@ async def replay(
         query = query.where(ChatEvent.seq <= up_to)
     rows = (await db.scalars(query)).all()
     message_ids = {r.message_id for r in rows if r.type in MESSAGE_EVENTS and r.message_id}
-    messages = await messages_out(state, db, message_ids) if message_ids else {}
+    messages = await messages_out(db, message_ids, data_keys=data_keys) if message_ids else {}
     out = []
     for r in rows:
         if r.type in MESSAGE_EVENTS and r.message_id in messages:
@@ -115,30 +119,6 @@ async def replay(
             data = json.loads(r.payload or "{}")
         out.append((r.seq, event_frame(r.chat_id, r.seq, r.type, r.created_at, data)))
     return out
-
-
-async def messages_out(
-    state: AppState, db: AsyncSession, message_ids: Iterable[int], *, with_reactions: bool = False
-) -> dict[int, MessageOut]:
-    from server.messages.service import message_out  # late: messages builds on events
-
-    ids = list(message_ids)
-    if not ids:
-        return {}
-    rows = (
-        await db.execute(select(Message, User.username).join(User, User.id == Message.sender_id).where(
-            Message.id.in_(ids)))
-    ).all()
-    reactions: dict[int, dict[str, list[str]]] = {}
-    if with_reactions:
-        from server.messages.service import reactions_for
-
-        reactions = await reactions_for(db, ids)
-    return {m.id: await message_out(state, m, username, reactions.get(m.id)) for m, username in rows}
-
-
-def pending_count(db: AsyncSession) -> int:
-    return len(db.info.get(_PENDING, []))
 
 
 __all__: Sequence[str] = ["commit_and_publish", "emit", "event_frame", "next_seq", "replay"]

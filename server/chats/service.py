@@ -26,6 +26,7 @@ from server.core.errors import ApiError
 from server.core.secrets import shareable_code
 from server.db.models import Chat, ChatMember, Invite, Message, User
 from server.db.types import utcnow
+from server.messages.views import messages_out
 from server.state import AppState
 
 ADMIN_ROLES = {Role.OWNER.value, Role.ADMIN.value}
@@ -55,8 +56,9 @@ async def load_member(db: AsyncSession, chat_id: int, user_id: int) -> tuple[Cha
 
 def require_admin(chat: Chat, member: ChatMember) -> None:
     if member.role not in ADMIN_ROLES:
-        raise ApiError(403, ErrorCode.CHAT_ADMIN_REQUIRED, "only the chat's owner and admins may do this",
-                       {"chat_id": chat.id})
+        raise ApiError(
+            403, ErrorCode.CHAT_ADMIN_REQUIRED, "only the chat's owner and admins may do this", {"chat_id": chat.id}
+        )
 
 
 def require_not_direct(chat: Chat) -> None:
@@ -73,8 +75,14 @@ async def find_user(db: AsyncSession, username: str) -> User:
 
 
 def _chat_summary(chat: Chat) -> dict[str, object]:
-    return {"id": chat.id, "kind": chat.kind, "title": chat.title, "description": chat.description,
-            "e2e": chat.e2e, "slow_mode_seconds": chat.slow_mode_seconds}
+    return {
+        "id": chat.id,
+        "kind": chat.kind,
+        "title": chat.title,
+        "description": chat.description,
+        "e2e": chat.e2e,
+        "slow_mode_seconds": chat.slow_mode_seconds,
+    }
 
 
 async def create_direct(state: AppState, db: AsyncSession, me: User, username: str) -> tuple[Chat, bool]:
@@ -85,8 +93,16 @@ async def create_direct(state: AppState, db: AsyncSession, me: User, username: s
     existing = (await db.scalars(select(Chat).where(Chat.direct_key == key))).first()
     if existing is not None:
         return existing, False
-    chat = Chat(kind=ChatKind.DIRECT.value, e2e=True, direct_key=key, created_by=me.id, created_at=utcnow(),
-                last_seq=0, purged_seq=0, slow_mode_seconds=0)
+    chat = Chat(
+        kind=ChatKind.DIRECT.value,
+        e2e=True,
+        direct_key=key,
+        created_by=me.id,
+        created_at=utcnow(),
+        last_seq=0,
+        purged_seq=0,
+        slow_mode_seconds=0,
+    )
     db.add(chat)
     try:
         await db.flush()
@@ -96,13 +112,26 @@ async def create_direct(state: AppState, db: AsyncSession, me: User, username: s
         existing = (await db.scalars(select(Chat).where(Chat.direct_key == key))).first()
         assert existing is not None
         return existing, False
-    ev = await events.emit(db, chat.id, EventType.CHAT_CREATED,
-                           {**_chat_summary(chat), "members": [me.username, other.username]},
-                           member_add=[me.id, other.id])
+    ev = await events.emit(
+        db,
+        chat.id,
+        EventType.CHAT_CREATED,
+        {**_chat_summary(chat), "members": [me.username, other.username]},
+        member_add=[me.id, other.id],
+    )
     for u in (me, other):
-        db.add(ChatMember(chat_id=chat.id, user_id=u.id, role=Role.MEMBER.value, joined_at=utcnow(),
-                          joined_seq=ev.seq, read_seq=0, delivered_seq=0))
-    await events.commit_and_publish(state, db)
+        db.add(
+            ChatMember(
+                chat_id=chat.id,
+                user_id=u.id,
+                role=Role.MEMBER.value,
+                joined_at=utcnow(),
+                joined_seq=ev.seq,
+                read_seq=0,
+                delivered_seq=0,
+            )
+        )
+    await events.commit_and_publish(db, bus=state.bus)
     return chat, True
 
 
@@ -112,19 +141,40 @@ async def create_chat(state: AppState, db: AsyncSession, me: User, body: ChatCre
     users = [u for u in users if u.id != me.id]
     if len(users) + 1 > MAX_GROUP_MEMBERS:
         raise ApiError(400, ErrorCode.GROUP_FULL, f"a chat holds at most {MAX_GROUP_MEMBERS} members")
-    chat = Chat(kind=body.kind, title=body.title.strip(), description=body.description,
-                e2e=body.kind == ChatKind.GROUP.value, created_by=me.id, created_at=utcnow(), last_seq=0,
-                purged_seq=0, slow_mode_seconds=0)
+    chat = Chat(
+        kind=body.kind,
+        title=body.title.strip(),
+        description=body.description,
+        e2e=body.kind == ChatKind.GROUP.value,
+        created_by=me.id,
+        created_at=utcnow(),
+        last_seq=0,
+        purged_seq=0,
+        slow_mode_seconds=0,
+    )
     db.add(chat)
     await db.flush()
     everyone = [me, *users]
-    ev = await events.emit(db, chat.id, EventType.CHAT_CREATED,
-                           {**_chat_summary(chat), "members": [u.username for u in everyone]},
-                           member_add=[u.id for u in everyone])
+    ev = await events.emit(
+        db,
+        chat.id,
+        EventType.CHAT_CREATED,
+        {**_chat_summary(chat), "members": [u.username for u in everyone]},
+        member_add=[u.id for u in everyone],
+    )
     for u in everyone:
-        db.add(ChatMember(chat_id=chat.id, user_id=u.id, role=Role.OWNER.value if u is me else Role.MEMBER.value,
-                          joined_at=utcnow(), joined_seq=ev.seq, read_seq=0, delivered_seq=0))
-    await events.commit_and_publish(state, db)
+        db.add(
+            ChatMember(
+                chat_id=chat.id,
+                user_id=u.id,
+                role=Role.OWNER.value if u is me else Role.MEMBER.value,
+                joined_at=utcnow(),
+                joined_seq=ev.seq,
+                read_seq=0,
+                delivered_seq=0,
+            )
+        )
+    await events.commit_and_publish(db, bus=state.bus)
     return chat
 
 
@@ -141,7 +191,7 @@ async def update_chat(state: AppState, db: AsyncSession, me: User, chat_id: int,
         chat.slow_mode_seconds = changed["slow_mode_seconds"] = body.slow_mode_seconds
     if changed:
         await events.emit(db, chat.id, EventType.CHAT_UPDATED, {**changed, "by": me.username})
-    await events.commit_and_publish(state, db)
+    await events.commit_and_publish(db, bus=state.bus)
     return chat
 
 
@@ -173,26 +223,33 @@ async def list_chats(state: AppState, db: AsyncSession, me: User, chat_id: int |
     unread_rows = await db.execute(
         select(Message.chat_id, func.count())
         .join(ChatMember, and_(ChatMember.chat_id == Message.chat_id, ChatMember.user_id == me.id))
-        .where(Message.chat_id.in_(ids), Message.seq > ChatMember.read_seq, Message.sender_id != me.id,
-               Message.deleted_at.is_(None))
+        .where(
+            Message.chat_id.in_(ids),
+            Message.seq > ChatMember.read_seq,
+            Message.sender_id != me.id,
+            Message.deleted_at.is_(None),
+        )
         .group_by(Message.chat_id)
     )
     unread = {int(c): int(n) for c, n in unread_rows.all()}
     last_ids = [
-        int(i) for (i,) in (
+        int(i)
+        for (i,) in (
             await db.execute(
-                select(func.max(Message.id)).where(Message.chat_id.in_(ids), Message.deleted_at.is_(None))
+                select(func.max(Message.id))
+                .where(Message.chat_id.in_(ids), Message.deleted_at.is_(None))
                 .group_by(Message.chat_id)
             )
         ).all()
     ]
-    last = {m.chat_id: m for m in (await events.messages_out(state, db, last_ids)).values()}
+    last = {m.chat_id: m for m in (await messages_out(db, last_ids, data_keys=state.data_keys)).values()}
     peers: dict[int, UserRef] = {}
     direct_ids = [c.id for c, _ in rows if c.kind == ChatKind.DIRECT.value]
     if direct_ids:
         for cid, user in (
             await db.execute(
-                select(ChatMember.chat_id, User).join(User, User.id == ChatMember.user_id)
+                select(ChatMember.chat_id, User)
+                .join(User, User.id == ChatMember.user_id)
                 .where(ChatMember.chat_id.in_(direct_ids), ChatMember.user_id != me.id)
             )
         ).all():
@@ -203,11 +260,21 @@ async def list_chats(state: AppState, db: AsyncSession, me: User, chat_id: int |
             peer.online = peer.id in online
     return [
         ChatOut(
-            id=c.id, kind=ChatKind(c.kind), title=c.title if c.kind != ChatKind.DIRECT.value else None,
-            description=c.description, e2e=c.e2e, slow_mode_seconds=c.slow_mode_seconds,
-            message_ttl_seconds=c.message_ttl_seconds, created_at=c.created_at,
-            role=Role(m.role), member_count=counts.get(c.id, 0), last_seq=c.last_seq, purged_seq=c.purged_seq,
-            unread_count=unread.get(c.id, 0), peer=peers.get(c.id), last_message=last.get(c.id),
+            id=c.id,
+            kind=ChatKind(c.kind),
+            title=c.title if c.kind != ChatKind.DIRECT.value else None,
+            description=c.description,
+            e2e=c.e2e,
+            slow_mode_seconds=c.slow_mode_seconds,
+            message_ttl_seconds=c.message_ttl_seconds,
+            created_at=c.created_at,
+            role=Role(m.role),
+            member_count=counts.get(c.id, 0),
+            last_seq=c.last_seq,
+            purged_seq=c.purged_seq,
+            unread_count=unread.get(c.id, 0),
+            peer=peers.get(c.id),
+            last_message=last.get(c.id),
         )
         for c, m in rows
     ]
@@ -224,15 +291,21 @@ async def list_members(state: AppState, db: AsyncSession, me: User, chat_id: int
     await load_member(db, chat_id, me.id)
     rows = (
         await db.execute(
-            select(ChatMember, User).join(User, User.id == ChatMember.user_id)
+            select(ChatMember, User)
+            .join(User, User.id == ChatMember.user_id)
             .where(ChatMember.chat_id == chat_id, ChatMember.left_seq.is_(None))
             .order_by(ChatMember.joined_at, User.username)
         )
     ).all()
     online = await state.presence.online([u.id for _, u in rows]) if rows else set()
     return [
-        MemberOut(user=UserRef(id=u.id, username=u.username, display_name=u.display_name, online=u.id in online),
-                  role=Role(m.role), joined_at=m.joined_at, read_seq=m.read_seq, delivered_seq=m.delivered_seq)
+        MemberOut(
+            user=UserRef(id=u.id, username=u.username, display_name=u.display_name, online=u.id in online),
+            role=Role(m.role),
+            joined_at=m.joined_at,
+            read_seq=m.read_seq,
+            delivered_seq=m.delivered_seq,
+        )
         for m, u in rows
     ]
 
@@ -252,14 +325,30 @@ async def _join(state: AppState, db: AsyncSession, chat: Chat, user: User, by: U
         await db.rollback()
         raise ApiError(409, ErrorCode.GROUP_FULL, f"a chat holds at most {MAX_GROUP_MEMBERS} members")
     ev = await events.emit(
-        db, chat.id, EventType.MEMBER_JOINED,
-        {"user": user_ref(user).model_dump(), "role": Role.MEMBER.value, "by": by.username if by else None,
-         "chat": _chat_summary(chat)},
-        member_add=[user.id], seq=seq,
+        db,
+        chat.id,
+        EventType.MEMBER_JOINED,
+        {
+            "user": user_ref(user).model_dump(),
+            "role": Role.MEMBER.value,
+            "by": by.username if by else None,
+            "chat": _chat_summary(chat),
+        },
+        member_add=[user.id],
+        seq=seq,
     )
     if row is None:
-        db.add(ChatMember(chat_id=chat.id, user_id=user.id, role=Role.MEMBER.value, joined_at=utcnow(),
-                          joined_seq=ev.seq, read_seq=ev.seq, delivered_seq=ev.seq))
+        db.add(
+            ChatMember(
+                chat_id=chat.id,
+                user_id=user.id,
+                role=Role.MEMBER.value,
+                joined_at=utcnow(),
+                joined_seq=ev.seq,
+                read_seq=ev.seq,
+                delivered_seq=ev.seq,
+            )
+        )
     else:
         row.left_seq, row.role, row.joined_at, row.joined_seq = None, Role.MEMBER.value, utcnow(), ev.seq
         row.read_seq = row.delivered_seq = ev.seq
@@ -271,13 +360,14 @@ async def add_member(state: AppState, db: AsyncSession, me: User, chat_id: int, 
     require_admin(chat, member)
     user = await find_user(db, username)
     await _join(state, db, chat, user, me)
-    await events.commit_and_publish(state, db)
+    await events.commit_and_publish(db, bus=state.bus)
     return MemberOut(user=user_ref(user), role=Role.MEMBER, joined_at=utcnow())
 
 
 async def _part(db: AsyncSession, chat: Chat, row: ChatMember, user: User, type_: EventType, by: User) -> None:
-    ev = await events.emit(db, chat.id, type_, {"user": user_ref(user).model_dump(), "by": by.username},
-                           member_remove=[user.id])
+    ev = await events.emit(
+        db, chat.id, type_, {"user": user_ref(user).model_dump(), "by": by.username}, member_remove=[user.id]
+    )
     row.left_seq = ev.seq
 
 
@@ -295,25 +385,30 @@ async def remove_member(state: AppState, db: AsyncSession, me: User, chat_id: in
     if row.role == Role.OWNER.value or (row.role == Role.ADMIN.value and member.role != Role.OWNER.value):
         raise ApiError(403, ErrorCode.FORBIDDEN, "you cannot remove this member", {"username": user.username})
     await _part(db, chat, row, user, EventType.MEMBER_REMOVED, me)
-    await events.commit_and_publish(state, db)
+    await events.commit_and_publish(db, bus=state.bus)
 
 
 async def leave(state: AppState, db: AsyncSession, me: User, chat_id: int) -> None:
     chat, member = await load_member(db, chat_id, me.id)
     require_not_direct(chat)
     if member.role == Role.OWNER.value:
-        owners = (await db.execute(select(func.count()).where(
-            ChatMember.chat_id == chat.id, ChatMember.role == Role.OWNER.value, ChatMember.left_seq.is_(None)
-        ))).scalar_one()
+        owners = (
+            await db.execute(
+                select(func.count()).where(
+                    ChatMember.chat_id == chat.id, ChatMember.role == Role.OWNER.value, ChatMember.left_seq.is_(None)
+                )
+            )
+        ).scalar_one()
         others = (await member_count(db, [chat.id])).get(chat.id, 0) - 1
         if owners <= 1 and others > 0:
             raise ApiError(409, ErrorCode.LAST_OWNER, "transfer ownership before leaving", {"chat_id": chat.id})
     await _part(db, chat, member, me, EventType.MEMBER_LEFT, me)
-    await events.commit_and_publish(state, db)
+    await events.commit_and_publish(db, bus=state.bus)
 
 
-async def change_role(state: AppState, db: AsyncSession, me: User, chat_id: int, username: str,
-                      role: Role) -> MemberOut:
+async def change_role(
+    state: AppState, db: AsyncSession, me: User, chat_id: int, username: str, role: Role
+) -> MemberOut:
     chat, member = await load_member(db, chat_id, me.id)
     require_not_direct(chat)
     if member.role != Role.OWNER.value:
@@ -327,9 +422,13 @@ async def change_role(state: AppState, db: AsyncSession, me: User, chat_id: int,
     if user.id == me.id:
         raise ApiError(400, ErrorCode.CANNOT_TARGET_SELF, "use transfer to hand over ownership")
     row.role = role.value
-    await events.emit(db, chat.id, EventType.MEMBER_ROLE_CHANGED,
-                      {"user": user_ref(user).model_dump(), "role": role.value, "by": me.username})
-    await events.commit_and_publish(state, db)
+    await events.emit(
+        db,
+        chat.id,
+        EventType.MEMBER_ROLE_CHANGED,
+        {"user": user_ref(user).model_dump(), "role": role.value, "by": me.username},
+    )
+    await events.commit_and_publish(db, bus=state.bus)
     return MemberOut(user=user_ref(user), role=role, joined_at=row.joined_at)
 
 
@@ -347,15 +446,26 @@ async def transfer(state: AppState, db: AsyncSession, me: User, chat_id: int, us
     row.role = Role.OWNER.value
     member.role = Role.ADMIN.value
     for u, r in ((user, Role.OWNER), (me, Role.ADMIN)):
-        await events.emit(db, chat.id, EventType.MEMBER_ROLE_CHANGED,
-                          {"user": user_ref(u).model_dump(), "role": r.value, "by": me.username})
-    await events.commit_and_publish(state, db)
+        await events.emit(
+            db,
+            chat.id,
+            EventType.MEMBER_ROLE_CHANGED,
+            {"user": user_ref(u).model_dump(), "role": r.value, "by": me.username},
+        )
+    await events.commit_and_publish(db, bus=state.bus)
 
 
 # ---- invites ---------------------------------------------------------------------------------------
 def invite_out(row: Invite) -> InviteOut:
-    return InviteOut(code=row.code, chat_id=row.chat_id, created_at=row.created_at, expires_at=row.expires_at,
-                     max_uses=row.max_uses, uses=row.uses, revoked=row.revoked_at is not None)
+    return InviteOut(
+        code=row.code,
+        chat_id=row.chat_id,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        max_uses=row.max_uses,
+        uses=row.uses,
+        revoked=row.revoked_at is not None,
+    )
 
 
 async def create_invite(db: AsyncSession, me: User, chat_id: int, body: InviteCreate) -> InviteOut:
@@ -363,9 +473,15 @@ async def create_invite(db: AsyncSession, me: User, chat_id: int, body: InviteCr
     require_not_direct(chat)
     require_admin(chat, member)
     now = utcnow()
-    row = Invite(code=shareable_code(12), chat_id=chat.id, created_by=me.id, created_at=now,
-                 expires_at=now + timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds else None,
-                 max_uses=body.max_uses, uses=0)
+    row = Invite(
+        code=shareable_code(12),
+        chat_id=chat.id,
+        created_by=me.id,
+        created_at=now,
+        expires_at=now + timedelta(seconds=body.expires_in_seconds) if body.expires_in_seconds else None,
+        max_uses=body.max_uses,
+        uses=0,
+    )
     db.add(row)
     await db.commit()
     return invite_out(row)
@@ -403,9 +519,12 @@ async def join_by_invite(state: AppState, db: AsyncSession, me: User, code: str)
     now = utcnow()
     used = await db.execute(
         update(Invite)
-        .where(Invite.code == row.code, Invite.revoked_at.is_(None),
-               or_(Invite.expires_at.is_(None), Invite.expires_at > now),
-               or_(Invite.max_uses.is_(None), Invite.uses < Invite.max_uses))
+        .where(
+            Invite.code == row.code,
+            Invite.revoked_at.is_(None),
+            or_(Invite.expires_at.is_(None), Invite.expires_at > now),
+            or_(Invite.max_uses.is_(None), Invite.uses < Invite.max_uses),
+        )
         .values(uses=Invite.uses + 1)
     )
     if used.rowcount != 1:  # type: ignore[attr-defined]
@@ -414,19 +533,25 @@ async def join_by_invite(state: AppState, db: AsyncSession, me: User, code: str)
     chat = await db.get(Chat, row.chat_id)
     assert chat is not None
     await _join(state, db, chat, me, None)
-    await events.commit_and_publish(state, db)
+    await events.commit_and_publish(db, bus=state.bus)
     return chat.id
 
 
 async def active_chat_ids(db: AsyncSession, user_id: int) -> list[int]:
-    return list((await db.scalars(select(ChatMember.chat_id).where(
-        ChatMember.user_id == user_id, ChatMember.left_seq.is_(None)))).all())
+    return list(
+        (
+            await db.scalars(
+                select(ChatMember.chat_id).where(ChatMember.user_id == user_id, ChatMember.left_seq.is_(None))
+            )
+        ).all()
+    )
 
 
 async def users_sharing_chats(db: AsyncSession, user_id: int) -> list[int]:
     mine = select(ChatMember.chat_id).where(ChatMember.user_id == user_id, ChatMember.left_seq.is_(None))
     rows = await db.scalars(
-        select(ChatMember.user_id).where(ChatMember.chat_id.in_(mine), ChatMember.left_seq.is_(None),
-                                         ChatMember.user_id != user_id).distinct()
+        select(ChatMember.user_id)
+        .where(ChatMember.chat_id.in_(mine), ChatMember.left_seq.is_(None), ChatMember.user_id != user_id)
+        .distinct()
     )
     return list(rows.all())

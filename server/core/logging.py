@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.core.errors import internal_error, log_unhandled
+from server.core.metrics import Metrics
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
@@ -75,7 +76,7 @@ class RequestContextMiddleware:
     and refuses bodies over the limit before the app reads them."""
 
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, large_body_paths: dict[str, int], metrics: Any = None
+        self, app: ASGIApp, max_body_bytes: int, large_body_paths: dict[str, int], metrics: Metrics | None = None
     ) -> None:
         self.app = app
         self.metrics = metrics
@@ -101,8 +102,7 @@ class RequestContextMiddleware:
         if _has_control_chars(scope):
             # No route takes control characters in its path or a NUL in its query; PostgreSQL cannot
             # even compare a NUL, so refuse them here rather than as a 500 deep in some query.
-            await _send_error(send, rid, 400, "bad_request",
-                              "request path or query contains control characters")
+            await _send_error(send, rid, 400, "bad_request", "request path or query contains control characters")
             self._log(scope, 400, start)
             request_id_var.reset(token)
             return

@@ -121,7 +121,7 @@ async def set_timer(chat_id: Id, body: TimerRequest, caller: CurrentCaller, stat
     chat.message_ttl_since = utcnow() if body.seconds is not None else None
     await events.emit(db, chat.id, EventType.CHAT_UPDATED,
                       {"message_ttl_seconds": body.seconds, "by": caller.user.username})
-    await events.commit_and_publish(state, db)
+    await events.commit_and_publish(db, bus=state.bus)
     return TimerOut(chat_id=chat.id, seconds=body.seconds)
 
 

@@ -210,6 +210,6 @@ async def expire_disappearing(state: AppState, now: datetime) -> dict[str, int]:
                 m.deleted_at, m.body, m.key_id, m.pinned_at = now, None, None, None
                 await events.emit(db, int(chat_id), EventType.MESSAGE_DELETED,
                                   {"message_id": m.id, "by": None, "reason": "expired"}, message_id=m.id)
-            await events.commit_and_publish(state, db)
+            await events.commit_and_publish(db, bus=state.bus)
             out[str(chat_id)] = len(ids)
     return out

@@ -1,6 +1,5 @@
 """Messages: send (idempotent), edit, delete (tombstone), reactions, pins, history, receipts."""
 
-import json
 from datetime import timedelta
 
 from sqlalchemy import delete, func, select
@@ -25,51 +24,19 @@ from server.core.errors import ApiError
 from server.db.models import Chat, ChatMember, DeviceKeys, Message, MessageTxn, Reaction, User
 from server.db.types import utcnow
 from server.deps import Caller
+from server.messages.views import message_out, page_out, reactions_for
 from server.state import AppState
-
-
-async def message_out(
-    state: AppState, m: Message, sender: str, reactions: dict[str, list[str]] | None = None
-) -> MessageOut:
-    text = None
-    e2e = None
-    if m.deleted_at is None and m.body is not None:
-        if m.kind == "e2e":
-            e2e = json.loads(m.body)
-        elif m.key_id:
-            text = await state.data_keys.open(m.key_id, m.body, str(m.chat_id).encode())
-        else:
-            text = m.body
-    return MessageOut(
-        id=m.id, chat_id=m.chat_id, seq=m.seq, sender=sender, sender_id=m.sender_id,
-        sender_device=m.sender_device, text=text, e2e=e2e, reply_to=m.reply_to, created_at=m.created_at,
-        edited_at=m.edited_at, deleted=m.deleted_at is not None, reactions=reactions or {},
-        pinned=m.pinned_at is not None and m.deleted_at is None,
-    )
-
-
-async def reactions_for(db: AsyncSession, message_ids: list[int]) -> dict[int, dict[str, list[str]]]:
-    out: dict[int, dict[str, list[str]]] = {}
-    if not message_ids:
-        return out
-    rows = await db.execute(
-        select(Reaction.message_id, Reaction.emoji, User.username)
-        .join(User, User.id == Reaction.user_id)
-        .where(Reaction.message_id.in_(message_ids))
-        .order_by(Reaction.created_at)
-    )
-    for mid, emoji, username in rows.all():
-        out.setdefault(int(mid), {}).setdefault(emoji, []).append(username)
-    return out
 
 
 def _check_content(chat: Chat, body: MessageSend | MessageEdit) -> None:
     if chat.e2e and body.text is not None:
-        raise ApiError(400, ErrorCode.E2E_REQUIRED, "this chat is end-to-end encrypted: send an e2e envelope",
-                       {"chat_id": chat.id})
+        raise ApiError(
+            400, ErrorCode.E2E_REQUIRED, "this chat is end-to-end encrypted: send an e2e envelope", {"chat_id": chat.id}
+        )
     if not chat.e2e and body.e2e is not None:
-        raise ApiError(400, ErrorCode.E2E_NOT_ALLOWED, "this chat is not end-to-end encrypted: send text",
-                       {"chat_id": chat.id})
+        raise ApiError(
+            400, ErrorCode.E2E_NOT_ALLOWED, "this chat is not end-to-end encrypted: send text", {"chat_id": chat.id}
+        )
 
 
 async def _check_recipients(db: AsyncSession, chat: Chat, body: MessageSend | MessageEdit) -> None:
@@ -81,21 +48,25 @@ async def _check_recipients(db: AsyncSession, chat: Chat, body: MessageSend | Me
     """
     if body.e2e is None or body.recipient_devices is None:
         return
-    rows = (await db.execute(
-        select(DeviceKeys.user_id, DeviceKeys.device_id, DeviceKeys.curve25519)
-        .join(ChatMember, ChatMember.user_id == DeviceKeys.user_id)
-        .join(User, User.id == DeviceKeys.user_id)
-        .where(ChatMember.chat_id == chat.id, ChatMember.left_seq.is_(None), User.deactivated_at.is_(None))
-    )).all()
+    rows = (
+        await db.execute(
+            select(DeviceKeys.user_id, DeviceKeys.device_id, DeviceKeys.curve25519)
+            .join(ChatMember, ChatMember.user_id == DeviceKeys.user_id)
+            .join(User, User.id == DeviceKeys.user_id)
+            .where(ChatMember.chat_id == chat.id, ChatMember.left_seq.is_(None), User.deactivated_at.is_(None))
+        )
+    ).all()
     if recipient_devices_digest((int(u), d, c) for u, d, c in rows) != body.recipient_devices:
-        raise ApiError(409, ErrorCode.RECIPIENTS_CHANGED,
-                       "the chat's members or their devices changed since this message was encrypted; "
-                       "fetch them again and re-encrypt", {"chat_id": chat.id})
+        raise ApiError(
+            409,
+            ErrorCode.RECIPIENTS_CHANGED,
+            "the chat's members or their devices changed since this message was encrypted; "
+            "fetch them again and re-encrypt",
+            {"chat_id": chat.id},
+        )
 
 
-async def _store_content(
-    state: AppState, chat: Chat, body: MessageSend | MessageEdit
-) -> tuple[str, str, str | None]:
+async def _store_content(state: AppState, chat: Chat, body: MessageSend | MessageEdit) -> tuple[str, str, str | None]:
     """(kind, stored body, data key id). Text is sealed at rest; E2E envelopes are stored as given."""
     if body.e2e is not None:
         return "e2e", body.e2e.model_dump_json(), None
@@ -106,12 +77,15 @@ async def _store_content(
 
 
 async def _existing_send(state: AppState, db: AsyncSession, session_id: str, txn_id: str) -> MessageOut | None:
-    row = (await db.execute(
-        select(Message, User.username).join(MessageTxn, MessageTxn.message_id == Message.id)
-        .join(User, User.id == Message.sender_id)
-        .where(MessageTxn.session_id == session_id, MessageTxn.txn_id == txn_id)
-    )).first()
-    return await message_out(state, row[0], row[1]) if row else None
+    row = (
+        await db.execute(
+            select(Message, User.username)
+            .join(MessageTxn, MessageTxn.message_id == Message.id)
+            .join(User, User.id == Message.sender_id)
+            .where(MessageTxn.session_id == session_id, MessageTxn.txn_id == txn_id)
+        )
+    ).first()
+    return await message_out(row[0], row[1], data_keys=state.data_keys) if row else None
 
 
 async def send(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, body: MessageSend) -> MessageOut:
@@ -121,14 +95,19 @@ async def send(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
         return prior  # a retry: the first result, nothing new
     chat, member = await load_member(db, chat_id, caller.user.id)
     if chat.kind == ChatKind.CHANNEL.value and member.role not in ADMIN_ROLES:
-        raise ApiError(403, ErrorCode.CHANNEL_READ_ONLY, "only the channel's owner and admins post here",
-                       {"chat_id": chat.id})
+        raise ApiError(
+            403, ErrorCode.CHANNEL_READ_ONLY, "only the channel's owner and admins post here", {"chat_id": chat.id}
+        )
     _check_content(chat, body)
     if body.reply_to is not None:
         target = await db.get(Message, body.reply_to)
         if target is None or target.chat_id != chat.id:
-            raise ApiError(400, ErrorCode.REPLY_NOT_FOUND, "the message replied to is not in this chat",
-                           {"reply_to": body.reply_to})
+            raise ApiError(
+                400,
+                ErrorCode.REPLY_NOT_FOUND,
+                "the message replied to is not in this chat",
+                {"reply_to": body.reply_to},
+            )
     seq = await events.next_seq(db, chat.id)  # takes the chat's row lock until commit
     try:
         await _check_recipients(db, chat, body)
@@ -145,21 +124,33 @@ async def send(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
                 await db.rollback()
                 events.discard_pending(db)
                 wait = max(1, int((allowed_at - now).total_seconds() + 0.999))
-                raise ApiError(429, ErrorCode.SLOW_MODE, f"slow mode: you can post again in {wait} s",
-                               {"retry_after": wait, "allowed_at": allowed_at.isoformat()},
-                               headers={"Retry-After": str(wait)})
+                raise ApiError(
+                    429,
+                    ErrorCode.SLOW_MODE,
+                    f"slow mode: you can post again in {wait} s",
+                    {"retry_after": wait, "allowed_at": allowed_at.isoformat()},
+                    headers={"Retry-After": str(wait)},
+                )
     kind, stored, key_id = await _store_content(state, chat, body)
-    msg = Message(chat_id=chat.id, seq=seq, sender_id=caller.user.id, sender_device=caller.claims.device_id,
-                  kind=kind, body=stored, key_id=key_id, reply_to=body.reply_to, created_at=now)
+    msg = Message(
+        chat_id=chat.id,
+        seq=seq,
+        sender_id=caller.user.id,
+        sender_device=caller.claims.device_id,
+        kind=kind,
+        body=stored,
+        key_id=key_id,
+        reply_to=body.reply_to,
+        created_at=now,
+    )
     db.add(msg)
     await db.flush()
     db.add(MessageTxn(session_id=sid, txn_id=body.txn_id, message_id=msg.id, created_at=now))
     member.last_post_at = now
-    out = await message_out(state, msg, caller.user.username)
-    await events.emit(db, chat.id, EventType.MESSAGE_CREATED, out.model_dump(mode="json"), message_id=msg.id,
-                      seq=seq)
+    out = await message_out(msg, caller.user.username, data_keys=state.data_keys)
+    await events.emit(db, chat.id, EventType.MESSAGE_CREATED, out.model_dump(mode="json"), message_id=msg.id, seq=seq)
     try:
-        await events.commit_and_publish(state, db)
+        await events.commit_and_publish(db, bus=state.bus)
     except IntegrityError:
         # the same transaction id raced us and won: answer with its message
         await db.rollback()
@@ -176,13 +167,18 @@ async def send(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
 async def _load_message(db: AsyncSession, chat_id: int, message_id: int) -> Message:
     msg = await db.get(Message, message_id)
     if msg is None or msg.chat_id != chat_id:
-        raise ApiError(404, ErrorCode.MESSAGE_NOT_FOUND, "no such message in this chat",
-                       {"chat_id": chat_id, "message_id": message_id})
+        raise ApiError(
+            404,
+            ErrorCode.MESSAGE_NOT_FOUND,
+            "no such message in this chat",
+            {"chat_id": chat_id, "message_id": message_id},
+        )
     return msg
 
 
-async def edit(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, message_id: int,
-               body: MessageEdit) -> MessageOut:
+async def edit(
+    state: AppState, db: AsyncSession, caller: Caller, chat_id: int, message_id: int, body: MessageEdit
+) -> MessageOut:
     chat, _member = await load_member(db, chat_id, caller.user.id)
     msg = await _load_message(db, chat.id, message_id)
     if msg.sender_id != caller.user.id:
@@ -194,9 +190,10 @@ async def edit(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
     msg.kind, msg.body, msg.key_id = await _store_content(state, chat, body)
     msg.edited_at = utcnow()
     # the edited message as clients should now show it: its reactions stay
-    out = await message_out(state, msg, caller.user.username, (await reactions_for(db, [msg.id])).get(msg.id))
+    reactions = (await reactions_for(db, [msg.id])).get(msg.id)
+    out = await message_out(msg, caller.user.username, reactions, data_keys=state.data_keys)
     await events.emit(db, chat.id, EventType.MESSAGE_EDITED, out.model_dump(mode="json"), message_id=msg.id)
-    await events.commit_and_publish(state, db)
+    await events.commit_and_publish(db, bus=state.bus)
     return out
 
 
@@ -214,13 +211,15 @@ async def delete_message(state: AppState, db: AsyncSession, caller: Caller, chat
     msg.pinned_at = None
     # a tombstone keeps no content: its reactions go with it
     await db.execute(delete(Reaction).where(Reaction.message_id == msg.id))
-    await events.emit(db, chat.id, EventType.MESSAGE_DELETED, {"message_id": msg.id, "by": caller.user.username},
-                      message_id=msg.id)
-    await events.commit_and_publish(state, db)
+    await events.emit(
+        db, chat.id, EventType.MESSAGE_DELETED, {"message_id": msg.id, "by": caller.user.username}, message_id=msg.id
+    )
+    await events.commit_and_publish(db, bus=state.bus)
 
 
-async def react(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, message_id: int, emoji: str,
-                *, remove: bool) -> None:
+async def react(
+    state: AppState, db: AsyncSession, caller: Caller, chat_id: int, message_id: int, emoji: str, *, remove: bool
+) -> None:
     """``emoji`` is a checked ``ReactionKey`` (one emoji, fully qualified): the REST path and the WebSocket
     command validate it at the edge."""
     chat, _member = await load_member(db, chat_id, caller.user.id)
@@ -229,8 +228,11 @@ async def react(state: AppState, db: AsyncSession, caller: Caller, chat_id: int,
         raise ApiError(404, ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
     data = {"message_id": msg.id, "user": caller.user.username, "emoji": emoji}
     if remove:
-        gone = await db.execute(delete(Reaction).where(Reaction.message_id == msg.id,
-                                                       Reaction.user_id == caller.user.id, Reaction.emoji == emoji))
+        gone = await db.execute(
+            delete(Reaction).where(
+                Reaction.message_id == msg.id, Reaction.user_id == caller.user.id, Reaction.emoji == emoji
+            )
+        )
         if gone.rowcount == 0:  # type: ignore[attr-defined]
             await db.rollback()
             return
@@ -241,14 +243,15 @@ async def react(state: AppState, db: AsyncSession, caller: Caller, chat_id: int,
         db.add(Reaction(message_id=msg.id, user_id=caller.user.id, emoji=emoji, created_at=utcnow()))
         await events.emit(db, chat.id, EventType.REACTION_ADDED, data, message_id=msg.id)
     try:
-        await events.commit_and_publish(state, db)
+        await events.commit_and_publish(db, bus=state.bus)
     except IntegrityError:
         await db.rollback()  # a concurrent identical reaction won; the result is the same
         events.discard_pending(db)
 
 
-async def pin(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, message_id: int,
-              *, unpin: bool = False) -> None:
+async def pin(
+    state: AppState, db: AsyncSession, caller: Caller, chat_id: int, message_id: int, *, unpin: bool = False
+) -> None:
     chat, member = await load_member(db, chat_id, caller.user.id)
     if chat.kind != ChatKind.DIRECT.value and member.role not in ADMIN_ROLES:
         raise ApiError(403, ErrorCode.CHAT_ADMIN_REQUIRED, "only the chat's owner and admins pin messages")
@@ -258,28 +261,39 @@ async def pin(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, m
     if (msg.pinned_at is None) == unpin:
         return  # already in the asked state
     msg.pinned_at = None if unpin else utcnow()
-    await events.emit(db, chat.id, EventType.MESSAGE_UNPINNED if unpin else EventType.MESSAGE_PINNED,
-                      {"message_id": msg.id, "by": caller.user.username}, message_id=msg.id)
-    await events.commit_and_publish(state, db)
-
-
-async def _page(state: AppState, db: AsyncSession, rows: list[tuple[Message, str]]) -> list[MessageOut]:
-    reactions = await reactions_for(db, [m.id for m, _ in rows])
-    return [await message_out(state, m, name, reactions.get(m.id)) for m, name in rows]
+    await events.emit(
+        db,
+        chat.id,
+        EventType.MESSAGE_UNPINNED if unpin else EventType.MESSAGE_PINNED,
+        {"message_id": msg.id, "by": caller.user.username},
+        message_id=msg.id,
+    )
+    await events.commit_and_publish(db, bus=state.bus)
 
 
 async def pinned(state: AppState, db: AsyncSession, caller: Caller, chat_id: int) -> list[MessageOut]:
     chat, _member = await load_member(db, chat_id, caller.user.id)
-    rows = (await db.execute(
-        select(Message, User.username).join(User, User.id == Message.sender_id)
-        .where(Message.chat_id == chat.id, Message.pinned_at.is_not(None), Message.deleted_at.is_(None))
-        .order_by(Message.pinned_at.desc())
-    )).all()
-    return await _page(state, db, [(m, n) for m, n in rows])
+    rows = (
+        await db.execute(
+            select(Message, User.username)
+            .join(User, User.id == Message.sender_id)
+            .where(Message.chat_id == chat.id, Message.pinned_at.is_not(None), Message.deleted_at.is_(None))
+            .order_by(Message.pinned_at.desc())
+        )
+    ).all()
+    return await page_out(db, [(m, n) for m, n in rows], data_keys=state.data_keys)
 
 
-async def history(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, *, before: int | None,
-                  after: int | None, limit: int) -> MessagePage:
+async def history(
+    state: AppState,
+    db: AsyncSession,
+    caller: Caller,
+    chat_id: int,
+    *,
+    before: int | None,
+    after: int | None,
+    limit: int,
+) -> MessagePage:
     chat, member = await load_member(db, chat_id, caller.user.id)
     limit = max(1, min(limit, HISTORY_MAX_LIMIT))
     query = select(Message, User.username).join(User, User.id == Message.sender_id).where(Message.chat_id == chat.id)
@@ -298,8 +312,8 @@ async def history(state: AppState, db: AsyncSession, caller: Caller, chat_id: in
         rows = list((await db.execute(query)).all())
         has_more = len(rows) > limit
         rows = list(reversed(rows[:limit]))
-    return MessagePage(messages=await _page(state, db, [(m, n) for m, n in rows]), has_more=has_more,
-                       purged_seq=chat.purged_seq)
+    page = await page_out(db, [(m, n) for m, n in rows], data_keys=state.data_keys)
+    return MessagePage(messages=page, has_more=has_more, purged_seq=chat.purged_seq)
 
 
 async def mark(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, seq: int, *, read: bool) -> None:
@@ -320,11 +334,10 @@ async def mark(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
         await db.rollback()
         return
     if chat.kind != ChatKind.CHANNEL.value:  # broadcast channels keep counters, not receipts
-        await events.emit(db, chat.id, EventType.RECEIPT,
-                          {"user": caller.user.username, "read_seq": member.read_seq,
-                           "delivered_seq": member.delivered_seq})
-    await events.commit_and_publish(state, db)
-
-
-async def member_row(db: AsyncSession, chat_id: int, user_id: int) -> ChatMember | None:
-    return await db.get(ChatMember, (chat_id, user_id))
+        await events.emit(
+            db,
+            chat.id,
+            EventType.RECEIPT,
+            {"user": caller.user.username, "read_seq": member.read_seq, "delivered_seq": member.delivered_seq},
+        )
+    await events.commit_and_publish(db, bus=state.bus)

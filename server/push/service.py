@@ -31,13 +31,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from melo_protocol.wire import ErrorCode
 from melo_protocol.wire.chats import MessageOut
-from server.config import is_loopback
+from server.config import Settings, is_loopback
 from server.core.background import finish
 from server.core.errors import ApiError
 from server.core.secrets import SecretBox
 from server.db.models import ChatMember, DeviceSession, Message, PushSubscription, ServerState, SigningKey
 from server.db.types import utcnow
-from server.state import AppState
+from server.realtime.presence import MemoryPresence, RedisPresence
 
 log = logging.getLogger("melo.push")
 
@@ -79,10 +79,23 @@ def _new_vapid_row(box: SecretBox) -> SigningKey:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     raw = private.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    jwk = {"kty": "EC", "crv": "P-256", "x": b64u(raw[1:33]), "y": b64u(raw[33:]), "kid": kid,
-           "alg": VAPID_ALGORITHM, "use": "sig"}
-    return SigningKey(kid=kid, kind="vapid", algorithm=VAPID_ALGORITHM, activates_at=utcnow(),
-                      private_sealed=box.seal(pem, context=kid.encode()), public_jwk=json.dumps(jwk))
+    jwk = {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64u(raw[1:33]),
+        "y": b64u(raw[33:]),
+        "kid": kid,
+        "alg": VAPID_ALGORITHM,
+        "use": "sig",
+    }
+    return SigningKey(
+        kid=kid,
+        kind="vapid",
+        algorithm=VAPID_ALGORITHM,
+        activates_at=utcnow(),
+        private_sealed=box.seal(pem, context=kid.encode()),
+        public_jwk=json.dumps(jwk),
+    )
 
 
 async def ensure_vapid(sessions: async_sessionmaker[AsyncSession], box: SecretBox) -> VapidKey:
@@ -112,59 +125,86 @@ def endpoint_hash(endpoint: str) -> str:
     return hashlib.sha256(endpoint.encode()).hexdigest()
 
 
-def check_subscription(state: AppState, endpoint: str, p256dh: str, auth: str) -> None:
+def check_subscription(endpoint: str, p256dh: str, auth: str, *, server_host: str) -> None:
     parts = urlsplit(endpoint)
     host = parts.hostname or ""
     if parts.scheme == "http":
         # plain http only to a push service on this machine, and only while the server itself is local
-        if not (is_loopback(host) and is_loopback(state.settings.host)):
-            raise ApiError(400, ErrorCode.VALIDATION_ERROR, "a push endpoint must be an https:// URL",
-                           {"field": "endpoint"})
+        if not (is_loopback(host) and is_loopback(server_host)):
+            raise ApiError(
+                400, ErrorCode.VALIDATION_ERROR, "a push endpoint must be an https:// URL", {"field": "endpoint"}
+            )
     elif parts.scheme != "https" or not host:
-        raise ApiError(400, ErrorCode.VALIDATION_ERROR, "a push endpoint must be an https:// URL",
-                       {"field": "endpoint"})
+        raise ApiError(
+            400, ErrorCode.VALIDATION_ERROR, "a push endpoint must be an https:// URL", {"field": "endpoint"}
+        )
     try:
         public = b64u_decode(p256dh)
         ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), public)
         if len(public) != 65:
             raise ValueError("not an uncompressed point")
     except ValueError:
-        raise ApiError(400, ErrorCode.VALIDATION_ERROR,
-                       "p256dh must be the subscription's P-256 public key (base64url, uncompressed point)",
-                       {"field": "p256dh"}) from None
+        raise ApiError(
+            400,
+            ErrorCode.VALIDATION_ERROR,
+            "p256dh must be the subscription's P-256 public key (base64url, uncompressed point)",
+            {"field": "p256dh"},
+        ) from None
     try:
         secret = b64u_decode(auth)
     except ValueError:
         secret = b""
     if len(secret) != 16:
-        raise ApiError(400, ErrorCode.VALIDATION_ERROR, "auth must be the 16-byte auth secret (base64url)",
-                       {"field": "auth"})
+        raise ApiError(
+            400, ErrorCode.VALIDATION_ERROR, "auth must be the 16-byte auth secret (base64url)", {"field": "auth"}
+        )
 
 
-async def subscribe(state: AppState, db: AsyncSession, user_id: int, session_id: str, endpoint: str, p256dh: str,
-                    auth: str, include_sender: bool) -> tuple[PushSubscription, bool]:
-    """Add (or update) this device's subscription; (row, created)."""
-    check_subscription(state, endpoint, p256dh, auth)
+async def subscribe(
+    db: AsyncSession,
+    user_id: int,
+    session_id: str,
+    endpoint: str,
+    p256dh: str,
+    auth: str,
+    include_sender: bool,
+    *,
+    server_host: str,
+) -> tuple[PushSubscription, bool]:
+    """Add (or update) this device's subscription; (row, created). ``server_host``: this server's listen
+    host (a plain-http endpoint is allowed only while both are on loopback)."""
+    check_subscription(endpoint, p256dh, auth, server_host=server_host)
     digest = endpoint_hash(endpoint)
-    row = await db.scalar(select(PushSubscription).where(PushSubscription.session_id == session_id,
-                                                         PushSubscription.endpoint_hash == digest))
+    row = await db.scalar(
+        select(PushSubscription).where(
+            PushSubscription.session_id == session_id, PushSubscription.endpoint_hash == digest
+        )
+    )
     created = row is None
     if row is None:
-        count = await db.scalar(select(func.count(PushSubscription.id))
-                                .where(PushSubscription.session_id == session_id))
+        count = await db.scalar(
+            select(func.count(PushSubscription.id)).where(PushSubscription.session_id == session_id)
+        )
         if int(count or 0) >= MAX_SUBSCRIPTIONS_PER_SESSION:
-            raise ApiError(409, ErrorCode.VALIDATION_ERROR,
-                           f"a device holds at most {MAX_SUBSCRIPTIONS_PER_SESSION} push subscriptions")
-        row = PushSubscription(user_id=user_id, session_id=session_id, endpoint=endpoint, endpoint_hash=digest,
-                               created_at=utcnow())
+            raise ApiError(
+                409,
+                ErrorCode.VALIDATION_ERROR,
+                f"a device holds at most {MAX_SUBSCRIPTIONS_PER_SESSION} push subscriptions",
+            )
+        row = PushSubscription(
+            user_id=user_id, session_id=session_id, endpoint=endpoint, endpoint_hash=digest, created_at=utcnow()
+        )
         db.add(row)
     row.p256dh, row.auth, row.include_sender = p256dh, auth, include_sender
     try:
         await db.commit()
     except IntegrityError:  # the same device subscribed the same endpoint concurrently
         await db.rollback()
-        row = await db.scalar(select(PushSubscription).where(PushSubscription.session_id == session_id,
-                                                             PushSubscription.endpoint_hash == digest))
+        row = await db.scalar(
+            select(PushSubscription).where(
+                PushSubscription.session_id == session_id, PushSubscription.endpoint_hash == digest
+            )
+        )
         if row is None:
             raise
         created = False
@@ -175,18 +215,21 @@ async def list_subscriptions(db: AsyncSession, user_id: int) -> list[tuple[PushS
     rows = await db.execute(
         select(PushSubscription, DeviceSession.device_id)
         .join(DeviceSession, DeviceSession.id == PushSubscription.session_id)
-        .where(PushSubscription.user_id == user_id).order_by(PushSubscription.id)
+        .where(PushSubscription.user_id == user_id)
+        .order_by(PushSubscription.id)
     )
     return [(r[0], r[1]) for r in rows.all()]
 
 
 async def unsubscribe(db: AsyncSession, user_id: int, subscription_id: int) -> None:
-    gone = await db.execute(delete(PushSubscription).where(PushSubscription.id == subscription_id,
-                                                           PushSubscription.user_id == user_id))
+    gone = await db.execute(
+        delete(PushSubscription).where(PushSubscription.id == subscription_id, PushSubscription.user_id == user_id)
+    )
     await db.commit()
     if gone.rowcount == 0:  # type: ignore[attr-defined]
-        raise ApiError(404, ErrorCode.NOT_FOUND, "no such push subscription of yours",
-                       {"subscription_id": subscription_id})
+        raise ApiError(
+            404, ErrorCode.NOT_FOUND, "no such push subscription of yours", {"subscription_id": subscription_id}
+        )
 
 
 # ---- delivery (per worker, off the request path) ----------------------------------------------------
@@ -208,18 +251,27 @@ class _Target:
 
 
 class PushService:
-    def __init__(self, state: AppState, vapid: VapidKey) -> None:
-        self.state = state
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        presence: MemoryPresence | RedisPresence,
+        vapid: VapidKey,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.presence = presence
         self.vapid = vapid
         self._signer = Vapid02(private_key=vapid.private)
-        self._queue: asyncio.Queue[PushJob] = asyncio.Queue(maxsize=state.settings.push_queue_size)
+        self._queue: asyncio.Queue[PushJob] = asyncio.Queue(maxsize=settings.push_queue_size)
         self._task: asyncio.Task[None] | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
         self.stats = {"sent": 0, "removed": 0, "retried": 0, "failed": 0, "dropped": 0}
 
     async def start(self) -> None:
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.state.settings.push_timeout_s))
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.push_timeout_s))
         self._task = asyncio.create_task(self._run(), name="melo-push")
 
     async def stop(self) -> None:
@@ -260,62 +312,90 @@ class PushService:
 
     async def targets(self, job: PushJob) -> list[_Target]:
         """Subscriptions of the chat's members who have no connected device, with their payloads."""
-        async with self.state.sessions() as db:
-            members = [int(u) for u in (await db.scalars(
-                select(ChatMember.user_id).where(ChatMember.chat_id == job.chat_id, ChatMember.left_seq.is_(None),
-                                                 ChatMember.user_id != job.sender_id))).all()]
+        async with self.sessions() as db:
+            members = [
+                int(u)
+                for u in (
+                    await db.scalars(
+                        select(ChatMember.user_id).where(
+                            ChatMember.chat_id == job.chat_id,
+                            ChatMember.left_seq.is_(None),
+                            ChatMember.user_id != job.sender_id,
+                        )
+                    )
+                ).all()
+            ]
             if not members:
                 return []
-            online = await self.state.presence.online(members)
+            online = await self.presence.online(members)
             offline = [u for u in members if u not in online]
             if not offline:
                 return []
-            subs = (await db.scalars(
-                select(PushSubscription).join(DeviceSession, DeviceSession.id == PushSubscription.session_id)
-                .where(PushSubscription.user_id.in_(offline), DeviceSession.revoked_at.is_(None)))).all()
+            subs = (
+                await db.scalars(
+                    select(PushSubscription)
+                    .join(DeviceSession, DeviceSession.id == PushSubscription.session_id)
+                    .where(PushSubscription.user_id.in_(offline), DeviceSession.revoked_at.is_(None))
+                )
+            ).all()
             if not subs:
                 return []
             unread_rows = await db.execute(
                 select(ChatMember.user_id, func.count(Message.id))
-                .join(Message, (Message.chat_id == ChatMember.chat_id) & (Message.seq > ChatMember.read_seq)
-                      & (Message.sender_id != ChatMember.user_id) & Message.deleted_at.is_(None))
+                .join(
+                    Message,
+                    (Message.chat_id == ChatMember.chat_id)
+                    & (Message.seq > ChatMember.read_seq)
+                    & (Message.sender_id != ChatMember.user_id)
+                    & Message.deleted_at.is_(None),
+                )
                 .where(ChatMember.chat_id == job.chat_id, ChatMember.user_id.in_({s.user_id for s in subs}))
                 .group_by(ChatMember.user_id)
             )
             unread = {int(u): int(n) for u, n in unread_rows.all()}
         out = []
         for s in subs:
-            body: dict[str, Any] = {"type": "message", "chat_id": job.chat_id, "seq": job.seq,
-                                    "unread": unread.get(int(s.user_id), 0)}
+            body: dict[str, Any] = {
+                "type": "message",
+                "chat_id": job.chat_id,
+                "seq": job.seq,
+                "unread": unread.get(int(s.user_id), 0),
+            }
             if s.include_sender:
                 body["sender"] = job.sender
             out.append(_Target(s.id, s.endpoint, s.p256dh, s.auth, json.dumps(body, separators=(",", ":")).encode()))
         return out
 
     async def _deliver(self, target: _Target) -> None:
-        settings = self.state.settings
+        settings = self.settings
         for attempt in range(1, settings.push_max_attempts + 1):
             status, retry_after = await self._send_once(target)
             if 200 <= status < 300:
                 self.stats["sent"] += 1
-                async with self.state.sessions() as db:
-                    await db.execute(update(PushSubscription).where(PushSubscription.id == target.subscription_id)
-                                     .values(last_success_at=utcnow()))
+                async with self.sessions() as db:
+                    await db.execute(
+                        update(PushSubscription)
+                        .where(PushSubscription.id == target.subscription_id)
+                        .values(last_success_at=utcnow())
+                    )
                     await db.commit()
                 return
             if status in (404, 410):  # the subscription is gone for good
                 self.stats["removed"] += 1
-                async with self.state.sessions() as db:
+                async with self.sessions() as db:
                     await db.execute(delete(PushSubscription).where(PushSubscription.id == target.subscription_id))
                     await db.commit()
-                log.info("push subscription %s removed: the push service answered %s", target.subscription_id,
-                         status)
+                log.info("push subscription %s removed: the push service answered %s", target.subscription_id, status)
                 return
             retryable = status == 0 or status == 429 or status >= 500
             if not retryable or attempt == settings.push_max_attempts:
                 self.stats["failed"] += 1
-                log.warning("push to subscription %s failed with %s after %d attempt(s)", target.subscription_id,
-                            status or "a network error", attempt)
+                log.warning(
+                    "push to subscription %s failed with %s after %d attempt(s)",
+                    target.subscription_id,
+                    status or "a network error",
+                    attempt,
+                )
                 return
             self.stats["retried"] += 1
             delay = settings.push_backoff_s * 2 ** (attempt - 1)
@@ -327,15 +407,14 @@ class PushService:
         """One POST to the push service: (HTTP status or 0 for a network failure, Retry-After seconds)."""
         try:
             response = await webpush_async(
-                subscription_info={"endpoint": target.endpoint, "keys": {"p256dh": target.p256dh,
-                                                                         "auth": target.auth}},
+                subscription_info={"endpoint": target.endpoint, "keys": {"p256dh": target.p256dh, "auth": target.auth}},
                 data=target.payload,
                 vapid_private_key=self._signer,
                 # aud (the push service's origin) and exp (12 h ahead) are filled in per request
-                vapid_claims={"sub": self.state.settings.push_vapid_subject},
+                vapid_claims={"sub": self.settings.push_vapid_subject},
                 content_encoding="aes128gcm",
-                ttl=self.state.settings.push_ttl_seconds,
-                timeout=self.state.settings.push_timeout_s,
+                ttl=self.settings.push_ttl_seconds,
+                timeout=self.settings.push_timeout_s,
                 aiohttp_session=self._http,
             )
         except WebPushException as exc:

@@ -116,7 +116,8 @@ class Connection:
         after, chat_id = fill.after, fill.chat_id
         while self.delivery.filling(chat_id):
             async with self.state.sessions() as db:
-                batch = await events.replay(self.state, db, chat_id, after, fill.up_to, REPLAY_BATCH)
+                batch = await events.replay(db, chat_id, after, fill.up_to, REPLAY_BATCH,
+                                            data_keys=self.state.data_keys)
             for seq, frame in batch:
                 await self.apply(self.delivery.stored_event(chat_id, seq, frame))
                 after = seq

@@ -18,8 +18,8 @@ from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.conversation.composer import Composer
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
 from melo_tui.widgets.conversation.pinned_banner import PinnedBanner
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import close_all, device, next_of
+from tests.kit.e2ekit import close_all, device, next_of
+from tests.kit.livekit import Live
 from tests.tui.tuikit import PASSWORD, SIZE, info_shown, login, message_texts, prompt_ready, type_text, unique, wait_for
 
 

@@ -14,8 +14,8 @@ from melo_tui.screens.help import HelpScreen
 from melo_tui.screens.sessions import SessionsScreen
 from melo_tui.screens.verify import VerifyScreen
 from melo_tui.widgets.conversation.message_view import PendingItem
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import PASSWORD, close_all, device, next_of
+from tests.kit.e2ekit import PASSWORD, close_all, device, next_of
+from tests.kit.livekit import Live
 from tests.tui.tuikit import (
     SIZE,
     info_shown,

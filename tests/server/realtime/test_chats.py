@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 
 from server.db.models import Invite
-from tests.realtime.chatkit import (
+from tests.kit.chatkit import (
     chat_entry,
     code,
     insert_users,
@@ -19,7 +19,7 @@ from tests.realtime.chatkit import (
     quiet,
     ready_socket,
 )
-from tests.realtime.conftest import Live
+from tests.kit.livekit import Live
 
 
 async def test_direct_chat_is_one_per_pair(live: Live) -> None:

@@ -16,9 +16,9 @@ from melo_protocol.client import Conflict, CredentialStore, MeloClient
 from melo_protocol.client.messenger import Messenger
 from melo_protocol.crypto import MissingSessionKey
 from melo_protocol.wire.keys import recipient_devices_digest
+from tests.kit.e2ekit import PASSWORD, close_all, collect_texts, device
+from tests.kit.livekit import Live
 from tests.protocol.conftest import CountingTransport
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import PASSWORD, close_all, collect_texts, device
 
 SEND = "/v1/chats/{}/messages"
 

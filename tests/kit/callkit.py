@@ -1,17 +1,15 @@
 """Helpers for call tests: Messengers with CallManagers fed by their own event pumps."""
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
-import websockets
-
 from melo_protocol.client import events as ev
-from melo_protocol.client.calls import CallManager
+from melo_protocol.client.call_manager import CallManager
 from melo_protocol.client.messenger import Messenger
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import device
+from tests.kit.e2ekit import device
+from tests.kit.livekit import Live
+from tests.kit.wskit import connect, recv_frame, send_auth
 
 
 class Party:
@@ -65,11 +63,11 @@ async def pair(live: Live, home: Path, **options: Any) -> tuple[Party, Party, in
 async def chat_events(live: Live, m: Messenger, chat_id: int, type_: str, timeout: float = 10.0) -> dict[str, Any]:
     """The first stored event of a type in a chat, read from the WebSocket backlog."""
     token = await m.client.access_token()
-    async with websockets.connect(live.server.ws_url) as ws:
-        await ws.send(json.dumps({"op": "auth", "token": token, "cursor": {str(chat_id): 0}}))
+    async with connect(live.server.ws_url) as ws:
+        await send_auth(ws, token, {str(chat_id): 0})
         async with asyncio.timeout(timeout):
             while True:
-                frame = json.loads(await ws.recv())
+                frame = await recv_frame(ws, timeout)
                 if frame.get("type") == type_ and frame.get("chat_id") == chat_id:
                     return frame
                 if frame.get("type") == "caught_up":

@@ -15,7 +15,8 @@ from sqlalchemy import update
 
 from server.db.models import Chat, User
 from tests.conftest import make_settings
-from tests.realtime.conftest import Client, Live, Socket, start_live
+from tests.kit.livekit import Client, Live, start_live
+from tests.kit.wskit import Socket, closed_code, connect, frames_until_closed, recv_frame, send_auth
 
 MESSAGE = "message.created"
 
@@ -23,7 +24,7 @@ MESSAGE = "message.created"
 @pytest.fixture(autouse=True)
 def _sqlite_migrated_first(sqlite_url: str) -> None:
     """``live_backends`` migrates SQLite with asyncio.run inside the running loop when it is the first to
-    ask for it; a sync fixture that runs first makes the database (tests/realtime/conftest.py is not ours)."""
+    ask for it; a sync fixture that runs first makes the database (tests/kit/livekit.py is not ours)."""
 
 
 def envelope(text: str) -> dict[str, str]:
@@ -502,9 +503,9 @@ async def test_revoked_session_socket_closes_within_a_second(live: Live, how: st
         assert (await ping(other_sock))["type"] == "pong"
     await other_sock.close()
     # the revoked token cannot open a new socket
-    ws = await websockets.connect(live.server.ws_url)
-    await ws.send(json.dumps({"op": "auth", "token": bob.tokens["access_token"], "cursor": None}))
-    err = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    ws = await connect(live.server.ws_url)
+    await send_auth(ws, bob.tokens["access_token"])
+    err = await recv_frame(ws, 5)
     assert err["type"] == "error"
     with pytest.raises(websockets.ConnectionClosed):
         await asyncio.wait_for(ws.recv(), 5)
@@ -522,21 +523,11 @@ async def quick(sqlite_url: str, tmp_path: Path) -> Any:
         await server.stop()
 
 
-async def _closed_code(ws: Any, timeout: float = 5.0) -> int | None:
-    async with asyncio.timeout(timeout):
-        try:
-            while True:
-                await ws.recv()
-        except websockets.ConnectionClosed:
-            pass
-    return ws.close_code  # type: ignore[no-any-return]
-
-
 async def test_idle_socket_is_closed_with_4002(quick: Live) -> None:
     bob = await quick.user("bob")
     sock = await bob.socket(cursor=None)
     t0 = time.monotonic()
-    assert await _closed_code(sock.ws) == 4002
+    assert await closed_code(sock.ws) == 4002
     assert time.monotonic() - t0 >= 0.4
     # a client that pings every heartbeat stays connected past several idle timeouts
     sock = await bob.socket(cursor=None)
@@ -551,30 +542,24 @@ async def test_idle_socket_is_closed_with_4002(quick: Live) -> None:
 @pytest.mark.parametrize("first", ["nothing", "late", "bad_token", "not_auth", "garbage", "binary"])
 async def test_bad_or_missing_auth_closes_with_4001(quick: Live, first: str) -> None:
     bob = await quick.user("bob")
-    ws = await websockets.connect(quick.server.ws_url)
+    ws = await connect(quick.server.ws_url)
     if first == "bad_token":
-        await ws.send(json.dumps({"op": "auth", "token": bob.tokens["access_token"][:-4] + "AAAA", "cursor": None}))
+        await send_auth(ws, bob.tokens["access_token"][:-4] + "AAAA")
     elif first == "not_auth":
         await ws.send(json.dumps({"op": "ping", "id": "1"}))
     elif first == "garbage":
         await ws.send("{not json")
     elif first == "binary":
         await ws.send(b"\xff\xfe\x00")
-    frames: list[Any] = []
     t0 = time.monotonic()
-    async with asyncio.timeout(5):
-        try:
-            while True:
-                frames.append(json.loads(await ws.recv()))
-        except websockets.ConnectionClosed:
-            pass
-    assert ws.close_code == 4001
+    frames, code = await frames_until_closed(ws, 5)
+    assert code == 4001
     assert frames and frames[0]["type"] == "error"
     if first in ("nothing", "late"):
         assert time.monotonic() - t0 >= 0.4
     if first == "late":  # the auth frame that comes after the deadline is not read
         with pytest.raises(websockets.ConnectionClosed):
-            await ws.send(json.dumps({"op": "auth", "token": bob.tokens["access_token"], "cursor": None}))
+            await send_auth(ws, bob.tokens["access_token"])
     # the server goes on
     sock = await bob.socket(cursor=None)
     assert (await ping(sock))["type"] == "pong"
@@ -582,10 +567,10 @@ async def test_bad_or_missing_auth_closes_with_4001(quick: Live, first: str) -> 
 
 
 async def _refused_auth(live: Live, token: str) -> tuple[dict[str, Any], int | None]:
-    ws = await websockets.connect(live.server.ws_url)
-    await ws.send(json.dumps({"op": "auth", "token": token, "cursor": None}))
-    err = json.loads(await asyncio.wait_for(ws.recv(), 5))
-    return err, await _closed_code(ws)
+    ws = await connect(live.server.ws_url)
+    await send_auth(ws, token)
+    err = await recv_frame(ws, 5)
+    return err, await closed_code(ws)
 
 
 async def test_auth_frame_token_must_name_a_live_session(quick: Live) -> None:
@@ -630,7 +615,7 @@ async def test_server_shutdown_closes_sockets_with_1012(sqlite_url: str, tmp_pat
             await backlog(s)
         stopping = asyncio.create_task(server.stop())
         for s in socks:
-            assert await _closed_code(s.ws, timeout=10) == 1012
+            assert await closed_code(s.ws, timeout=10) == 1012
         await stopping
     finally:
         await lv.close()

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_settings
-from tests.realtime.conftest import Client, Live, start_live
-from tests.realtime.test_delivery import backlog
+from tests.kit.livekit import Client, Live, start_live
+from tests.server.realtime.test_delivery import backlog
 
 QUEUE = 8
 

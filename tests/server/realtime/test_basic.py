@@ -1,6 +1,6 @@
 """Chats and messages over REST and the live WebSocket."""
 
-from tests.realtime.conftest import Live
+from tests.kit.livekit import Live
 
 
 async def test_channel_post_reaches_member_socket(live: Live) -> None:

@@ -1,6 +1,5 @@
 """Helpers for the live chat and message tests: chats, sends, quiet checks, raw sockets, server state."""
 
-import asyncio
 import itertools
 import json
 import secrets
@@ -11,7 +10,8 @@ import websockets
 from sqlalchemy import insert, update
 
 from server.db.models import User
-from tests.realtime.conftest import Client, Live, Socket
+from tests.kit.livekit import Client, Live
+from tests.kit.wskit import Socket, connect, frames_until_closed
 
 _txn = itertools.count(1)
 
@@ -93,20 +93,13 @@ async def next_chat_event(sock: Socket) -> dict[str, Any]:
 async def raw_session(live: Live, first_frames: list[dict[str, Any]],
                       wait_s: float = 10.0) -> tuple[list[dict[str, Any]], int | None]:
     """Open a bare socket, send frames, read until the server closes: (frames received, close code)."""
-    frames: list[dict[str, Any]] = []
-    async with websockets.connect(live.server.ws_url) as ws:
+    async with connect(live.server.ws_url) as ws:
         for f in first_frames:
             try:
                 await ws.send(json.dumps(f))
             except websockets.ConnectionClosed:
                 break
-        async with asyncio.timeout(wait_s):
-            try:
-                while True:
-                    frames.append(json.loads(await ws.recv()))
-            except websockets.ConnectionClosed:
-                pass
-        return frames, ws.close_code
+        return await frames_until_closed(ws, wait_s)
 
 
 async def insert_users(live: Live, n: int, prefix: str = "bulk") -> list[str]:

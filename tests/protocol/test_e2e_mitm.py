@@ -47,8 +47,8 @@ from server.db.models import DeviceKeys, OneTimeKey, ToDeviceMessage
 from server.db.types import utcnow
 from server.keys.service import to_device_frame
 from server.realtime.bus import BusEvent
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import PASSWORD, close_all, next_of
+from tests.kit.e2ekit import PASSWORD, close_all, next_of
+from tests.kit.livekit import Live
 
 QUERY_PATH = "/v1/keys/query"
 CLAIM_PATH = "/v1/keys/claim"

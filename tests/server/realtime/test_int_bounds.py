@@ -10,9 +10,10 @@ import uuid
 from typing import Any
 
 from melo_protocol.wire.realtime import client_command_adapter
-from tests.realtime.chatkit import raw_session
-from tests.realtime.conftest import Live, Socket
-from tests.realtime.test_delivery import backlog, ping
+from tests.kit.chatkit import raw_session
+from tests.kit.livekit import Live
+from tests.kit.wskit import Socket
+from tests.server.realtime.test_delivery import backlog, ping
 from tests.server.test_int_bounds import INT64_MAX, bounds, integers, out_of_range, resolve
 
 # A valid command of each op with integers, "{chat}"/"{message}" standing for a channel and its message.

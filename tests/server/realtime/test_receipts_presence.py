@@ -3,7 +3,7 @@
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from tests.realtime.chatkit import (
+from tests.kit.chatkit import (
     chat_entry,
     is_event,
     members,
@@ -13,7 +13,7 @@ from tests.realtime.chatkit import (
     ready_socket,
     server_conns,
 )
-from tests.realtime.conftest import Live
+from tests.kit.livekit import Live
 
 
 async def test_delivered_and_read_receipts_reach_the_sender(live: Live) -> None:

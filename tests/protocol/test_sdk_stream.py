@@ -7,7 +7,7 @@ import pytest
 
 from melo_protocol.client import MeloClient, SessionRevoked
 from melo_protocol.client.stream import CursorFile, LiveStream
-from tests.realtime.conftest import Live
+from tests.kit.livekit import Live
 
 
 async def sdk_client(live: Live, name: str) -> MeloClient:

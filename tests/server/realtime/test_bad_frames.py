@@ -1,19 +1,18 @@
 """Invalid client frames get an ``error`` frame or a documented close code; the socket and server go on."""
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import websockets
 
 from melo_protocol.wire.realtime import MAX_FRAME_BYTES
 from server.realtime import connection
 from tests.conftest import make_settings
-from tests.realtime.conftest import Live, Socket, start_live
-from tests.realtime.test_delivery import backlog, envelope, group, ping
+from tests.kit.livekit import Live, start_live
+from tests.kit.wskit import Socket, closed_code, connect
+from tests.server.realtime.test_delivery import backlog, envelope, group, ping
 
 
 @pytest.fixture
@@ -32,16 +31,6 @@ async def error_for(sock: Socket, frame: str | bytes) -> dict[str, Any]:
     f = await sock.until(lambda f: f["type"] == "error")
     assert f["error"]["code"] and f["error"]["message"]
     return f
-
-
-async def closed_with(ws: Any, timeout: float = 5.0) -> int | None:
-    async with asyncio.timeout(timeout):
-        try:
-            while True:
-                await ws.recv()
-        except websockets.ConnectionClosed:
-            pass
-    return ws.close_code  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(("frame", "code"), [
@@ -99,7 +88,7 @@ async def test_frames_up_to_the_limit_are_read_bigger_ones_close_1009(live: Live
     alice, bob = await live.user("alice"), await live.user("bob")
     chat = (await group(alice, [bob]))["id"]
     # an auth frame and a command of exactly MAX_FRAME_BYTES are processed
-    ws = await websockets.connect(live.server.ws_url, max_size=4 * 1024 * 1024, ping_interval=None)
+    ws = await connect(live.server.ws_url)
     sock = Socket(ws)
     await ws.send(padded({"op": "auth", "token": bob.tokens["access_token"], "cursor": None}, MAX_FRAME_BYTES))
     assert (await sock.next())["type"] == "ready"
@@ -109,7 +98,7 @@ async def test_frames_up_to_the_limit_are_read_bigger_ones_close_1009(live: Live
     # one byte more closes the socket with 1009, from the transport; nothing of it is stored
     big = {"op": "send", "id": "big", "chat_id": chat, "txn_id": "t", "e2e": envelope("x" * 300_000)}
     await ws.send(padded(big, max(MAX_FRAME_BYTES + 1, len(json.dumps(big)))))
-    assert await closed_with(ws) == 1009
+    assert await closed_code(ws) == 1009
     page = await alice.call("GET", f"/v1/chats/{chat}/messages", 200)
     assert page["messages"] == [], "nothing of the refused frame was stored"
     # the server goes on
@@ -129,7 +118,7 @@ async def test_garbage_flood_closes_with_4009(live: Live) -> None:
     assert {e["error"]["code"] for e in errors} == {"malformed_json"}
     assert (await ping(sock))["type"] == "pong", "still open at the limit"
     await sock.ws.send("one too many")
-    assert await closed_with(sock.ws) == 4009
+    assert await closed_code(sock.ws) == 4009
     fresh = await bob.socket(cursor=None)
     assert (await ping(fresh))["type"] == "pong"
     await fresh.close()
@@ -187,7 +176,7 @@ async def test_invalid_frames_count_within_a_window(live: Live, monkeypatch: pyt
     for i in range(limit):
         await error_for(sock, f"again {i}")
     await sock.ws.send("one too many within the window")
-    assert await closed_with(sock.ws) == 4009
+    assert await closed_code(sock.ws) == 4009
 
 
 @pytest.mark.parametrize(("times", "closes_at"), [

@@ -10,8 +10,8 @@ import pytest
 from melo_protocol.client import events as ev
 from melo_protocol.crypto import MissingSessionKey
 from melo_protocol.wire.chats import HISTORY_MAX_LIMIT
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import close_all, collect_texts, device, next_of
+from tests.kit.e2ekit import close_all, collect_texts, device, next_of
+from tests.kit.livekit import Live
 
 
 async def test_dm_round_trip_is_encrypted(live: Live, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from melo_protocol.client import CredentialStore, MeloClient
 from melo_protocol.client import events as ev
 from melo_protocol.client.messenger import Messenger
-from tests.realtime.conftest import Live
+from tests.kit.livekit import Live
 
 PASSWORD = "correct horse battery"
 

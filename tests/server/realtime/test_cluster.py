@@ -1,7 +1,6 @@
 """Two real ``melo-server run`` processes sharing a database and Redis: users on different nodes talk."""
 
 import asyncio
-import json
 import subprocess
 import sys
 import time
@@ -12,11 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-import websockets
 
 from tests.conftest import RUN_ID, RUN_SECRET
+from tests.kit.wskit import Socket, open_socket
 from tests.live import LiveServer, running_server, server_command
-from tests.realtime.test_delivery import envelope
+from tests.server.realtime.test_delivery import envelope, ping
 
 _prefixes = iter(range(1, 1_000_000))
 
@@ -36,23 +35,6 @@ class User:
         return {"Authorization": f"Bearer {self.tokens['access_token']}"}
 
 
-class Sock:
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-
-    async def until(self, pred: Any, timeout: float = 10.0) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                f = json.loads(await self.ws.recv())
-                if pred(f):
-                    return f  # type: ignore[no-any-return]
-
-    async def command(self, op: str, **fields: Any) -> dict[str, Any]:
-        req = uuid.uuid4().hex[:10]
-        await self.ws.send(json.dumps({"op": op, "id": req, **fields}))
-        return await self.until(lambda f: f.get("id") == req)
-
-
 async def register(node: Node, prefix: str) -> User:
     name = f"{prefix}{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=node.server.url) as http:
@@ -68,11 +50,8 @@ async def call(node: Node, user: User, method: str, path: str, expect: int, **kw
     return r.json() if r.content else None
 
 
-async def connect(node: Node, user: User) -> Sock:
-    ws = await websockets.connect(node.ws_url)
-    await ws.send(json.dumps({"op": "auth", "token": user.tokens["access_token"], "cursor": None}))
-    sock = Sock(ws)
-    await sock.until(lambda f: f["type"] == "ready")
+async def connect(node: Node, user: User) -> Socket:
+    sock = await open_socket(node.ws_url, user.tokens["access_token"])
     await sock.until(lambda f: f["type"] == "caught_up")
     return sock
 
@@ -128,7 +107,7 @@ async def test_users_on_two_nodes_talk(cluster: tuple[Node, Node]) -> None:
     # a second socket of carol on the other node: going away on B does not make her look offline
     sc2 = await connect(a, carol)
     await sc.ws.close()
-    await sc2.command("ping")
+    await ping(sc2)
     await sc2.ws.close()
     off = await sa.until(lambda f: f["type"] == "presence" and f["user"] == carol.name)
     assert off["online"] is False and off["last_seen"]

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from tests.realtime.chatkit import (
+from tests.kit.chatkit import (
     code,
     envelope,
     is_event,
@@ -16,7 +16,8 @@ from tests.realtime.chatkit import (
     ready_socket,
     txn,
 )
-from tests.realtime.conftest import Client, Live, Socket
+from tests.kit.livekit import Client, Live
+from tests.kit.wskit import Socket
 
 LIMIT = 64 * 1024
 

@@ -12,8 +12,8 @@ import pytest
 
 from melo_protocol.client.keystore import _file as store_key_file  # the 0600 file used when MELO_KEYRING=file
 from melo_protocol.client.tokens import CredentialStore
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import close_all, collect_texts, device
+from tests.kit.e2ekit import close_all, collect_texts, device
+from tests.kit.livekit import Live
 
 CLIENT = textwrap.dedent('''
     import asyncio, sys

@@ -1,7 +1,8 @@
-"""Live realtime fixtures: the app under a real uvicorn on a free loopback port, real WebSocket clients."""
+"""The app in the test's own process under a real uvicorn on a free loopback port, with users that hold a
+REST client and open real WebSockets. A conftest that needs the ``live`` or ``live_backends`` fixture imports
+it from here (tests/server/realtime, tests/protocol, tests/tui)."""
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-import websockets
 from sqlalchemy.engine import make_url
 
 from server.app import create_app
 from server.asgi import uvicorn_options
 from server.config import Settings
 from tests.conftest import make_settings
+from tests.kit.wskit import Socket, open_socket
 from tests.openapi_truth import assert_app_declared
 
 
@@ -83,48 +84,11 @@ class Client:
             assert r.status_code == expect, f"{method} {path}: {r.status_code} {r.text}"
         return r.json() if r.content and r.headers.get("content-type", "").startswith("application/json") else r
 
-    async def socket(self, cursor: dict[str, int] | None = None, token: str | None = None) -> "Socket":
-        # No protocol-level keepalive, as in the SDK (clients send `ping` commands): the server reads a client's
-        # frames only as fast as it handles them, so a ping queued behind 100 pipelined sends on a loaded box
-        # could miss websockets' 20 s deadline and fail a test that is not about keepalive.
-        ws = await websockets.connect(self.server.ws_url, max_size=4 * 1024 * 1024, ping_interval=None)
-        sock = Socket(ws)
-        await ws.send(json.dumps({"op": "auth", "token": token or self.tokens["access_token"], "cursor": cursor}))
-        ready = await sock.next()
-        assert ready["type"] == "ready", ready
-        return sock
+    async def socket(self, cursor: dict[str, int] | None = None, token: str | None = None) -> Socket:
+        return await open_socket(self.server.ws_url, token or self.tokens["access_token"], cursor)
 
     async def close(self) -> None:
         await self.http.aclose()
-
-
-class Socket:
-    def __init__(self, ws: Any) -> None:
-        self.ws = ws
-        self.cursor: dict[str, int] = {}
-
-    async def next(self, timeout: float = 10.0) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            frame = json.loads(await self.ws.recv())
-        if "chat_id" in frame and "seq" in frame:
-            self.cursor[str(frame["chat_id"])] = frame["seq"]
-        return frame
-
-    async def until(self, pred: Any, timeout: float = 10.0) -> dict[str, Any]:
-        """Next frame matching pred (frames before it are consumed)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                frame = await self.next(timeout)
-                if pred(frame):
-                    return frame
-
-    async def command(self, op: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
-        req = uuid.uuid4().hex[:12]
-        await self.ws.send(json.dumps({"op": op, "id": req, **fields}))
-        return await self.until(lambda f: f.get("id") == req and f["type"] in ("ack", "error"), timeout)
-
-    async def close(self) -> None:
-        await self.ws.close()
 
 
 class Live:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 import websockets
 
-from tests.realtime.chatkit import (
+from tests.kit.chatkit import (
     envelope,
     insert_users,
     make_admin,
@@ -23,7 +23,8 @@ from tests.realtime.chatkit import (
     set_site_admin,
     txn,
 )
-from tests.realtime.conftest import Client, Live, Socket
+from tests.kit.livekit import Client, Live
+from tests.kit.wskit import Socket
 
 # Order matters for the few routes that change who holds a role: the owner acts last.
 ACTORS = ("anonymous", "non_member", "banned", "revoked", "member", "admin", "owner")
