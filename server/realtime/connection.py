@@ -8,6 +8,7 @@ import secrets
 import socket
 import struct
 from collections import deque
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any
 
@@ -24,6 +25,7 @@ from melo_protocol.wire.realtime import (
 )
 from server.chats import events
 from server.core.errors import ApiError
+from server.core.jwt_keys import AccessClaims
 from server.db.models import Chat, ChatMember
 from server.realtime.bus import BusEvent
 from server.realtime.delivery import Action, ChatEvent, DeliveryState, Fill, Membership, Route, Send
@@ -35,6 +37,10 @@ log = logging.getLogger("melo.ws")
 REPLAY_BATCH = 500
 CLOSE_TIMEOUT_S = 1.0  # to hand the close frame to a peer before dropping the transport
 CLOSE_BACKSTOP_S = 5.0  # a closed socket's transport is aborted by then if the peer never finished
+
+# Runs one valid command for a socket; the answer frame (None: no answer). The router injects
+# ``server.realtime.commands.run``: this module does not know the commands.
+CommandRunner = Callable[["Connection", Any], Awaitable[str | None]]
 
 
 class InvalidFrames:
@@ -55,17 +61,19 @@ class InvalidFrames:
 
 
 class Connection:
-    def __init__(self, ws: WebSocket, state: AppState, *, user_id: int, username: str, session_id: str,
-                 device_id: str) -> None:
+    def __init__(self, ws: WebSocket, state: AppState, *, claims: AccessClaims, username: str,
+                 run_command: CommandRunner) -> None:
         self.id = secrets.token_hex(8)
         self.ws = ws
         self.state = state
-        self.user_id = user_id
+        self.claims = claims  # of the token that opened the socket; its session is checked before each command
+        self.user_id = claims.user_id
         self.username = username
-        self.session_id = session_id
-        self.device_id = device_id
+        self.session_id = claims.session_id
+        self.device_id = claims.device_id
+        self.run_command = run_command
         self.chats: set[int] = set()  # the chats the hub routes to this socket (the hub keeps it)
-        self.delivery = DeliveryState(user_id)
+        self.delivery = DeliveryState(claims.user_id)
         self.queue: asyncio.Queue[BusEvent] = asyncio.Queue(maxsize=state.settings.ws_queue_size)
         self.send_lock = asyncio.Lock()
         self.close_requested = asyncio.Event()
@@ -194,8 +202,6 @@ class Connection:
             self.request_close(CloseCode.BAD_FRAMES, "too many invalid frames")
 
     async def handle_frame(self, raw: str) -> None:
-        from server.realtime import commands
-
         try:
             obj = json.loads(raw)
         except (json.JSONDecodeError, RecursionError):
@@ -219,7 +225,7 @@ class Connection:
             await self.send_text(error_frame(exc.code, exc.message, cmd.id, exc.details))
             return
         try:
-            reply = await commands.run(self, cmd)
+            reply = await self.run_command(self, cmd)
         except ApiError as exc:
             await self.send_text(error_frame(exc.code, exc.message, cmd.id, exc.details))
             return

@@ -17,6 +17,8 @@ from server.core.errors import ApiError
 from server.db.models import Chat, ChatMember, User
 from server.db.types import utcnow
 from server.deps import authenticate
+from server.keys.service import pending
+from server.realtime import commands
 from server.realtime.bus import BusEvent
 from server.realtime.connection import Connection
 from server.realtime.frames import (
@@ -75,8 +77,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await _refuse(ws, code, exc.code, exc.message)
         return
 
-    conn = Connection(ws, state, user_id=caller.user.id, username=caller.user.username,
-                      session_id=caller.session_id, device_id=caller.claims.device_id)
+    conn = Connection(ws, state, claims=caller.claims, username=caller.user.username, run_command=commands.run)
     try:
         await _serve(state, conn, auth)
     finally:
@@ -181,8 +182,6 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
 
 async def send_pending_to_device(state: AppState, conn: Connection) -> None:
     """To-device messages queued for this device (acknowledged ones are gone), oldest first."""
-    from server.keys.service import pending
-
     after = 0
     while True:
         async with state.sessions() as db:
