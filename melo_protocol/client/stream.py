@@ -1,9 +1,11 @@
 """``LiveStream``: the WebSocket half of the SDK — auth, resume from a cursor, heartbeats, commands
 answered by ack/error, and reconnection with exponential backoff and jitter.
 
-Frames come out of ``frames()`` in the order the server sent them. The cursor (chat id → last seq)
-advances as frames are handed out, and is saved through ``cursor_store`` so that a restarted client
-resumes exactly where it stopped: no loss, no duplicates.
+Frames come out of ``frames()`` in the order the server sent them. Each is parsed into its
+``melo_protocol.wire.realtime`` model on arrival (``parse_server_frame``); the consumer still gets the
+frame's JSON object. The cursor (chat id → last seq) is ``ResumeState``'s: it advances as frames are
+handed out, and is saved through ``cursor_store`` so that a restarted client resumes exactly where it
+stopped: no loss, no duplicates.
 """
 
 import asyncio
@@ -28,8 +30,18 @@ from melo_protocol.client.errors import (
     error_from_code,
 )
 from melo_protocol.client.rest import MeloClient
+from melo_protocol.client.resume import ResumeState
 from melo_protocol.wire.bounds import Id, Seq
-from melo_protocol.wire.realtime import CloseCode
+from melo_protocol.wire.realtime import (
+    AckFrame,
+    CaughtUpFrame,
+    CloseCode,
+    ErrorFrame,
+    PongFrame,
+    ReadyFrame,
+    UnknownFrame,
+    parse_server_frame,
+)
 
 log = logging.getLogger("melo.sdk.stream")
 
@@ -82,14 +94,15 @@ class LiveStream:
         self.client = client
         self.cursor_store = cursor_store
         stored = cursor_store.load() if cursor_store else None
-        # None: start from now (no backlog); a dict: resume after those positions
-        self.cursor: dict[str, int] | None = cursor if cursor is not None else stored
+        # cursor None: start from now (no backlog); a dict: resume after those positions
+        self._resume = ResumeState(cursor=cursor if cursor is not None else stored)
         self.on_state = on_state
         self.reconnect = reconnect
         self.state = "idle"
         self.ready: dict[str, Any] | None = None
-        self._frames: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue(QUEUE_SIZE)
-        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        # each frame as its model (for the resume state) and as the object handed to the consumer
+        self._frames: asyncio.Queue[tuple[Any, dict[str, Any]] | BaseException] = asyncio.Queue(QUEUE_SIZE)
+        self._pending: dict[str, asyncio.Future[tuple[AckFrame | ErrorFrame | PongFrame, dict[str, Any]]]] = {}
         self._ws: Any = None
         self._connected = asyncio.Event()
         self._caught_up = asyncio.Event()
@@ -98,6 +111,11 @@ class LiveStream:
         self._dirty = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def cursor(self) -> dict[str, int] | None:
+        """Chat id → the last seq handed out; None: from now (nothing seen yet)."""
+        return self._resume.cursor
+
     async def __aenter__(self) -> "LiveStream":
         await self.start()
         return self
@@ -148,29 +166,21 @@ class LiveStream:
         """Every server frame except command answers; raises the error that ended the stream."""
         while True:
             item = await self._frames.get()
-            if isinstance(item, BaseException):
-                raise item
-            self._advance(item)
-            yield item
+            yield self._hand_out(item)
 
     async def next_frame(self, timeout: float | None = None) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
             item = await self._frames.get()
+        return self._hand_out(item)
+
+    def _hand_out(self, item: tuple[Any, dict[str, Any]] | BaseException) -> dict[str, Any]:
         if isinstance(item, BaseException):
             raise item
-        self._advance(item)
-        return item
-
-    def _advance(self, frame: dict[str, Any]) -> None:
-        chat_id, seq = frame.get("chat_id"), frame.get("seq")
-        if isinstance(chat_id, int) and isinstance(seq, int):
-            if self.cursor is None:
-                self.cursor = {}
-            key = str(chat_id)
-            if seq > self.cursor.get(key, -1):
-                self.cursor[key] = seq
-                self._dirty += 1
-                self._save_cursor()
+        frame, obj = item
+        if self._resume.handed_out(frame):
+            self._dirty += 1
+            self._save_cursor()
+        return obj
 
     def _save_cursor(self, force: bool = False) -> None:
         if self.cursor_store is not None and self.cursor is not None and (force or self._dirty):
@@ -189,19 +199,19 @@ class LiveStream:
         async with asyncio.timeout(timeout):
             while True:
                 await self._connected.wait()
-                fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+                fut: asyncio.Future[tuple[AckFrame | ErrorFrame | PongFrame, dict[str, Any]]]
+                fut = asyncio.get_running_loop().create_future()
                 self._pending[req_id] = fut
                 try:
                     await self._ws.send(payload)
-                    frame = await fut
+                    frame, obj = await fut
                 except (ConnectionClosed, _Reconnecting):
                     continue
                 finally:
                     self._pending.pop(req_id, None)
-                if frame["type"] == "error":
-                    err = frame.get("error") or {}
-                    raise error_from_code(err.get("code", "error"), err.get("message", ""), err.get("details"))
-                return frame
+                if isinstance(frame, ErrorFrame):
+                    raise error_from_code(frame.error.code, frame.error.message, frame.error.details)
+                return obj
 
     # -- the connection loop ---------------------------------------------------------------------
     async def _run(self) -> None:
@@ -214,7 +224,7 @@ class LiveStream:
                 async with websockets.connect(self.client.ws_url, max_size=4 * 1024 * 1024,
                                               open_timeout=15, ping_interval=None) as ws:
                     self._ws = ws
-                    await ws.send(json.dumps({"op": "auth", "token": token, "cursor": self.cursor}))
+                    await ws.send(json.dumps({"op": "auth", "token": token, "cursor": self._resume.connecting()}))
                     await self._session(ws)
                     attempt = 0
             except ConnectionClosed as exc:
@@ -246,6 +256,7 @@ class LiveStream:
             finally:
                 self._ws = None
                 self._connected.clear()
+                self._resume.disconnected()
                 for fut in self._pending.values():
                     if not fut.done():
                         fut.set_exception(_Reconnecting())
@@ -277,29 +288,31 @@ class LiveStream:
         heartbeat: asyncio.Task[None] | None = None
         try:
             async for raw in ws:
-                frame = json.loads(raw)
-                kind = frame.get("type")
-                if kind == "ready":
-                    self.ready = frame
-                    heartbeat = asyncio.create_task(self._heartbeat(ws, float(frame.get("heartbeat_s", 25))))
+                parsed = _parse(raw)
+                if parsed is None:
                     continue
-                if kind == "caught_up":
+                frame, obj = parsed
+                if isinstance(frame, ReadyFrame):
+                    self.ready = obj
+                    heartbeat = asyncio.create_task(self._heartbeat(ws, float(frame.heartbeat_s)))
+                    continue
+                if isinstance(frame, CaughtUpFrame):
                     self._connected.set()
                     self._caught_up.set()
                     self._set_state("connected")
-                    if self.cursor is None:
-                        # resume from here next time, even when nothing arrives meanwhile
-                        self.cursor = {str(k): int(v) for k, v in (frame.get("cursor") or {}).items()}
+                    if self._resume.caught_up(frame.cursor):
                         self._save_cursor(force=True)
                     continue
-                if kind in ("ack", "error", "pong") and frame.get("id") in self._pending:
-                    fut = self._pending[frame["id"]]
+                if isinstance(frame, AckFrame | ErrorFrame | PongFrame) and frame.id in self._pending:
+                    fut = self._pending[frame.id]
                     if not fut.done():
-                        fut.set_result(frame)
+                        fut.set_result((frame, obj))
                     continue
-                if kind == "pong":
+                if isinstance(frame, PongFrame):
                     continue
-                await self._frames.put(frame)  # blocks when the consumer lags: the server then resyncs us
+                if not self._resume.received(frame):
+                    continue  # a duplicate: sent again after a reconnect while the first copy still waits
+                await self._frames.put((frame, obj))  # blocks when the consumer lags: the server then resyncs us
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
@@ -313,3 +326,27 @@ class LiveStream:
 
 class _Reconnecting(Exception):
     pass
+
+
+def _parse(raw: str | bytes) -> tuple[Any, dict[str, Any]] | None:
+    """A server frame as its model and as its JSON object; None (logged) for what is not a frame.
+
+    A known frame that breaks its model (a newer server's change) goes on as an ``UnknownFrame``: the
+    consumer gets it as before, and the cursor still counts it when it names a chat and a seq.
+    """
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        log.warning("ignoring a server frame that is not JSON")
+        return None
+    if not isinstance(obj, dict):
+        log.warning("ignoring a server frame that is not a JSON object")
+        return None
+    try:
+        return parse_server_frame(obj), obj
+    except ValidationError as exc:
+        log.warning("server frame %r does not match its model: %s", obj.get("type"), exc.errors()[:1])
+    try:
+        return UnknownFrame.model_validate(obj), obj
+    except ValidationError:
+        return None

@@ -8,11 +8,11 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PlainSerializer, TypeAdapter
+from pydantic import ConfigDict, Field, PlainSerializer, TypeAdapter, ValidationError
 
 from melo_protocol.wire.base import Request, Response
 from melo_protocol.wire.bounds import Id, Seq
-from melo_protocol.wire.chats import E2EEnvelope, MessageSend, ReactionKey, _Content
+from melo_protocol.wire.chats import E2EEnvelope, MessageOut, MessageSend, ReactionKey, _Content
 from melo_protocol.wire.errors import ErrorBody
 
 MAX_FRAME_BYTES = 256 * 1024
@@ -163,13 +163,34 @@ class PongFrame(Response):
 
 
 class ChatEventFrame(Response):
-    """A stored chat event: resumable, ordered by ``seq`` within ``chat_id``."""
+    """A stored chat event: resumable, ordered by ``seq`` within ``chat_id``.
+
+    The server builds every chat event with this model; a client reads one as the subclass for its type.
+    """
 
     type: EventType
     chat_id: int
     seq: int
     ts: IsoTime
     data: dict[str, Any]
+
+
+class MessageEventFrame(ChatEventFrame):
+    """``message.created`` and ``message.edited``: the message itself."""
+
+    type: Literal[EventType.MESSAGE_CREATED, EventType.MESSAGE_EDITED]  # type: ignore[assignment]
+    data: MessageOut  # type: ignore[assignment]
+
+
+class ChatNoticeFrame(ChatEventFrame):
+    """Every other chat event; ``data`` as docs/protocol.md gives it per type."""
+
+    type: Literal[  # type: ignore[assignment]
+        EventType.MESSAGE_DELETED, EventType.REACTION_ADDED, EventType.REACTION_REMOVED, EventType.MESSAGE_PINNED,
+        EventType.MESSAGE_UNPINNED, EventType.RECEIPT, EventType.MEMBER_JOINED, EventType.MEMBER_LEFT,
+        EventType.MEMBER_REMOVED, EventType.MEMBER_ROLE_CHANGED, EventType.CHAT_CREATED, EventType.CHAT_UPDATED,
+        EventType.CALL_MISSED,
+    ]
 
 
 class TypingFrame(Response):
@@ -227,11 +248,40 @@ class SessionRevokedFrame(Response):
     reason: str | None = None
 
 
+class UnknownFrame(Response):
+    """A frame of a type this version does not know (a newer server's): kept as it came (``model_extra``);
+    resumable like a chat event when it names a chat and a seq."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    chat_id: int | None = None
+    seq: int | None = None
+
+
 ServerFrame = Annotated[
     ReadyFrame | CaughtUpFrame | AckFrame | ErrorFrame | PongFrame | TypingFrame | PresenceFrame
-    | ResyncRequiredFrame | SessionRevokedFrame | ToDeviceFrame | DevicesChangedFrame | KeysLowFrame,
+    | ResyncRequiredFrame | SessionRevokedFrame | ToDeviceFrame | DevicesChangedFrame | KeysLowFrame
+    | MessageEventFrame | ChatNoticeFrame,
     Field(discriminator="type"),
 ]
+server_frame_adapter: TypeAdapter[Any] = TypeAdapter(ServerFrame)
+
+
+def parse_server_frame(data: str | bytes | dict[str, Any]) -> Any:
+    """One server frame (JSON text, or the object decoded from it) as its model, by ``type``.
+
+    A frame of a type this version does not know is an ``UnknownFrame``. Raises ``ValidationError`` for
+    anything else that breaks a model: not JSON, not an object, no ``type``, or a known frame's bad field.
+    """
+    try:
+        if isinstance(data, dict):
+            return server_frame_adapter.validate_python(data)
+        return server_frame_adapter.validate_json(data)
+    except ValidationError as exc:
+        if not any(e["type"] == "union_tag_invalid" and not e["loc"] for e in exc.errors()):
+            raise
+    return UnknownFrame.model_validate(data) if isinstance(data, dict) else UnknownFrame.model_validate_json(data)
 
 __all__ = [
     "MAX_FRAME_BYTES",
@@ -240,14 +290,18 @@ __all__ = [
     "AuthCmd",
     "CaughtUpFrame",
     "ChatEventFrame",
+    "ChatNoticeFrame",
     "ClientCommand",
     "CloseCode",
     "DeleteCmd",
+    "DevicesChangedFrame",
     "E2EEnvelope",
     "EditCmd",
     "ErrorFrame",
     "EventType",
     "IsoTime",
+    "KeysLowFrame",
+    "MessageEventFrame",
     "PingCmd",
     "PongFrame",
     "PresenceFrame",
@@ -263,5 +317,8 @@ __all__ = [
     "ToDeviceFrame",
     "TypingCmd",
     "TypingFrame",
+    "UnknownFrame",
     "client_command_adapter",
+    "parse_server_frame",
+    "server_frame_adapter",
 ]

@@ -14,7 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from melo_protocol.wire import PROTOCOL_VERSION, ErrorCode
 from melo_protocol.wire.chats import MessageOut
 from melo_protocol.wire.keys import ToDeviceOut
-from melo_protocol.wire.realtime import TYPING_EXPIRES_S, AuthCmd, EventType
+from melo_protocol.wire.realtime import TYPING_EXPIRES_S, AuthCmd, EventType, UnknownFrame, parse_server_frame
 from server.realtime import frames
 from server.realtime.bus import BusEvent
 
@@ -245,3 +245,30 @@ def test_old_bus_events_still_decode() -> None:
     ev = BusEvent.decode(head.encode() + b"\n" + frames.keys_low_frame("D1").encode())
     assert ev == BusEvent(kind="device", frame='{"type":"keys.low","device_id":"D1"}', seq=5, session_ids=["D1"])
     assert TypeAdapter(dict[str, str]).validate_json(ev.frame) == {"type": "keys.low", "device_id": "D1"}
+
+
+def test_every_frame_the_server_builds_parses_into_its_model() -> None:
+    built = [
+        frames.error_frame(ErrorCode.RATE_LIMITED, "slow down", "c1", {"retry_after": 2}),
+        frames.ack_frame("a1", _message()),
+        frames.pong_frame(None),
+        frames.ready_frame(
+            user_id=5, username="alice", session_id="s1", device_id="D1", heartbeat_s=25, idle_timeout_s=75.0
+        ),
+        frames.caught_up_frame({4: 9}),
+        frames.resync_required_frame([4]),
+        frames.typing_frame(4, "bob", True),
+        frames.presence_frame("bob", False, TS),
+        frames.session_revoked_frame("session revoked"),
+        frames.to_device_frame(
+            ToDeviceOut(id=1, type="m.room_key", sender="a", sender_id=1, sender_device="D", content={}, created_at=TS)
+        ),
+        frames.devices_changed_frame("bob", 2),
+        frames.keys_low_frame("D1"),
+        *(frames.chat_event_frame(4, 9, t.value, TS, data) for t, data in EVENTS),
+    ]
+    for text in built:
+        frame = parse_server_frame(text)
+        assert not isinstance(frame, UnknownFrame), text
+        assert frame.type == json.loads(text)["type"]
+        assert json.loads(frame.model_dump_json()) == json.loads(text)  # and back: nothing lost or added
