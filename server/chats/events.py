@@ -141,8 +141,4 @@ async def messages_out(
     return {m.id: await message_out(state, m, username, reactions.get(m.id)) for m, username in rows}
 
 
-def pending_count(db: AsyncSession) -> int:
-    return len(db.info.get(_PENDING, []))
-
-
 __all__: Sequence[str] = ["commit_and_publish", "emit", "event_frame", "next_seq", "replay"]

@@ -324,7 +324,3 @@ async def mark(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
                           {"user": caller.user.username, "read_seq": member.read_seq,
                            "delivered_seq": member.delivered_seq})
     await events.commit_and_publish(state, db)
-
-
-async def member_row(db: AsyncSession, chat_id: int, user_id: int) -> ChatMember | None:
-    return await db.get(ChatMember, (chat_id, user_id))
