@@ -71,7 +71,7 @@ def _bearer(credentials: HTTPAuthorizationCredentials | None) -> str:
 
 
 async def authenticate(state: AppState, db: AsyncSession, token: str) -> Caller:
-    """Verify an access token and load its user; shared by REST and (later) the WebSocket."""
+    """Verify an access token and load its user; shared by REST and the WebSocket."""
     claims = await state.keys.verify_access(token)
     if await state.revocations.is_revoked(claims.session_id):
         # a ban or deactivation revokes every session: name that, not the revocation it caused

@@ -269,12 +269,3 @@ async def forget_devices(state: AppState, session_ids: list[str]) -> None:
             user = await db.get(User, user_id)
             if user is not None:
                 await announce_device_change(state, db, user)
-
-
-async def expire_to_device(db: AsyncSession) -> int:
-    gone = await db.execute(delete(ToDeviceMessage).where(ToDeviceMessage.expires_at <= utcnow()))
-    await db.commit()
-    return int(gone.rowcount)  # type: ignore[attr-defined]
-
-
-
