@@ -96,7 +96,7 @@ class Application:
 
     def rate_limit_wait(self) -> float:
         """MELO_RATE_LIMIT_WAIT: the longest server-asked wait (seconds) sat out before retrying; 0: never."""
-        from melo_protocol.client.rest import DEFAULT_RATE_LIMIT_WAIT_S
+        from melo_protocol.client.transport import DEFAULT_RATE_LIMIT_WAIT_S
 
         raw = os.environ.get("MELO_RATE_LIMIT_WAIT", "").strip()
         if not raw:
