@@ -32,6 +32,14 @@ class NotLoggedIn(MeloError):
     """No stored credentials for this profile and server."""
 
 
+class E2EError(MeloError):
+    """An end-to-end encryption problem the user must look at (trust, keys, local store)."""
+
+
+class ProfileInUse(MeloError):
+    """Another process has this profile's device open (its crypto store is locked to one process)."""
+
+
 class ClientError(MeloError):
     """A request refused on this side, with a code like the server's (``chat_not_found`` for a chat name
     that matches none of yours, ``ambiguous_chat``): no server reply to quote, but the same shape."""
@@ -196,12 +204,14 @@ __all__ = [
     "BadRequest",
     "ClientError",
     "Conflict",
+    "E2EError",
     "Forbidden",
     "InvalidCredentials",
     "MeloError",
     "NotAuthenticated",
     "NotFound",
     "NotLoggedIn",
+    "ProfileInUse",
     "RateLimited",
     "ServerUnreachable",
     "SessionRevoked",
