@@ -157,7 +157,8 @@ class Application:
         """
 
         async def go(client: "MeloClient") -> T:
-            from melo_protocol.client.messenger import Messenger, ProfileInUse
+            from melo_protocol.client.errors import ProfileInUse
+            from melo_protocol.client.messenger import Messenger
 
             messenger = Messenger.open(client, self.store())
             try:

@@ -28,8 +28,7 @@ from melo_protocol.client.calls import (
     open_microphone,
     open_speaker,
 )
-from melo_protocol.client.errors import MeloError
-from melo_protocol.client.messenger import ProfileInUse
+from melo_protocol.client.errors import MeloError, ProfileInUse
 from melo_tui.backend import Backend
 from melo_tui.commands import MeloCommands
 from melo_tui.formatting import Formatting

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from melo_protocol.client.actions import ACTIONS
-from melo_protocol.client.errors import ClientError, MeloError
+from melo_protocol.client.errors import ClientError, ControlRequestRefused, E2EError, MeloError, ProfileInUse
 
 if TYPE_CHECKING:
     from melo_protocol.client import CredentialStore
@@ -44,11 +44,6 @@ log = logging.getLogger("melo.control")
 VERSION = 2  # 2: errors name their SDK type (1 carried the CLI's exit code, which melo-tui cannot know)
 MAX_REQUEST = 4 * 1024 * 1024  # a long message, JSON-escaped
 ANSWER_TIMEOUT_S = 300.0  # sharing keys with many devices takes a while; a dead holder is seen at once
-
-
-class ControlRequestRefused(ClientError):
-    """The holder could not run the request as sent (unreadable, an unknown action, bad parameters): a
-    version mismatch between the two processes or a bug, never the user's data. The CLI exits 2 (usage)."""
 
 
 # -- where ---------------------------------------------------------------------------------------------
@@ -185,7 +180,6 @@ async def serving(messenger: "Messenger", store: "CredentialStore") -> AsyncIter
 def _answered_error(error: dict[str, Any]) -> MeloError:
     """The error the holder's action raised, raised again here: same type, code, message and details."""
     from melo_protocol.client import errors as e
-    from melo_protocol.client.messenger import E2EError, ProfileInUse
 
     kind, code = str(error.get("type", "")), str(error.get("code", "error"))
     message = str(error.get("message") or code)
@@ -226,8 +220,6 @@ async def forward(store: "CredentialStore", name: str, params: dict[str, Any]) -
         async with asyncio.timeout(ANSWER_TIMEOUT_S):
             line = await reader.readuntil(b"\n")
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-        from melo_protocol.client.messenger import ProfileInUse
-
         raise ProfileInUse("the process holding this profile did not answer") from None
     finally:
         writer.close()

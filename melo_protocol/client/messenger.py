@@ -49,8 +49,6 @@ from melo_protocol.wire.jobs import ScheduledOut
 if TYPE_CHECKING:  # the stream (websockets) is imported by start(live=True): a one-shot send needs none of it
     from melo_protocol.client.stream import LiveStream
 
-__all__ = ["E2EError", "Messenger", "ProfileInUse", "dumps_event"]
-
 
 class Messenger:
     def __init__(self, client: MeloClient, data_dir: Path, store_key: bytes) -> None:
