@@ -36,9 +36,9 @@ from melo_protocol.client.tokens import CredentialStore
 from melo_protocol.client.verification import Verifications
 from melo_protocol.crypto import (
     CryptoMachine,
-    CryptoStore,
     MissingSessionKey,
     SasVerification,
+    SqliteCryptoStore,
     StoreKeyError,
     StoreLocked,
 )
@@ -117,7 +117,7 @@ class Messenger:
         self._translator.username = self.username
         self._directory.usernames[self.user_id] = self.username
         try:
-            store = CryptoStore(self.data_dir / "crypto", self._store_key)
+            store = SqliteCryptoStore(self.data_dir / "crypto", self._store_key)
         except StoreLocked:
             raise ProfileInUse(
                 "this profile is in use by another melo or melo-tui process (its encrypted store "
