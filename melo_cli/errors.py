@@ -94,9 +94,11 @@ def describe(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, e.E2EError):
         return "e2e_error", exc.message
     if isinstance(exc, e.ProfileInUse):
-        return "profile_in_use", (exc.message + ". While `melo listen` or `melo-tui` holds a profile, send "
-                                  "(also --at), history, edit, delete, react, pin and read run inside it; any other "
-                                  "command that opens the profile's encrypted store fails like this until it ends")
+        return "profile_in_use", (
+            exc.message + ". While `melo listen` or `melo-tui` holds a profile, send "
+            "(also --at), history, edit, delete, react, pin and read run inside it; any other "
+            "command that opens the profile's encrypted store fails like this until it ends"
+        )
     if isinstance(exc, e.MeloError):
         return "error", exc.message
     return "error", str(exc)

@@ -74,9 +74,13 @@ def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
 
 def _error(exc: MeloError) -> dict[str, Any]:
     """An SDK error as an answer: enough for the caller to raise the same error (see ``_answered_error``)."""
-    doc: dict[str, Any] = {"type": type(exc).__name__, "code": getattr(exc, "code", "error"),
-                           "message": exc.message, "details": dict(getattr(exc, "details", None) or {}),
-                           "status": getattr(exc, "status", None)}
+    doc: dict[str, Any] = {
+        "type": type(exc).__name__,
+        "code": getattr(exc, "code", "error"),
+        "message": exc.message,
+        "details": dict(getattr(exc, "details", None) or {}),
+        "status": getattr(exc, "status", None),
+    }
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         doc["retry_after"] = retry_after
@@ -185,19 +189,37 @@ def _answered_error(error: dict[str, Any]) -> MeloError:
     message = str(error.get("message") or code)
     details = error.get("details") if isinstance(error.get("details"), dict) else {}
     status = error.get("status") if isinstance(error.get("status"), int) else None
-    api: dict[str, type[e.ApiError]] = {cls.__name__: cls for cls in (
-        e.ApiError, e.BadRequest, e.NotAuthenticated, e.InvalidCredentials, e.SessionRevoked, e.Forbidden,
-        e.NotFound, e.Conflict)}
+    api: dict[str, type[e.ApiError]] = {
+        cls.__name__: cls
+        for cls in (
+            e.ApiError,
+            e.BadRequest,
+            e.NotAuthenticated,
+            e.InvalidCredentials,
+            e.SessionRevoked,
+            e.Forbidden,
+            e.NotFound,
+            e.Conflict,
+        )
+    }
     if kind == "RateLimited":
         retry_after = error.get("retry_after")
-        return e.RateLimited(status or 429, code, message, details,
-                             retry_after=float(retry_after) if isinstance(retry_after, int | float) else None)
+        return e.RateLimited(
+            status or 429,
+            code,
+            message,
+            details,
+            retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+        )
     if kind in api:
         return api[kind](status or 400, code, message, details)
     if kind == "ServerUnreachable":
         return e.ServerUnreachable(message, status)
-    plain: dict[str, type[MeloError]] = {"NotLoggedIn": e.NotLoggedIn, "E2EError": E2EError,
-                                         "ProfileInUse": ProfileInUse}
+    plain: dict[str, type[MeloError]] = {
+        "NotLoggedIn": e.NotLoggedIn,
+        "E2EError": E2EError,
+        "ProfileInUse": ProfileInUse,
+    }
     if kind in plain:
         return plain[kind](message)
     if kind == "ControlRequestRefused" or (not kind and code == "bad_request"):  # not kind: a version-1 holder
