@@ -22,8 +22,7 @@ from melo_protocol.client.call import Call
 from melo_protocol.client.call_manager import CallManager
 from melo_protocol.client.call_media import AudioSink, Blackhole, SilenceTrack, open_microphone, open_speaker
 from melo_protocol.client.call_state import CallState
-from melo_protocol.client.errors import MeloError
-from melo_protocol.client.messenger import ProfileInUse
+from melo_protocol.client.errors import MeloError, ProfileInUse
 from melo_tui.backend import Backend
 from melo_tui.commands import MeloCommands
 from melo_tui.formatting import Formatting
