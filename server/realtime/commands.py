@@ -1,6 +1,6 @@
 """WebSocket commands: the same services as the REST routes, answered by ``ack`` or ``error``."""
 
-from typing import Any
+from typing import Any, Protocol
 
 from melo_protocol.wire.chats import MessageEdit, MessageSend
 from melo_protocol.wire.realtime import (
@@ -15,20 +15,34 @@ from melo_protocol.wire.realtime import (
     TypingCmd,
 )
 from server.chats.service import load_member
-from server.deps import Caller
+from server.core.jwt_keys import AccessClaims
+from server.deps import check_session
+from server.keys.service import acknowledge
 from server.messages import service as messages
-from server.realtime.auth import caller_for_socket
 from server.realtime.bus import BusEvent
-from server.realtime.connection import Connection
+from server.realtime.delivery import DeliveryState
 from server.realtime.frames import ack_frame, pong_frame, typing_frame
+from server.state import AppState
 
 
-async def run(conn: Connection, cmd: Any) -> str | None:
+class CommandSocket(Protocol):
+    """What a command needs of the socket it came on (``Connection`` is one)."""
+
+    state: AppState
+    claims: AccessClaims
+    user_id: int
+    username: str
+    device_id: str
+    delivery: DeliveryState
+
+
+async def run(conn: CommandSocket, cmd: Any) -> str | None:
     state = conn.state
     if isinstance(cmd, PingCmd):
         return pong_frame(cmd.id)
     async with state.sessions() as db:
-        caller: Caller = await caller_for_socket(state, db, conn.user_id, conn.session_id, conn.device_id)
+        # the same check as every REST request: revocations and bans apply mid-connection too
+        caller = await check_session(state, db, conn.claims)
         if isinstance(cmd, SendCmd):
             body = MessageSend(txn_id=cmd.txn_id, text=cmd.text, e2e=cmd.e2e, reply_to=cmd.reply_to,
                                recipient_devices=cmd.recipient_devices)
@@ -49,9 +63,7 @@ async def run(conn: Connection, cmd: Any) -> str | None:
             await messages.mark(state, db, caller, cmd.chat_id, cmd.seq, read=isinstance(cmd, ReadCmd))
             return ack_frame(cmd.id)
         if isinstance(cmd, ToDeviceAckCmd):
-            from server.keys.service import acknowledge
-
-            removed = await acknowledge(db, conn.device_id, cmd.up_to, only=conn.to_device_sent)
+            removed = await acknowledge(db, conn.device_id, cmd.up_to, only=conn.delivery.to_device_sent)
             return ack_frame(cmd.id, {"removed": removed})
         if isinstance(cmd, TypingCmd):
             await load_member(db, cmd.chat_id, conn.user_id)

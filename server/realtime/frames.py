@@ -5,6 +5,7 @@ the hand-built dicts through stdlib json it replaced (docs/architecture.md, "Fra
 to many sockets is serialised once, by its publisher, and the same text goes to every socket.
 """
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -68,7 +69,7 @@ def ready_frame(
     ).model_dump_json()
 
 
-def caught_up_frame(cursor: dict[int, int]) -> str:
+def caught_up_frame(cursor: Mapping[int, int]) -> str:
     return CaughtUpFrame(cursor={str(k): v for k, v in cursor.items()}).model_dump_json()
 
 

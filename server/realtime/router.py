@@ -17,6 +17,8 @@ from server.core.errors import ApiError
 from server.db.models import Chat, ChatMember, User
 from server.db.types import utcnow
 from server.deps import authenticate
+from server.keys.service import pending
+from server.realtime import commands
 from server.realtime.bus import BusEvent
 from server.realtime.connection import Connection
 from server.realtime.frames import (
@@ -75,8 +77,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await _refuse(ws, code, exc.code, exc.message)
         return
 
-    conn = Connection(ws, state, user_id=caller.user.id, username=caller.user.username,
-                      session_id=caller.session_id, device_id=caller.claims.device_id)
+    conn = Connection(ws, state, claims=caller.claims, username=caller.user.username, run_command=commands.run)
     try:
         await _serve(state, conn, auth)
     finally:
@@ -155,7 +156,7 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
             continue
         if auth.cursor is None:
             if r.left_seq is None:
-                conn.cursor[chat.id] = chat.last_seq  # a fresh client starts from now
+                conn.delivery.start_at(chat.id, chat.last_seq)  # a fresh client starts from now
             continue
         # A cursor past the chat's last event (a client's bug, or a seq from another server) would make
         # every live event look like a duplicate until the chat caught up with it: it means "all of it".
@@ -164,9 +165,9 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
             continue  # it already saw its removal
         if after < chat.purged_seq:
             resync.append(chat.id)
-            conn.cursor[chat.id] = chat.last_seq
+            conn.delivery.start_at(chat.id, chat.last_seq)
             continue
-        conn.cursor[chat.id] = await conn.send_backlog(chat.id, after, r.left_seq)
+        await conn.apply(conn.delivery.resume(chat.id, after, r.left_seq))
     if resync:
         await conn.send_text(resync_required_frame(resync))
     # Online before caught_up: a client that saw caught_up counts in presence on every worker (else its
@@ -176,22 +177,19 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
     except Exception as exc:  # presence is best effort; the stream is not
         log.warning("presence update failed: %s", type(exc).__name__)
     await send_pending_to_device(state, conn)
-    await conn.send_text(caught_up_frame(conn.cursor))
+    await conn.send_text(caught_up_frame(conn.delivery.cursor))
 
 
 async def send_pending_to_device(state: AppState, conn: Connection) -> None:
     """To-device messages queued for this device (acknowledged ones are gone), oldest first."""
-    from server.keys.service import pending
-
     after = 0
     while True:
         async with state.sessions() as db:
             batch = await pending(db, conn.device_id, after=after, limit=500)
         for item in batch:
             after = item.id
-            if item.id not in conn.to_device_sent:
-                conn.to_device_sent.add(item.id)
-                await conn.send_text(to_device_frame(item))
+            if item.id not in conn.delivery.to_device_sent:
+                await conn.apply(conn.delivery.device_message(item.id, to_device_frame(item)))
         if len(batch) < 500:
             return
 
