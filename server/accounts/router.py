@@ -39,15 +39,16 @@ async def change_password(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {t: {"schema": {"type": "string", "format": "binary"}}
-                        for t in ("image/png", "image/jpeg", "image/webp")},
+            "content": {
+                t: {"schema": {"type": "string", "format": "binary"}} for t in ("image/png", "image/jpeg", "image/webp")
+            },
         }
     },
 )
 async def set_avatar(request: Request, caller: CurrentCaller, db: DbSession) -> UserPublic:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ("image/png", "image/jpeg", "image/webp", "application/octet-stream"):
-        raise ApiError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the image as image/png, image/jpeg or image/webp")
+        raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the image as image/png, image/jpeg or image/webp")
     data = await request.body()
     return user_public(await service.set_avatar(db, caller.user, data))
 

@@ -53,7 +53,6 @@ def canonical_username(raw: str) -> str:
     name = normalize_username(raw)
     if name is None:
         raise ApiError(
-            400,
             ErrorCode.INVALID_USERNAME,
             "username must be 3-32 characters of a-z, 0-9, '_', '.', '-'",
         )
@@ -67,10 +66,11 @@ def plausible_registration_token(token: str) -> bool:
 
 async def _consume_registration_token(db: AsyncSession, token: str | None) -> None:
     if not token:
-        raise ApiError(403, ErrorCode.REGISTRATION_TOKEN_REQUIRED, "registration needs a registration token")
+        raise ApiError(ErrorCode.REGISTRATION_TOKEN_REQUIRED, "registration needs a registration token")
     if not plausible_registration_token(token):
-        raise ApiError(403, ErrorCode.REGISTRATION_TOKEN_INVALID,
-                       "registration token is unknown, expired, revoked or used up")
+        raise ApiError(
+            ErrorCode.REGISTRATION_TOKEN_INVALID, "registration token is unknown, expired, revoked or used up"
+        )
     now = utcnow()
     result = await db.execute(
         update(RegistrationToken)
@@ -83,8 +83,9 @@ async def _consume_registration_token(db: AsyncSession, token: str | None) -> No
         .values(uses=RegistrationToken.uses + 1)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise ApiError(403, ErrorCode.REGISTRATION_TOKEN_INVALID,
-                       "registration token is unknown, expired, revoked or used up")
+        raise ApiError(
+            ErrorCode.REGISTRATION_TOKEN_INVALID, "registration token is unknown, expired, revoked or used up"
+        )
 
 
 async def register(
@@ -94,11 +95,11 @@ async def register(
     name = canonical_username(body.username)
     problem = password_problem(body.password, name)
     if problem:
-        raise ApiError(400, ErrorCode.WEAK_PASSWORD, problem)
+        raise ApiError(ErrorCode.WEAK_PASSWORD, problem)
     mode = await registration_mode(state, db)
     if mode == RegistrationMode.CLOSED:
-        raise ApiError(403, ErrorCode.REGISTRATION_CLOSED, "registration is closed on this server")
-    taken = ApiError(409, ErrorCode.USERNAME_TAKEN, "that username is taken")
+        raise ApiError(ErrorCode.REGISTRATION_CLOSED, "registration is closed on this server")
+    taken = ApiError(ErrorCode.USERNAME_TAKEN, "that username is taken")
     if (await db.scalars(select(User.id).where(User.username == name))).first() is not None:
         raise taken
     password_hash = await state.passwords.hash(body.password)
@@ -125,8 +126,9 @@ def check_text(value: str, field: str, *, multiline: bool) -> str:
         cat = unicodedata.category(ch)
         # control characters, and the bidi overrides that can disguise text in a terminal
         if cat == "Cc" or ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069":
-            raise ApiError(400, ErrorCode.VALIDATION_ERROR, f"{field} contains control characters",
-                           {"field": field})
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR, f"{field} contains control characters", {"field": field}, status=400
+            )
     return value.strip()
 
 
@@ -149,28 +151,26 @@ async def change_password(
     state: AppState, db: AsyncSession, user: User, body: PasswordChangeRequest, *, current_session: str
 ) -> int:
     if not await state.passwords.verify(user.password_hash, body.current_password):
-        raise ApiError(403, ErrorCode.INVALID_CREDENTIALS, "current password is wrong")
+        raise ApiError(ErrorCode.INVALID_CREDENTIALS, "current password is wrong", status=403)
     problem = password_problem(body.new_password, user.username)
     if problem:
-        raise ApiError(400, ErrorCode.WEAK_PASSWORD, problem)
+        raise ApiError(ErrorCode.WEAK_PASSWORD, problem)
     user.password_hash = await state.passwords.hash(body.new_password)
     await db.commit()
-    return await auth_service.revoke_user_sessions(
-        state, db, user.id, reason="password_changed", keep=current_session
-    )
+    return await auth_service.revoke_user_sessions(state, db, user.id, reason="password_changed", keep=current_session)
 
 
 async def get_user(db: AsyncSession, username: str) -> User:
     name = normalize_username(username)
     user = (await db.scalars(select(User).where(User.username == name))).first() if name else None
     if user is None or user.deactivated_at is not None:
-        raise ApiError(404, ErrorCode.USER_NOT_FOUND, "no such user", {"username": username[:64]})
+        raise ApiError(ErrorCode.USER_NOT_FOUND, "no such user", {"username": username[:64]})
     return user
 
 
 def _reencode_avatar(data: bytes) -> tuple[bytes, str]:
     """Decode fully and re-encode: strips EXIF/XMP/text chunks and anything smuggled after the image."""
-    invalid = ApiError(400, ErrorCode.INVALID_IMAGE, "avatar must be a valid PNG, JPEG or WebP image")
+    invalid = ApiError(ErrorCode.INVALID_IMAGE, "avatar must be a valid PNG, JPEG or WebP image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -183,8 +183,15 @@ def _reencode_avatar(data: bytes) -> tuple[bytes, str]:
             img.load()
     except ApiError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning, EOFError):
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        EOFError,
+    ):
         raise invalid from None
     img = img.convert("RGBA" if img.mode in ("RGBA", "LA", "P", "PA") and fmt != "JPEG" else "RGB")
     img.thumbnail((AVATAR_MAX_SIDE, AVATAR_MAX_SIDE))
@@ -198,7 +205,7 @@ def _reencode_avatar(data: bytes) -> tuple[bytes, str]:
 
 async def set_avatar(db: AsyncSession, user: User, data: bytes) -> User:
     if not data:
-        raise ApiError(400, ErrorCode.INVALID_IMAGE, "empty avatar")
+        raise ApiError(ErrorCode.INVALID_IMAGE, "empty avatar")
     encoded, content_type = await asyncio.to_thread(_reencode_avatar, data)
     etag = hashlib.sha256(encoded).hexdigest()[:32]
     row = await db.get(Avatar, user.id)
@@ -224,5 +231,5 @@ async def get_avatar(db: AsyncSession, username: str) -> Avatar:
     user = await get_user(db, username)
     row = await db.get(Avatar, user.id)
     if row is None:
-        raise ApiError(404, ErrorCode.AVATAR_NOT_SET, "this user has no avatar")
+        raise ApiError(ErrorCode.AVATAR_NOT_SET, "this user has no avatar")
     return row

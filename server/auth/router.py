@@ -58,16 +58,14 @@ async def list_sessions(caller: CurrentCaller, db: DbSession) -> SessionList:
 async def revoke_session(session_id: str, caller: CurrentCaller, state: StateDep, db: DbSession) -> Response:
     row = await db.get(DeviceSession, session_id[:64])
     if row is None or row.user_id != caller.user.id or row.revoked_at is not None:
-        raise ApiError(404, ErrorCode.SESSION_NOT_FOUND, "no such session", {"session_id": session_id[:64]})
+        raise ApiError(ErrorCode.SESSION_NOT_FOUND, "no such session", {"session_id": session_id[:64]})
     await service.revoke_sessions(state, db, [row.id], reason="revoked_by_user")
     return Response(status_code=204)
 
 
 @router.post("/v1/sessions/revoke-others")
 async def revoke_others(caller: CurrentCaller, state: StateDep, db: DbSession) -> dict[str, int]:
-    n = await service.revoke_user_sessions(
-        state, db, caller.user.id, reason="revoked_by_user", keep=caller.session_id
-    )
+    n = await service.revoke_user_sessions(state, db, caller.user.id, reason="revoked_by_user", keep=caller.session_id)
     return {"revoked": n}
 
 

@@ -43,18 +43,18 @@ def session_out(row: DeviceSession, current_sid: str | None = None) -> SessionOu
     )
 
 
-def account_closed(user: User | None, status: int) -> ApiError | None:
-    """The refusal for a banned or deactivated account (None if it may sign in): 403 when logging in,
-    401 for a token or session of it, so clients tell the user why rather than to log in again."""
+def account_closed(user: User | None, status: int | None = None) -> ApiError | None:
+    """The refusal for a banned or deactivated account (None if it may sign in): 401 for a token or session
+    of it, so clients tell the user why rather than to log in again; 403 (``status``) when logging in."""
     if user is not None and user.banned_at is not None:
-        return ApiError(status, ErrorCode.ACCOUNT_BANNED, "this account is banned")
+        return ApiError(ErrorCode.ACCOUNT_BANNED, "this account is banned", status=status)
     if user is not None and user.deactivated_at is not None:
-        return ApiError(status, ErrorCode.ACCOUNT_DEACTIVATED, "this account is deactivated")
+        return ApiError(ErrorCode.ACCOUNT_DEACTIVATED, "this account is deactivated", status=status)
     return None
 
 
 def check_user_may_sign_in(user: User) -> None:
-    if (refusal := account_closed(user, 403)) is not None:
+    if (refusal := account_closed(user, status=403)) is not None:
         raise refusal
 
 
@@ -113,20 +113,16 @@ async def login(
     user = (await db.scalars(select(User).where(User.username == name))).first() if name else None
     if not await state.passwords.verify(user.password_hash if user else None, body.password):
         await state.limiter.hit(settings.rate_login_account, "login-account", name or "-invalid-")
-        raise ApiError(401, ErrorCode.INVALID_CREDENTIALS, "wrong username or password")
+        raise ApiError(ErrorCode.INVALID_CREDENTIALS, "wrong username or password")
     assert user is not None
     check_user_may_sign_in(user)
-    return await open_session(
-        state, db, user=user, device_name=body.device_name, ip=ip, user_agent=user_agent
-    )
+    return await open_session(state, db, user=user, device_name=body.device_name, ip=ip, user_agent=user_agent)
 
 
-async def refresh(
-    state: AppState, db: AsyncSession, token: str, *, ip: str, user_agent: str | None
-) -> TokenResponse:
+async def refresh(state: AppState, db: AsyncSession, token: str, *, ip: str, user_agent: str | None) -> TokenResponse:
     token_hash = hash_refresh_token(token)
     row = await db.get(RefreshToken, token_hash)
-    invalid = ApiError(401, ErrorCode.INVALID_TOKEN, "unknown refresh token")
+    invalid = ApiError(ErrorCode.INVALID_TOKEN, "unknown refresh token")
     if row is None:
         raise invalid
     session_id = row.session_id  # plain value: a rollback below expires the loaded rows
@@ -135,8 +131,9 @@ async def refresh(
         raise invalid
     if session.revoked_at is not None:
         # a ban or deactivation revokes every session: name that, not the revocation it caused
-        raise account_closed(await db.get(User, session.user_id), 401) or ApiError(
-            401, ErrorCode.SESSION_REVOKED, "this session has been revoked")
+        raise account_closed(await db.get(User, session.user_id)) or ApiError(
+            ErrorCode.SESSION_REVOKED, "this session has been revoked"
+        )
     now = utcnow()
     # Spend atomically: of N concurrent refreshes with one token exactly one matches this row.
     spent = await db.execute(
@@ -148,8 +145,9 @@ async def refresh(
         await db.rollback()
         # A spent token presented again means it leaked or was copied: end the whole session.
         await revoke_sessions(state, db, [session_id], reason="refresh_token_reused")
-        raise ApiError(401, ErrorCode.REFRESH_TOKEN_REUSED,
-                       "this refresh token was already used; the session has been revoked")
+        raise ApiError(
+            ErrorCode.REFRESH_TOKEN_REUSED, "this refresh token was already used; the session has been revoked"
+        )
     user = await db.get(User, session.user_id)
     if user is None:
         raise invalid
@@ -166,9 +164,7 @@ async def refresh(
     return await _issue(state, user, session, new_token)
 
 
-async def revoke_sessions(
-    state: AppState, db: AsyncSession, session_ids: Sequence[str], *, reason: str
-) -> int:
+async def revoke_sessions(state: AppState, db: AsyncSession, session_ids: Sequence[str], *, reason: str) -> int:
     """Revoke sessions (commits); takes effect at once on every worker through the revocation store."""
     if not session_ids:
         return 0

@@ -37,7 +37,7 @@ def user_ref(user: User) -> UserRef:
 
 
 def chat_not_found(chat_id: int) -> ApiError:
-    return ApiError(404, ErrorCode.CHAT_NOT_FOUND, "no such chat, or you are not a member", {"chat_id": chat_id})
+    return ApiError(ErrorCode.CHAT_NOT_FOUND, "no such chat, or you are not a member", {"chat_id": chat_id})
 
 
 async def load_member(db: AsyncSession, chat_id: int, user_id: int) -> tuple[Chat, ChatMember]:
@@ -57,20 +57,20 @@ async def load_member(db: AsyncSession, chat_id: int, user_id: int) -> tuple[Cha
 def require_admin(chat: Chat, member: ChatMember) -> None:
     if member.role not in ADMIN_ROLES:
         raise ApiError(
-            403, ErrorCode.CHAT_ADMIN_REQUIRED, "only the chat's owner and admins may do this", {"chat_id": chat.id}
+            ErrorCode.CHAT_ADMIN_REQUIRED, "only the chat's owner and admins may do this", {"chat_id": chat.id}
         )
 
 
 def require_not_direct(chat: Chat) -> None:
     if chat.kind == ChatKind.DIRECT.value:
-        raise ApiError(409, ErrorCode.WRONG_CHAT_KIND, "not possible in a direct chat", {"chat_id": chat.id})
+        raise ApiError(ErrorCode.WRONG_CHAT_KIND, "not possible in a direct chat", {"chat_id": chat.id})
 
 
 async def find_user(db: AsyncSession, username: str) -> User:
     name = normalize_username(username.removeprefix("@"))
     user = (await db.scalars(select(User).where(User.username == name))).first() if name else None
     if user is None or user.deactivated_at is not None:
-        raise ApiError(404, ErrorCode.USER_NOT_FOUND, "no such user", {"username": username[:64]})
+        raise ApiError(ErrorCode.USER_NOT_FOUND, "no such user", {"username": username[:64]})
     return user
 
 
@@ -88,7 +88,7 @@ def _chat_summary(chat: Chat) -> dict[str, object]:
 async def create_direct(state: AppState, db: AsyncSession, me: User, username: str) -> tuple[Chat, bool]:
     other = await find_user(db, username)
     if other.id == me.id:
-        raise ApiError(400, ErrorCode.CANNOT_DM_SELF, "a direct chat needs another user")
+        raise ApiError(ErrorCode.CANNOT_DM_SELF, "a direct chat needs another user")
     key = f"{min(me.id, other.id)}:{max(me.id, other.id)}"
     existing = (await db.scalars(select(Chat).where(Chat.direct_key == key))).first()
     if existing is not None:
@@ -140,7 +140,7 @@ async def create_chat(state: AppState, db: AsyncSession, me: User, body: ChatCre
     users = [await find_user(db, n) for n in names]
     users = [u for u in users if u.id != me.id]
     if len(users) + 1 > MAX_GROUP_MEMBERS:
-        raise ApiError(400, ErrorCode.GROUP_FULL, f"a chat holds at most {MAX_GROUP_MEMBERS} members")
+        raise ApiError(ErrorCode.GROUP_FULL, f"a chat holds at most {MAX_GROUP_MEMBERS} members", status=400)
     chat = Chat(
         kind=body.kind,
         title=body.title.strip(),
@@ -320,10 +320,10 @@ async def _join(state: AppState, db: AsyncSession, chat: Chat, user: User, by: U
     row = await db.get(ChatMember, (chat.id, user.id), populate_existing=True)
     if row is not None and row.left_seq is None:
         await db.rollback()
-        raise ApiError(409, ErrorCode.ALREADY_MEMBER, "already a member", {"username": username})
+        raise ApiError(ErrorCode.ALREADY_MEMBER, "already a member", {"username": username})
     if (await member_count(db, [chat.id])).get(chat.id, 0) >= MAX_GROUP_MEMBERS:
         await db.rollback()
-        raise ApiError(409, ErrorCode.GROUP_FULL, f"a chat holds at most {MAX_GROUP_MEMBERS} members")
+        raise ApiError(ErrorCode.GROUP_FULL, f"a chat holds at most {MAX_GROUP_MEMBERS} members")
     ev = await events.emit(
         db,
         chat.id,
@@ -377,13 +377,13 @@ async def remove_member(state: AppState, db: AsyncSession, me: User, chat_id: in
     require_admin(chat, member)
     user = await find_user(db, username)
     if user.id == me.id:
-        raise ApiError(400, ErrorCode.CANNOT_TARGET_SELF, "use leave to leave a chat")
+        raise ApiError(ErrorCode.CANNOT_TARGET_SELF, "use leave to leave a chat")
     row = await db.get(ChatMember, (chat.id, user.id))
     if row is None or row.left_seq is not None:
-        raise ApiError(404, ErrorCode.NOT_A_MEMBER, "not a member of this chat", {"username": user.username})
+        raise ApiError(ErrorCode.NOT_A_MEMBER, "not a member of this chat", {"username": user.username})
     # owners can be removed by nobody; admins only by an owner
     if row.role == Role.OWNER.value or (row.role == Role.ADMIN.value and member.role != Role.OWNER.value):
-        raise ApiError(403, ErrorCode.FORBIDDEN, "you cannot remove this member", {"username": user.username})
+        raise ApiError(ErrorCode.FORBIDDEN, "you cannot remove this member", {"username": user.username})
     await _part(db, chat, row, user, EventType.MEMBER_REMOVED, me)
     await events.commit_and_publish(db, bus=state.bus)
 
@@ -401,7 +401,7 @@ async def leave(state: AppState, db: AsyncSession, me: User, chat_id: int) -> No
         ).scalar_one()
         others = (await member_count(db, [chat.id])).get(chat.id, 0) - 1
         if owners <= 1 and others > 0:
-            raise ApiError(409, ErrorCode.LAST_OWNER, "transfer ownership before leaving", {"chat_id": chat.id})
+            raise ApiError(ErrorCode.LAST_OWNER, "transfer ownership before leaving", {"chat_id": chat.id})
     await _part(db, chat, member, me, EventType.MEMBER_LEFT, me)
     await events.commit_and_publish(db, bus=state.bus)
 
@@ -412,15 +412,15 @@ async def change_role(
     chat, member = await load_member(db, chat_id, me.id)
     require_not_direct(chat)
     if member.role != Role.OWNER.value:
-        raise ApiError(403, ErrorCode.CHAT_ADMIN_REQUIRED, "only an owner changes roles", {"chat_id": chat.id})
+        raise ApiError(ErrorCode.CHAT_ADMIN_REQUIRED, "only an owner changes roles", {"chat_id": chat.id})
     if role == Role.OWNER:
-        raise ApiError(400, ErrorCode.VALIDATION_ERROR, "use transfer to hand over ownership")
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "use transfer to hand over ownership", status=400)
     user = await find_user(db, username)
     row = await db.get(ChatMember, (chat.id, user.id))
     if row is None or row.left_seq is not None:
-        raise ApiError(404, ErrorCode.NOT_A_MEMBER, "not a member of this chat", {"username": user.username})
+        raise ApiError(ErrorCode.NOT_A_MEMBER, "not a member of this chat", {"username": user.username})
     if user.id == me.id:
-        raise ApiError(400, ErrorCode.CANNOT_TARGET_SELF, "use transfer to hand over ownership")
+        raise ApiError(ErrorCode.CANNOT_TARGET_SELF, "use transfer to hand over ownership")
     row.role = role.value
     await events.emit(
         db,
@@ -436,13 +436,13 @@ async def transfer(state: AppState, db: AsyncSession, me: User, chat_id: int, us
     chat, member = await load_member(db, chat_id, me.id)
     require_not_direct(chat)
     if member.role != Role.OWNER.value:
-        raise ApiError(403, ErrorCode.CHAT_ADMIN_REQUIRED, "only the owner can transfer ownership")
+        raise ApiError(ErrorCode.CHAT_ADMIN_REQUIRED, "only the owner can transfer ownership")
     user = await find_user(db, username)
     row = await db.get(ChatMember, (chat.id, user.id))
     if row is None or row.left_seq is not None:
-        raise ApiError(404, ErrorCode.NOT_A_MEMBER, "not a member of this chat", {"username": user.username})
+        raise ApiError(ErrorCode.NOT_A_MEMBER, "not a member of this chat", {"username": user.username})
     if user.id == me.id:
-        raise ApiError(400, ErrorCode.CANNOT_TARGET_SELF, "you already own this chat")
+        raise ApiError(ErrorCode.CANNOT_TARGET_SELF, "you already own this chat")
     row.role = Role.OWNER.value
     member.role = Role.ADMIN.value
     for u, r in ((user, Role.OWNER), (me, Role.ADMIN)):
@@ -497,11 +497,11 @@ async def list_invites(db: AsyncSession, me: User, chat_id: int) -> list[InviteO
 async def revoke_invite(db: AsyncSession, me: User, code: str) -> InviteOut:
     row = await db.get(Invite, code[:32])
     if row is None:
-        raise ApiError(404, ErrorCode.INVITE_NOT_FOUND, "no such invite")
+        raise ApiError(ErrorCode.INVITE_NOT_FOUND, "no such invite")
     try:
         chat, member = await load_member(db, row.chat_id, me.id)
     except ApiError:
-        raise ApiError(404, ErrorCode.INVITE_NOT_FOUND, "no such invite") from None
+        raise ApiError(ErrorCode.INVITE_NOT_FOUND, "no such invite") from None
     require_admin(chat, member)
     row.revoked_at = row.revoked_at or utcnow()
     await db.commit()
@@ -510,7 +510,7 @@ async def revoke_invite(db: AsyncSession, me: User, code: str) -> InviteOut:
 
 async def join_by_invite(state: AppState, db: AsyncSession, me: User, code: str) -> int:
     row = await db.get(Invite, code[:32])
-    invalid = ApiError(404, ErrorCode.INVITE_INVALID, "this invite is unknown, expired, revoked or used up")
+    invalid = ApiError(ErrorCode.INVITE_INVALID, "this invite is unknown, expired, revoked or used up")
     if row is None:
         raise invalid
     existing = await db.get(ChatMember, (row.chat_id, me.id))

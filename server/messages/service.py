@@ -31,11 +31,11 @@ from server.state import AppState
 def _check_content(chat: Chat, body: MessageSend | MessageEdit) -> None:
     if chat.e2e and body.text is not None:
         raise ApiError(
-            400, ErrorCode.E2E_REQUIRED, "this chat is end-to-end encrypted: send an e2e envelope", {"chat_id": chat.id}
+            ErrorCode.E2E_REQUIRED, "this chat is end-to-end encrypted: send an e2e envelope", {"chat_id": chat.id}
         )
     if not chat.e2e and body.e2e is not None:
         raise ApiError(
-            400, ErrorCode.E2E_NOT_ALLOWED, "this chat is not end-to-end encrypted: send text", {"chat_id": chat.id}
+            ErrorCode.E2E_NOT_ALLOWED, "this chat is not end-to-end encrypted: send text", {"chat_id": chat.id}
         )
 
 
@@ -58,7 +58,6 @@ async def _check_recipients(db: AsyncSession, chat: Chat, body: MessageSend | Me
     ).all()
     if recipient_devices_digest((int(u), d, c) for u, d, c in rows) != body.recipient_devices:
         raise ApiError(
-            409,
             ErrorCode.RECIPIENTS_CHANGED,
             "the chat's members or their devices changed since this message was encrypted; "
             "fetch them again and re-encrypt",
@@ -96,14 +95,13 @@ async def send(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
     chat, member = await load_member(db, chat_id, caller.user.id)
     if chat.kind == ChatKind.CHANNEL.value and member.role not in ADMIN_ROLES:
         raise ApiError(
-            403, ErrorCode.CHANNEL_READ_ONLY, "only the channel's owner and admins post here", {"chat_id": chat.id}
+            ErrorCode.CHANNEL_READ_ONLY, "only the channel's owner and admins post here", {"chat_id": chat.id}
         )
     _check_content(chat, body)
     if body.reply_to is not None:
         target = await db.get(Message, body.reply_to)
         if target is None or target.chat_id != chat.id:
             raise ApiError(
-                400,
                 ErrorCode.REPLY_NOT_FOUND,
                 "the message replied to is not in this chat",
                 {"reply_to": body.reply_to},
@@ -125,7 +123,6 @@ async def send(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
                 events.discard_pending(db)
                 wait = max(1, int((allowed_at - now).total_seconds() + 0.999))
                 raise ApiError(
-                    429,
                     ErrorCode.SLOW_MODE,
                     f"slow mode: you can post again in {wait} s",
                     {"retry_after": wait, "allowed_at": allowed_at.isoformat()},
@@ -168,7 +165,6 @@ async def _load_message(db: AsyncSession, chat_id: int, message_id: int) -> Mess
     msg = await db.get(Message, message_id)
     if msg is None or msg.chat_id != chat_id:
         raise ApiError(
-            404,
             ErrorCode.MESSAGE_NOT_FOUND,
             "no such message in this chat",
             {"chat_id": chat_id, "message_id": message_id},
@@ -182,9 +178,9 @@ async def edit(
     chat, _member = await load_member(db, chat_id, caller.user.id)
     msg = await _load_message(db, chat.id, message_id)
     if msg.sender_id != caller.user.id:
-        raise ApiError(403, ErrorCode.NOT_AUTHOR, "only the author edits a message")
+        raise ApiError(ErrorCode.NOT_AUTHOR, "only the author edits a message")
     if msg.deleted_at is not None:
-        raise ApiError(404, ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
+        raise ApiError(ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
     _check_content(chat, body)
     await _check_recipients(db, chat, body)
     msg.kind, msg.body, msg.key_id = await _store_content(state, chat, body)
@@ -202,7 +198,7 @@ async def delete_message(state: AppState, db: AsyncSession, caller: Caller, chat
     msg = await _load_message(db, chat.id, message_id)
     is_admin = member.role in ADMIN_ROLES and chat.kind != ChatKind.DIRECT.value
     if msg.sender_id != caller.user.id and not is_admin:
-        raise ApiError(403, ErrorCode.NOT_AUTHOR, "only the author or a chat admin deletes a message")
+        raise ApiError(ErrorCode.NOT_AUTHOR, "only the author or a chat admin deletes a message")
     if msg.deleted_at is not None:
         return  # already a tombstone
     msg.deleted_at = utcnow()
@@ -225,7 +221,7 @@ async def react(
     chat, _member = await load_member(db, chat_id, caller.user.id)
     msg = await _load_message(db, chat.id, message_id)
     if msg.deleted_at is not None:
-        raise ApiError(404, ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
+        raise ApiError(ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
     data = {"message_id": msg.id, "user": caller.user.username, "emoji": emoji}
     if remove:
         gone = await db.execute(
@@ -254,10 +250,10 @@ async def pin(
 ) -> None:
     chat, member = await load_member(db, chat_id, caller.user.id)
     if chat.kind != ChatKind.DIRECT.value and member.role not in ADMIN_ROLES:
-        raise ApiError(403, ErrorCode.CHAT_ADMIN_REQUIRED, "only the chat's owner and admins pin messages")
+        raise ApiError(ErrorCode.CHAT_ADMIN_REQUIRED, "only the chat's owner and admins pin messages")
     msg = await _load_message(db, chat.id, message_id)
     if msg.deleted_at is not None:
-        raise ApiError(404, ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
+        raise ApiError(ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
     if (msg.pinned_at is None) == unpin:
         return  # already in the asked state
     msg.pinned_at = None if unpin else utcnow()

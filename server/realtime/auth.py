@@ -17,6 +17,6 @@ async def caller_for_socket(state: AppState, db: AsyncSession, conn_user_id: int
     if (refusal := account_closed(user, 401)) is not None:  # banned: say so, not "revoked"
         raise refusal
     if user is None or await state.revocations.is_revoked(session_id):
-        raise ApiError(401, ErrorCode.SESSION_REVOKED, "this session has been revoked")
+        raise ApiError(ErrorCode.SESSION_REVOKED, "this session has been revoked")
     claims = AccessClaims(user_id=user.id, session_id=session_id, device_id=device_id, jti="ws", expires_at=0)
     return Caller(user=user, claims=claims)
