@@ -1,6 +1,7 @@
 """Messages: send (idempotent), edit, delete (tombstone), reactions, pins, history, receipts."""
 
 from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -10,6 +11,7 @@ from melo_protocol.wire import ErrorCode
 from melo_protocol.wire.chats import (
     HISTORY_MAX_LIMIT,
     ChatKind,
+    E2EEnvelope,
     MessageEdit,
     MessageOut,
     MessagePage,
@@ -28,15 +30,34 @@ from server.messages.views import message_out, page_out, reactions_for
 from server.state import AppState
 
 
-def _check_content(chat: Chat, body: MessageSend | MessageEdit) -> None:
+class Content(Protocol):
+    """What a post carries: text, or an E2E envelope (a message sent now, an edit, a scheduled one)."""
+
+    @property
+    def text(self) -> str | None: ...
+
+    @property
+    def e2e(self) -> E2EEnvelope | None: ...
+
+
+def check_content(chat: Chat, body: Content, *, e2e_hint: str = "send an e2e envelope") -> None:
+    """An E2E chat takes envelopes only, another chat text only."""
     if chat.e2e and body.text is not None:
-        raise ApiError(
-            ErrorCode.E2E_REQUIRED, "this chat is end-to-end encrypted: send an e2e envelope", {"chat_id": chat.id}
-        )
+        raise ApiError(ErrorCode.E2E_REQUIRED, f"this chat is end-to-end encrypted: {e2e_hint}", {"chat_id": chat.id})
     if not chat.e2e and body.e2e is not None:
         raise ApiError(
             ErrorCode.E2E_NOT_ALLOWED, "this chat is not end-to-end encrypted: send text", {"chat_id": chat.id}
         )
+
+
+def check_post(chat: Chat, member: ChatMember, body: Content, *, e2e_hint: str = "send an e2e envelope") -> None:
+    """The rules of every post, sent now or scheduled: only a channel's owner and admins post in it, and the
+    content suits the chat (``check_content``)."""
+    if chat.kind == ChatKind.CHANNEL.value and member.role not in ADMIN_ROLES:
+        raise ApiError(
+            ErrorCode.CHANNEL_READ_ONLY, "only the channel's owner and admins post here", {"chat_id": chat.id}
+        )
+    check_content(chat, body, e2e_hint=e2e_hint)
 
 
 async def _check_recipients(db: AsyncSession, chat: Chat, body: MessageSend | MessageEdit) -> None:
@@ -93,11 +114,7 @@ async def send(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
     if prior is not None:
         return prior  # a retry: the first result, nothing new
     chat, member = await load_member(db, chat_id, caller.user.id)
-    if chat.kind == ChatKind.CHANNEL.value and member.role not in ADMIN_ROLES:
-        raise ApiError(
-            ErrorCode.CHANNEL_READ_ONLY, "only the channel's owner and admins post here", {"chat_id": chat.id}
-        )
-    _check_content(chat, body)
+    check_post(chat, member, body)
     if body.reply_to is not None:
         target = await db.get(Message, body.reply_to)
         if target is None or target.chat_id != chat.id:
@@ -181,7 +198,7 @@ async def edit(
         raise ApiError(ErrorCode.NOT_AUTHOR, "only the author edits a message")
     if msg.deleted_at is not None:
         raise ApiError(ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
-    _check_content(chat, body)
+    check_content(chat, body)
     await _check_recipients(db, chat, body)
     msg.kind, msg.body, msg.key_id = await _store_content(state, chat, body)
     msg.edited_at = utcnow()
