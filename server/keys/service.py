@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from melo_protocol.crypto.signing import verify_signed
 from melo_protocol.wire import ErrorCode
@@ -23,8 +23,7 @@ from server.core.errors import ApiError
 from server.db.models import DeviceKeys, DeviceSession, FallbackKey, OneTimeKey, ToDeviceMessage, User
 from server.db.types import utcnow
 from server.deps import Caller
-from server.realtime.bus import BusEvent
-from server.state import AppState
+from server.realtime.bus import BusEvent, LocalBus, RedisBus
 
 
 def _bad(message: str, **details: Any) -> ApiError:
@@ -38,7 +37,7 @@ def _check_key_obj(obj: dict[str, Any], ed25519: str, user_id: int, device_id: s
         raise _bad(f"{what} signature does not verify against the device's ed25519 key")
 
 
-async def upload(state: AppState, db: AsyncSession, caller: Caller, body: KeysUpload) -> KeyCounts:
+async def upload(db: AsyncSession, caller: Caller, body: KeysUpload, *, bus: LocalBus | RedisBus) -> KeyCounts:
     user_id, device_id = caller.user.id, caller.claims.device_id
     current = await db.get(DeviceKeys, device_id)
     new_device = False
@@ -106,7 +105,7 @@ async def upload(state: AppState, db: AsyncSession, caller: Caller, body: KeysUp
         await db.rollback()
         raise ApiError(ErrorCode.INVALID_KEYS, "keys changed concurrently; retry", status=409) from None
     if new_device:
-        await announce_device_change(state, db, caller.user)
+        await announce_device_change(db, caller.user, bus=bus)
     return await counts(db, device_id)
 
 
@@ -137,7 +136,7 @@ async def query(db: AsyncSession, caller: Caller, usernames: list[str]) -> dict[
 
 
 async def claim(
-    state: AppState, db: AsyncSession, caller: Caller, wanted: dict[str, list[str]]
+    db: AsyncSession, caller: Caller, wanted: dict[str, list[str]], *, bus: LocalBus | RedisBus
 ) -> tuple[dict[str, dict[str, dict[str, Any]]], list[str]]:
     users = await _visible_users(db, caller, list(wanted))
     out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -173,7 +172,7 @@ async def claim(
             if int(left) < ONE_TIME_KEYS_LOW_WATER:
                 low.append(device_id)
     for device_id in low:
-        await notify_device(state, device_id, {"type": "keys.low", "device_id": device_id})
+        await notify_device(device_id, {"type": "keys.low", "device_id": device_id}, bus=bus)
     return out, fallback_used
 
 
@@ -200,7 +199,12 @@ async def _claim_one(db: AsyncSession, device_id: str) -> tuple[str, dict[str, A
 
 
 async def send_to_device(
-    state: AppState, db: AsyncSession, caller: Caller, type_: str, messages: dict[str, dict[str, dict[str, Any]]]
+    db: AsyncSession,
+    caller: Caller,
+    type_: str,
+    messages: dict[str, dict[str, dict[str, Any]]],
+    *,
+    bus: LocalBus | RedisBus,
 ) -> int:
     users = await _visible_users(db, caller, list(messages))
     now = utcnow()
@@ -230,7 +234,7 @@ async def send_to_device(
     await db.commit()
     for row in rows:
         frame = to_device_frame(row, caller.user.username)
-        await state.bus.publish(BusEvent(kind="device", frame=frame, seq=row.id, session_ids=[row.recipient_device]))
+        await bus.publish(BusEvent(kind="device", frame=frame, seq=row.id, session_ids=[row.recipient_device]))
     return len(rows)
 
 
@@ -287,20 +291,22 @@ async def acknowledge(db: AsyncSession, device_id: str, up_to: int, only: set[in
     return int(gone.rowcount)  # type: ignore[attr-defined]
 
 
-async def notify_device(state: AppState, device_id: str, frame: dict[str, Any]) -> None:
-    await state.bus.publish(BusEvent(kind="device", frame=json.dumps(frame), session_ids=[device_id]))
+async def notify_device(device_id: str, frame: dict[str, Any], *, bus: LocalBus | RedisBus) -> None:
+    await bus.publish(BusEvent(kind="device", frame=json.dumps(frame), session_ids=[device_id]))
 
 
-async def announce_device_change(state: AppState, db: AsyncSession, user: User) -> None:
+async def announce_device_change(db: AsyncSession, user: User, *, bus: LocalBus | RedisBus) -> None:
     """Tell users who share a chat (and the user's own devices) that this user's device list changed."""
     watchers = await users_sharing_chats(db, user.id)
     frame = json.dumps({"type": "devices.changed", "user": user.username, "user_id": user.id})
-    await state.bus.publish(BusEvent(kind="presence", frame=frame, user_ids=[*watchers, user.id]))
+    await bus.publish(BusEvent(kind="presence", frame=frame, user_ids=[*watchers, user.id]))
 
 
-async def forget_devices(state: AppState, session_ids: list[str]) -> None:
+async def forget_devices(
+    session_ids: list[str], *, sessions: async_sessionmaker[AsyncSession], bus: LocalBus | RedisBus
+) -> None:
     """A revoked session's device leaves the directory: keys, one-time keys and its queue."""
-    async with state.sessions() as db:
+    async with sessions() as db:
         rows = (
             await db.execute(
                 select(DeviceSession.device_id, DeviceSession.user_id).where(DeviceSession.id.in_(session_ids))
@@ -318,7 +324,7 @@ async def forget_devices(state: AppState, session_ids: list[str]) -> None:
         for user_id in had_keys:
             user = await db.get(User, user_id)
             if user is not None:
-                await announce_device_change(state, db, user)
+                await announce_device_change(db, user, bus=bus)
 
 
 async def expire_to_device(db: AsyncSession) -> int:
