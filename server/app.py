@@ -109,7 +109,9 @@ async def open_state(settings: Settings) -> AppState:
     )
     await keys.ensure()
     await state.data_keys.ensure()
-    await auth_service.load_recent_revocations(state)
+    await auth_service.load_recent_revocations(
+        sessions=state.sessions, revocations=state.revocations, access_ttl_s=settings.access_token_ttl_seconds
+    )
     state.revocations.state = state  # type: ignore[attr-defined]  # from now on revocations forget devices
     return state
 

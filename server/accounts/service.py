@@ -114,7 +114,7 @@ async def register(
         await db.rollback()
         raise taken from None
     return await auth_service.open_session(
-        state, db, user=user, device_name=body.device_name, ip=ip, user_agent=user_agent
+        db, user=user, device_name=body.device_name, ip=ip, user_agent=user_agent, keys=state.keys
     )
 
 
@@ -157,7 +157,9 @@ async def change_password(
         raise ApiError(ErrorCode.WEAK_PASSWORD, problem)
     user.password_hash = await state.passwords.hash(body.new_password)
     await db.commit()
-    return await auth_service.revoke_user_sessions(state, db, user.id, reason="password_changed", keep=current_session)
+    return await auth_service.revoke_user_sessions(
+        db, user.id, reason="password_changed", keep=current_session, revocations=state.revocations
+    )
 
 
 async def get_user(db: AsyncSession, username: str) -> User:

@@ -125,7 +125,7 @@ async def ban(state: AppState, db: AsyncSession, caller: Caller, user: User, rea
     user.banned_at = utcnow()
     user.ban_reason = reason
     await db.commit()
-    return await auth_service.revoke_user_sessions(state, db, user.id, reason="banned")
+    return await auth_service.revoke_user_sessions(db, user.id, reason="banned", revocations=state.revocations)
 
 
 async def unban(db: AsyncSession, user: User) -> None:
@@ -138,7 +138,7 @@ async def deactivate(state: AppState, db: AsyncSession, caller: Caller, user: Us
     _not_self(caller, user)
     user.deactivated_at = utcnow()
     await db.commit()
-    return await auth_service.revoke_user_sessions(state, db, user.id, reason="deactivated")
+    return await auth_service.revoke_user_sessions(db, user.id, reason="deactivated", revocations=state.revocations)
 
 
 async def reset_password(
@@ -154,7 +154,9 @@ async def reset_password(
         raise ApiError(ErrorCode.WEAK_PASSWORD, problem)
     user.password_hash = await state.passwords.hash(new_password)
     await db.commit()
-    revoked = await auth_service.revoke_user_sessions(state, db, user.id, reason="password_reset")
+    revoked = await auth_service.revoke_user_sessions(
+        db, user.id, reason="password_reset", revocations=state.revocations
+    )
     return generated, revoked
 
 
@@ -197,7 +199,9 @@ async def create_admin_on_host(
             await db.commit()
             revoked = 0
             if replaced:
-                revoked = await auth_service.revoke_user_sessions(state, db, user.id, reason="password_reset")
+                revoked = await auth_service.revoke_user_sessions(
+                    db, user.id, reason="password_reset", revocations=state.revocations
+                )
             details.update(created=created, was_admin=was_admin, password_replaced=replaced, sessions_revoked=revoked)
             return {"id": user.id, "username": user.username, **details}
 

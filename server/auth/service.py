@@ -5,14 +5,18 @@ import secrets
 from collections.abc import Sequence
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from melo_protocol.wire import ErrorCode, LoginRequest, SessionOut, TokenResponse, UserPublic
 from melo_protocol.wire.accounts import normalize_username
+from server.config import Settings
 from server.core.errors import ApiError
+from server.core.jwt_keys import JwtKeyRing
+from server.core.passwords import Passwords
+from server.core.ratelimit import RateLimiter
+from server.core.revocation import RevocationStore
 from server.db.models import DeviceSession, RefreshToken, User
 from server.db.types import utcnow
-from server.state import AppState
 
 
 def hash_refresh_token(token: str) -> str:
@@ -58,12 +62,12 @@ def check_user_may_sign_in(user: User) -> None:
         raise refusal
 
 
-async def _issue(state: AppState, user: User, session: DeviceSession, refresh_token: str) -> TokenResponse:
-    access = await state.keys.sign_access(user_id=user.id, session_id=session.id, device_id=session.device_id)
+async def _issue(user: User, session: DeviceSession, refresh_token: str, *, keys: JwtKeyRing) -> TokenResponse:
+    access = await keys.sign_access(user_id=user.id, session_id=session.id, device_id=session.device_id)
     return TokenResponse(
         access_token=access,
         refresh_token=refresh_token,
-        expires_in=state.settings.access_token_ttl_seconds,
+        expires_in=keys.access_ttl_s,
         session_id=session.id,
         device_id=session.device_id,
         user=user_public(user),
@@ -71,7 +75,7 @@ async def _issue(state: AppState, user: User, session: DeviceSession, refresh_to
 
 
 async def open_session(
-    state: AppState, db: AsyncSession, *, user: User, device_name: str | None, ip: str, user_agent: str | None
+    db: AsyncSession, *, user: User, device_name: str | None, ip: str, user_agent: str | None, keys: JwtKeyRing
 ) -> TokenResponse:
     """A new device session with its first refresh token; commits."""
     now = utcnow()
@@ -91,7 +95,7 @@ async def open_session(
     db.add(RefreshToken(token_hash=hash_refresh_token(refresh), session_id=session.id, created_at=now))
     user.last_seen_at = now
     await db.commit()
-    return await _issue(state, user, session, refresh)
+    return await _issue(user, session, refresh, keys=keys)
 
 
 def _clean_label(value: str | None) -> str | None:
@@ -102,24 +106,33 @@ def _clean_label(value: str | None) -> str | None:
 
 
 async def login(
-    state: AppState, db: AsyncSession, body: LoginRequest, *, ip: str, user_agent: str | None
+    db: AsyncSession,
+    body: LoginRequest,
+    *,
+    ip: str,
+    user_agent: str | None,
+    settings: Settings,
+    limiter: RateLimiter,
+    passwords: Passwords,
+    keys: JwtKeyRing,
 ) -> TokenResponse:
-    settings = state.settings
     # Counted apart: every attempt per IP; only failures per account, so that someone hammering an
     # account from elsewhere cannot lock its owner out of a device that already holds a refresh token.
-    await state.limiter.hit(settings.rate_login_ip, "login-ip", ip)
+    await limiter.hit(settings.rate_login_ip, "login-ip", ip)
     name = normalize_username(body.username) or ""
-    await state.limiter.check(settings.rate_login_account, "login-account", name or "-invalid-")
+    await limiter.check(settings.rate_login_account, "login-account", name or "-invalid-")
     user = (await db.scalars(select(User).where(User.username == name))).first() if name else None
-    if not await state.passwords.verify(user.password_hash if user else None, body.password):
-        await state.limiter.hit(settings.rate_login_account, "login-account", name or "-invalid-")
+    if not await passwords.verify(user.password_hash if user else None, body.password):
+        await limiter.hit(settings.rate_login_account, "login-account", name or "-invalid-")
         raise ApiError(ErrorCode.INVALID_CREDENTIALS, "wrong username or password")
     assert user is not None
     check_user_may_sign_in(user)
-    return await open_session(state, db, user=user, device_name=body.device_name, ip=ip, user_agent=user_agent)
+    return await open_session(db, user=user, device_name=body.device_name, ip=ip, user_agent=user_agent, keys=keys)
 
 
-async def refresh(state: AppState, db: AsyncSession, token: str, *, ip: str, user_agent: str | None) -> TokenResponse:
+async def refresh(
+    db: AsyncSession, token: str, *, ip: str, user_agent: str | None, keys: JwtKeyRing, revocations: RevocationStore
+) -> TokenResponse:
     token_hash = hash_refresh_token(token)
     row = await db.get(RefreshToken, token_hash)
     invalid = ApiError(ErrorCode.INVALID_TOKEN, "unknown refresh token")
@@ -144,7 +157,7 @@ async def refresh(state: AppState, db: AsyncSession, token: str, *, ip: str, use
     if spent.rowcount != 1:  # type: ignore[attr-defined]
         await db.rollback()
         # A spent token presented again means it leaked or was copied: end the whole session.
-        await revoke_sessions(state, db, [session_id], reason="refresh_token_reused")
+        await revoke_sessions(db, [session_id], reason="refresh_token_reused", revocations=revocations)
         raise ApiError(
             ErrorCode.REFRESH_TOKEN_REUSED, "this refresh token was already used; the session has been revoked"
         )
@@ -161,10 +174,12 @@ async def refresh(state: AppState, db: AsyncSession, token: str, *, ip: str, use
     new_token = secrets.token_urlsafe(32)
     db.add(RefreshToken(token_hash=hash_refresh_token(new_token), session_id=session.id, created_at=now))
     await db.commit()
-    return await _issue(state, user, session, new_token)
+    return await _issue(user, session, new_token, keys=keys)
 
 
-async def revoke_sessions(state: AppState, db: AsyncSession, session_ids: Sequence[str], *, reason: str) -> int:
+async def revoke_sessions(
+    db: AsyncSession, session_ids: Sequence[str], *, reason: str, revocations: RevocationStore
+) -> int:
     """Revoke sessions (commits); takes effect at once on every worker through the revocation store."""
     if not session_ids:
         return 0
@@ -174,7 +189,7 @@ async def revoke_sessions(state: AppState, db: AsyncSession, session_ids: Sequen
         .values(revoked_at=utcnow(), revoke_reason=reason)
     )
     await db.commit()
-    await state.revocations.revoke(session_ids)
+    await revocations.revoke(session_ids)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -188,18 +203,20 @@ async def active_sessions(db: AsyncSession, user_id: int) -> list[DeviceSession]
 
 
 async def revoke_user_sessions(
-    state: AppState, db: AsyncSession, user_id: int, *, reason: str, keep: str | None = None
+    db: AsyncSession, user_id: int, *, reason: str, keep: str | None = None, revocations: RevocationStore
 ) -> int:
     ids = [s.id for s in await active_sessions(db, user_id) if s.id != keep]
-    return await revoke_sessions(state, db, ids, reason=reason)
+    return await revoke_sessions(db, ids, reason=reason, revocations=revocations)
 
 
-async def load_recent_revocations(state: AppState) -> None:
+async def load_recent_revocations(
+    *, sessions: async_sessionmaker[AsyncSession], revocations: RevocationStore, access_ttl_s: int
+) -> None:
     """Seed the in-process store at start so a restart does not revive revoked access tokens."""
     from datetime import timedelta
 
-    since = utcnow() - timedelta(seconds=state.settings.access_token_ttl_seconds + 60)
-    async with state.sessions() as db:
+    since = utcnow() - timedelta(seconds=access_ttl_s + 60)
+    async with sessions() as db:
         ids = (await db.scalars(select(DeviceSession.id).where(DeviceSession.revoked_at >= since))).all()
     if ids:
-        await state.revocations.revoke(ids)
+        await revocations.revoke(ids)
