@@ -30,7 +30,14 @@ async def update_profile(body: ProfileUpdate, caller: CurrentCaller, db: DbSessi
 async def change_password(
     body: PasswordChangeRequest, caller: CurrentCaller, state: StateDep, db: DbSession
 ) -> dict[str, int]:
-    n = await service.change_password(state, db, caller.user, body, current_session=caller.session_id)
+    n = await service.change_password(
+        db,
+        caller.user,
+        body,
+        current_session=caller.session_id,
+        passwords=state.passwords,
+        revocations=state.revocations,
+    )
     return {"sessions_revoked": n}
 
 

@@ -22,11 +22,14 @@ from melo_protocol.wire import (
 )
 from melo_protocol.wire.accounts import normalize_username
 from server.auth import service as auth_service
+from server.config import Settings
 from server.core.errors import ApiError
-from server.core.passwords import password_problem
+from server.core.jwt_keys import JwtKeyRing
+from server.core.passwords import Passwords, password_problem
+from server.core.ratelimit import RateLimiter
+from server.core.revocation import RevocationStore
 from server.db.models import Avatar, RegistrationToken, ServerState, User
 from server.db.types import utcnow
-from server.state import AppState
 
 REGISTRATION_MODE_STATE = "registration.mode"
 AVATAR_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
@@ -35,9 +38,10 @@ AVATAR_MAX_PIXELS = 16_000_000  # refuse decompression bombs before decoding
 REGISTRATION_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-async def registration_mode(state: AppState, db: AsyncSession) -> RegistrationMode:
+async def registration_mode(db: AsyncSession, *, default: RegistrationMode) -> RegistrationMode:
+    """The mode an admin set, else ``default`` (the server's setting)."""
     row = await db.get(ServerState, REGISTRATION_MODE_STATE)
-    return RegistrationMode(row.value) if row else state.settings.registration_mode
+    return RegistrationMode(row.value) if row else default
 
 
 async def set_registration_mode(db: AsyncSession, mode: RegistrationMode) -> None:
@@ -89,20 +93,28 @@ async def _consume_registration_token(db: AsyncSession, token: str | None) -> No
 
 
 async def register(
-    state: AppState, db: AsyncSession, body: RegisterRequest, *, ip: str, user_agent: str | None
+    db: AsyncSession,
+    body: RegisterRequest,
+    *,
+    ip: str,
+    user_agent: str | None,
+    settings: Settings,
+    limiter: RateLimiter,
+    passwords: Passwords,
+    keys: JwtKeyRing,
 ) -> TokenResponse:
-    await state.limiter.hit(state.settings.rate_register_ip, "register-ip", ip)
+    await limiter.hit(settings.rate_register_ip, "register-ip", ip)
     name = canonical_username(body.username)
     problem = password_problem(body.password, name)
     if problem:
         raise ApiError(ErrorCode.WEAK_PASSWORD, problem)
-    mode = await registration_mode(state, db)
+    mode = await registration_mode(db, default=settings.registration_mode)
     if mode == RegistrationMode.CLOSED:
         raise ApiError(ErrorCode.REGISTRATION_CLOSED, "registration is closed on this server")
     taken = ApiError(ErrorCode.USERNAME_TAKEN, "that username is taken")
     if (await db.scalars(select(User.id).where(User.username == name))).first() is not None:
         raise taken
-    password_hash = await state.passwords.hash(body.password)
+    password_hash = await passwords.hash(body.password)
     # The token use and the new user commit together: a failed registration spends no use.
     if mode == RegistrationMode.TOKEN:
         await _consume_registration_token(db, body.registration_token)
@@ -114,7 +126,7 @@ async def register(
         await db.rollback()
         raise taken from None
     return await auth_service.open_session(
-        db, user=user, device_name=body.device_name, ip=ip, user_agent=user_agent, keys=state.keys
+        db, user=user, device_name=body.device_name, ip=ip, user_agent=user_agent, keys=keys
     )
 
 
@@ -148,17 +160,24 @@ async def update_profile(db: AsyncSession, user: User, body: ProfileUpdate) -> U
 
 
 async def change_password(
-    state: AppState, db: AsyncSession, user: User, body: PasswordChangeRequest, *, current_session: str
+    db: AsyncSession,
+    user: User,
+    body: PasswordChangeRequest,
+    *,
+    current_session: str,
+    passwords: Passwords,
+    revocations: RevocationStore,
 ) -> int:
-    if not await state.passwords.verify(user.password_hash, body.current_password):
+    """Change the caller's password; every other session of theirs is revoked (their number)."""
+    if not await passwords.verify(user.password_hash, body.current_password):
         raise ApiError(ErrorCode.INVALID_CREDENTIALS, "current password is wrong", status=403)
     problem = password_problem(body.new_password, user.username)
     if problem:
         raise ApiError(ErrorCode.WEAK_PASSWORD, problem)
-    user.password_hash = await state.passwords.hash(body.new_password)
+    user.password_hash = await passwords.hash(body.new_password)
     await db.commit()
     return await auth_service.revoke_user_sessions(
-        db, user.id, reason="password_changed", keep=current_session, revocations=state.revocations
+        db, user.id, reason="password_changed", keep=current_session, revocations=revocations
     )
 
 

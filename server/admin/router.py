@@ -133,7 +133,9 @@ async def revoke_user_sessions(username: str, caller: AdminCaller, state: StateD
 @router.get("/registration")
 async def get_registration(caller: AdminCaller, state: StateDep, db: DbSession) -> RegistrationModeBody:
     async def run() -> RegistrationModeBody:
-        return RegistrationModeBody(mode=await accounts_service.registration_mode(state, db))
+        return RegistrationModeBody(
+            mode=await accounts_service.registration_mode(db, default=state.settings.registration_mode)
+        )
 
     return await service.audited(state, caller, "registration.show", None, run)
 

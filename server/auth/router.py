@@ -24,7 +24,14 @@ router = APIRouter(tags=["auth"])
 @router.post("/v1/auth/register", status_code=201)
 async def register(body: RegisterRequest, request: Request, state: StateDep, db: DbSession) -> TokenResponse:
     return await accounts_service.register(
-        state, db, body, ip=client_ip(request, state), user_agent=request.headers.get("user-agent")
+        db,
+        body,
+        ip=client_ip(request, state),
+        user_agent=request.headers.get("user-agent"),
+        settings=state.settings,
+        limiter=state.limiter,
+        passwords=state.passwords,
+        keys=state.keys,
     )
 
 
