@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from melo_protocol.wire import ErrorCode
+from melo_protocol.wire.errors import http_status
 
 
 class MeloError(Exception):
@@ -195,20 +196,10 @@ def error_from_response(status: int, body: bytes, headers: Mapping[str, str] | N
     return _BY_STATUS.get(status, BadRequest)(status, code, message, details)
 
 
-_STATUS_BY_CODE: dict[str, int] = {
-    ErrorCode.FORBIDDEN: 403, ErrorCode.ADMIN_REQUIRED: 403, ErrorCode.CHAT_ADMIN_REQUIRED: 403,
-    ErrorCode.CHANNEL_READ_ONLY: 403, ErrorCode.NOT_AUTHOR: 403,
-    ErrorCode.RATE_LIMITED: 429, ErrorCode.SLOW_MODE: 429,
-    ErrorCode.ALREADY_MEMBER: 409, ErrorCode.LAST_OWNER: 409, ErrorCode.GROUP_FULL: 409,
-    ErrorCode.WRONG_CHAT_KIND: 409, ErrorCode.USERNAME_TAKEN: 409,
-    ErrorCode.SESSION_REVOKED: 401, ErrorCode.UNAUTHENTICATED: 401, ErrorCode.INVALID_TOKEN: 401,
-    ErrorCode.TOKEN_EXPIRED: 401, ErrorCode.PAYLOAD_TOO_LARGE: 413, ErrorCode.INTERNAL: 500,
-}
-
-
 def error_from_code(code: str, message: str, details: dict[str, Any] | None = None) -> MeloError:
-    """The exception for a WebSocket error frame, which carries a code but no HTTP status."""
-    status = _STATUS_BY_CODE.get(code, 404 if code.endswith("not_found") or code == "invite_invalid" else 400)
+    """The exception for a WebSocket error frame, which carries a code but no HTTP status: the code's status
+    from the protocol's one table (a code of a newer server: 404 for ``*_not_found``, else 400)."""
+    status = http_status(code) or (404 if code.endswith("not_found") else 400)
     body = json.dumps({"error": {"code": code, "message": message, "details": details or {}}}).encode()
     return error_from_response(status, body, {})
 
