@@ -32,6 +32,7 @@ from melo_protocol.client.errors import MeloError
 from melo_protocol.client.messenger import ProfileInUse
 from melo_tui.backend import Backend
 from melo_tui.commands import MeloCommands
+from melo_tui.errors import reason_of
 from melo_tui.formatting import Formatting
 from melo_tui.sanitize import clean, clean_line
 from melo_tui.sas_flow import SasFlow
@@ -49,7 +50,6 @@ from melo_tui.workers import ui_work
 
 CallMedia = Callable[[], tuple[MediaStreamTrack, AudioSink, list[str]]]
 Notifier = Callable[[str, str], Awaitable[None]]  # (title, body) → a desktop notification
-FAILED = object()  # what ``MeloApp._call`` returns when the SDK call failed (None is a valid result)
 ENDED_BAR_S = 5.0  # an ended call stays on the bar this long, with its reason
 
 
@@ -72,9 +72,11 @@ def desktop_notifier() -> Notifier | None:
 
     async def send(title: str, body: str) -> None:
         quiet = asyncio.subprocess.DEVNULL
-        proc = await asyncio.create_subprocess_exec(exe, "--app-name=Melo", title, body,
-                                                    stdin=quiet, stdout=quiet, stderr=quiet)
+        proc = await asyncio.create_subprocess_exec(
+            exe, "--app-name=Melo", title, body, stdin=quiet, stdout=quiet, stderr=quiet
+        )
         await proc.wait()
+
     return send
 
 
@@ -94,9 +96,15 @@ class MeloApp(App[None]):
         Binding("ctrl+h", "hang_up", "Hang up", show=False, id="app.hang_up"),
     ]
 
-    def __init__(self, backend: Backend, *, formatting: Formatting | None = None,
-                 call_media: CallMedia = device_media, call_options: dict[str, Any] | None = None,
-                 desktop_notify: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        formatting: Formatting | None = None,
+        call_media: CallMedia = device_media,
+        call_options: dict[str, Any] | None = None,
+        desktop_notify: Notifier | None = None,
+    ) -> None:
         super().__init__()
         self.backend = backend
         self.formatting = formatting or Formatting()
@@ -109,8 +117,15 @@ class MeloApp(App[None]):
         self._state_poll: Timer | None = None
         self.sas = SasFlow(self)
 
-    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
-               timeout: float | None = None, markup: bool = True) -> None:
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
         """Every notification is plain text: they quote server errors, usernames and titles (never markup)."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
@@ -135,7 +150,7 @@ class MeloApp(App[None]):
             self.exit(return_code=1, message=f"melo-tui: {exc}")
             return
         except MeloError as exc:
-            self.notify(f"Please log in again: {exc}", severity="warning")
+            self.notify(f"Please log in again: {reason_of(exc)}", severity="warning")
             self.push_screen(LoginScreen(self.backend.default_server))
             return
         self._logged_in()
@@ -144,7 +159,7 @@ class MeloApp(App[None]):
     def _login(self, event: LoginScreen.Submitted) -> None:
         self.login(event)
 
-    @ui_work(exclusive=True, group="login")
+    @ui_work(exclusive=True, group="login", what=lambda form: "Registration" if form.register else "Login")
     async def login(self, form: LoginScreen.Submitted) -> None:
         screen = self.screen
         if isinstance(screen, LoginScreen):
@@ -154,11 +169,10 @@ class MeloApp(App[None]):
                 await self.backend.register(form.server, form.username, form.password, form.token)
             else:
                 await self.backend.login(form.server, form.username, form.password)
-        except MeloError as exc:
-            self.notify(f"{'Registration' if form.register else 'Login'} failed: {exc}", severity="error")
-            if isinstance(screen, LoginScreen):
+        except MeloError:
+            if isinstance(screen, LoginScreen):  # the form is the user's again, to correct and resend
                 screen.set_busy(False)
-            return
+            raise
         self._logged_in(join_code=form.invite)
 
     def _logged_in(self, join_code: str | None = None) -> None:
@@ -208,7 +222,7 @@ class MeloApp(App[None]):
             async for event in messenger.events():
                 await self.dispatch_event(event)
         except MeloError as exc:
-            self.notify(f"Disconnected: {exc}", severity="error", timeout=15)
+            self.notify(f"Disconnected: {reason_of(exc)}", severity="error", timeout=15)
         self.set_connection_state("closed")
 
     async def dispatch_event(self, event: ev.Event) -> None:
@@ -310,19 +324,15 @@ class MeloApp(App[None]):
     def action_verify_prompt(self) -> None:
         self._prompt("Verify a contact", [("username", "Username")], lambda v: self.verify(v["username"]))
 
-    @ui_work(group="verify")
+    @ui_work(group="verify", what=lambda username: f"Verifying {clean_line(username, 64)}")
     async def verify(self, username: str) -> None:
         if not username:
             self.notify("Whom to verify? /verify USERNAME", severity="warning")
             return
-        messenger = self._messenger()
-        try:
-            digits, qr = await messenger.safety_number(username)
-        except MeloError as exc:
-            self.notify(f"Cannot verify {clean_line(username, 64)}: {exc}", severity="error")
-            return
-        self.push_screen(VerifyScreen(username, digits, qr),
-                         lambda want_sas: self.sas.start(username) if want_sas else None)
+        digits, qr = await self._messenger().safety_number(username)
+        self.push_screen(
+            VerifyScreen(username, digits, qr), lambda want_sas: self.sas.start(username) if want_sas else None
+        )
 
     def action_sas_prompt(self) -> None:
         self._prompt("Verify by emoji (SAS)", [("username", "Username")], lambda v: self.sas.start(v["username"]))
@@ -336,45 +346,38 @@ class MeloApp(App[None]):
         def done(values: dict[str, str] | None) -> None:
             if values is not None:
                 then(values)
-        self.push_screen(PromptScreen(title, fields), done)
 
-    async def _call(self, what: str, coro: Any) -> Any:
-        """The result of ``coro``, or ``FAILED`` (after a notification) when the SDK raised."""
-        try:
-            return await coro
-        except MeloError as exc:
-            self.notify(f"{what} failed: {exc}", severity="error")
-            return FAILED
+        self.push_screen(PromptScreen(title, fields), done)
 
     def action_new_dm(self) -> None:
         self._prompt("New direct message", [("username", "Username")], lambda v: self.create_dm(v["username"]))
 
-    @ui_work(group="palette")
+    @ui_work(group="palette", what="New DM")
     async def create_dm(self, username: str) -> None:
-        chat = await self._call("New DM", self._messenger().client.create_direct(username))
-        await self._opened_new(chat)
+        await self._opened_new(await self._messenger().client.create_direct(username))
 
     def action_new_chat(self, kind: str) -> None:
-        self._prompt(f"New {kind}", [("title", "Title"), ("members", "Members (comma-separated, optional)")],
-                     lambda v: self.create_chat(kind, v["title"], v["members"]))
+        self._prompt(
+            f"New {kind}",
+            [("title", "Title"), ("members", "Members (comma-separated, optional)")],
+            lambda v: self.create_chat(kind, v["title"], v["members"]),
+        )
 
-    @ui_work(group="palette")
+    @ui_work(group="palette", what=lambda kind, title, members: f"New {kind}")
     async def create_chat(self, kind: str, title: str, members: str) -> None:
         names = [m.strip() for m in members.split(",") if m.strip()]
-        chat = await self._call(f"New {kind}", self._messenger().client.create_chat(kind, title, names or None))
-        await self._opened_new(chat)
+        await self._opened_new(await self._messenger().client.create_chat(kind, title, names or None))
 
     def action_join(self) -> None:
         self._prompt("Join by code", [("code", "Invite code")], lambda v: self.join(v["code"]))
 
-    @ui_work(group="palette")
+    @ui_work(group="palette", what="Join")
     async def join(self, code: str) -> None:
-        chat = await self._call("Join", self._messenger().client.join_invite(code))
-        await self._opened_new(chat)
+        await self._opened_new(await self._messenger().client.join_invite(code))
 
     async def _opened_new(self, chat: Any) -> None:
         screen = self.chat_screen
-        if chat is FAILED or chat is None or screen is None:
+        if chat is None or screen is None:
             return
         await screen.load_chats().wait()
         screen.open_chat(chat.id)
@@ -395,68 +398,70 @@ class MeloApp(App[None]):
             messenger = self._messenger()
             self.push_screen(ChatInfoScreen(messenger.client, screen.chat_id, messenger.username))
 
-    @ui_work(group="palette")
+    @ui_work(group="palette", what="Invite")
     async def invite(self, chat_id: int, username: str | None) -> None:
         client = self._messenger().client
         if username:
-            if await self._call("Invite", client.add_member(chat_id, username)) is not FAILED:
-                self.notify(f"Added {clean_line(username, 64)}.")
+            await client.add_member(chat_id, username)
+            self.notify(f"Added {clean_line(username, 64)}.")
             return
-        invite = await self._call("Invite", client.create_invite(chat_id))
-        if invite is not FAILED:
-            self.push_screen(InfoScreen("Invite code", Text(clean(invite.code), style="bold")))
+        invite = await client.create_invite(chat_id)
+        self.push_screen(InfoScreen("Invite code", Text(clean(invite.code), style="bold")))
 
-    @ui_work(group="palette")
+    @ui_work(group="palette", what="Leave")
     async def leave(self, chat_id: int) -> None:
-        if await self._call("Leave", self._messenger().client.leave_chat(chat_id)) is not FAILED:
-            screen = self.chat_screen
-            if screen is not None:
-                screen.chat_id = None
-                screen.load_chats()
-            self.notify("You left the chat.")
+        await self._messenger().client.leave_chat(chat_id)
+        screen = self.chat_screen
+        if screen is not None:
+            screen.chat_id = None
+            screen.load_chats()
+        self.notify("You left the chat.")
 
     # -- admin ----------------------------------------------------------------------------------------------
     def action_admin_ban(self) -> None:
-        self._prompt("Ban user", [("username", "Username"), ("reason", "Reason (optional)")],
-                     lambda v: self.admin("ban", v["username"], v["reason"]))
+        self._prompt(
+            "Ban user",
+            [("username", "Username"), ("reason", "Reason (optional)")],
+            lambda v: self.admin_ban(v["username"], v["reason"]),
+        )
 
     def action_admin_revoke(self) -> None:
-        self._prompt("Revoke all sessions of", [("username", "Username")],
-                     lambda v: self.admin("revoke", v["username"], ""))
+        self._prompt("Revoke all sessions of", [("username", "Username")], lambda v: self.admin_revoke(v["username"]))
 
     def action_admin_rotate(self) -> None:
-        self.admin("rotate", "", "")
+        self.admin_rotate()
 
     def action_admin_audit(self) -> None:
-        self.admin("audit", "", "")
+        self.admin_audit()
 
-    @ui_work(group="admin")
-    async def admin(self, action: str, username: str, reason: str) -> None:
-        client = self._messenger().client
-        if action == "ban":
-            if await self._call("Ban", client.admin_ban(username, reason or None)) is not FAILED:
-                self.notify(f"Banned {clean_line(username, 64)}.")
-        elif action == "revoke":
-            n = await self._call("Revoke", client.admin_revoke_user_sessions(username))
-            if n is not FAILED:
-                self.notify(f"Revoked {n} session(s) of {clean_line(username, 64)}.")
-        elif action == "rotate":
-            result = await self._call("Rotate keys", client.admin_rotate_keys(jwt=True))
-            if result is not FAILED:
-                self.notify("Keys rotated.")
-        elif action == "audit":
-            audit = await self._call("Audit log", client.admin_audit(limit=100))
-            if audit is not FAILED:
-                body = Text()
-                for entry in audit.entries:
-                    body.append(entry.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S  "), style="dim")
-                    body.append(f"{clean_line(entry.actor or '-', 32):<20} ", style="cyan")
-                    body.append(f"{clean_line(entry.action, 40):<24} ", style="bold")
-                    body.append(f"{clean_line(entry.target or '', 40):<24} ")
-                    body.append(clean_line(entry.outcome, 20) + "\n", style="green" if entry.outcome == "ok" else "red")
-                if not audit.entries:
-                    body.append("No entries yet.", style="dim")
-                self.push_screen(InfoScreen("Audit log (newest first)", body))
+    @ui_work(group="admin", what="Ban")
+    async def admin_ban(self, username: str, reason: str) -> None:
+        await self._messenger().client.admin_ban(username, reason or None)
+        self.notify(f"Banned {clean_line(username, 64)}.")
+
+    @ui_work(group="admin", what="Revoke")
+    async def admin_revoke(self, username: str) -> None:
+        n = await self._messenger().client.admin_revoke_user_sessions(username)
+        self.notify(f"Revoked {n} session(s) of {clean_line(username, 64)}.")
+
+    @ui_work(group="admin", what="Rotate keys")
+    async def admin_rotate(self) -> None:
+        await self._messenger().client.admin_rotate_keys(jwt=True)
+        self.notify("Keys rotated.")
+
+    @ui_work(group="admin", what="Audit log")
+    async def admin_audit(self) -> None:
+        audit = await self._messenger().client.admin_audit(limit=100)
+        body = Text()
+        for entry in audit.entries:
+            body.append(entry.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S  "), style="dim")
+            body.append(f"{clean_line(entry.actor or '-', 32):<20} ", style="cyan")
+            body.append(f"{clean_line(entry.action, 40):<24} ", style="bold")
+            body.append(f"{clean_line(entry.target or '', 40):<24} ")
+            body.append(clean_line(entry.outcome, 20) + "\n", style="green" if entry.outcome == "ok" else "red")
+        if not audit.entries:
+            body.append("No entries yet.", style="dim")
+        self.push_screen(InfoScreen("Audit log (newest first)", body))
 
     # -- calls ------------------------------------------------------------------------------------------------
     def _media(self) -> tuple[MediaStreamTrack, AudioSink]:
@@ -504,9 +509,10 @@ class MeloApp(App[None]):
             self._incoming.pop(call.call_id, None)
             if accept is not None and call.state is not CallState.ENDED:
                 self.answer_call(call, accept)
+
         self.push_screen(modal, answered)
 
-    @ui_work(group="calls")
+    @ui_work(group="calls", what="Answering the call")
     async def answer_call(self, call: Call, accept: bool) -> None:
         assert self.calls is not None
         if not accept:
@@ -518,12 +524,11 @@ class MeloApp(App[None]):
         source, sink = self._media()
         try:
             await self.calls.accept(call, source=source, sink=sink)
-        except MeloError as exc:
-            self.notify(f"Could not answer: {exc}", severity="error")
-        for notice in call.notices:
-            self.notify(clean_line(notice, 200), severity="warning")
+        finally:  # what the media said (no microphone, say) matters whether or not the call went through
+            for notice in call.notices:
+                self.notify(clean_line(notice, 200), severity="warning")
 
-    @ui_work(group="calls")
+    @ui_work(group="calls", what="Call")
     async def start_call(self, username: str, chat_id: int | None = None) -> None:
         if self.calls is None:
             self.notify("Calls need a live connection.", severity="error")
@@ -532,11 +537,7 @@ class MeloApp(App[None]):
             self.notify("Another call is active.", severity="warning")
             return
         source, sink = self._media()
-        try:
-            call = await self.calls.start(username, source=source, sink=sink, chat_id=chat_id)
-        except MeloError as exc:
-            self.notify(f"Call failed: {exc}", severity="error")
-            return
+        call = await self.calls.start(username, source=source, sink=sink, chat_id=chat_id)
         self._track(call, focus=True)
         for notice in call.notices:
             self.notify(clean_line(notice, 200), severity="warning")

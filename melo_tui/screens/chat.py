@@ -32,7 +32,7 @@ from melo_tui.widgets.conversation.message_view import MessageView
 from melo_tui.widgets.conversation.pinned_banner import PinnedBanner
 from melo_tui.widgets.conversation.typing_indicator import TypingIndicator
 from melo_tui.widgets.members import MemberPanel
-from melo_tui.workers import ui_work
+from melo_tui.workers import report, ui_work
 
 if TYPE_CHECKING:
     from melo_tui.app import MeloApp
@@ -109,8 +109,10 @@ class ChatScreen(Screen[None]):
             chats.border_title = "Chats"
             yield chats
             with Vertical(id="conversation"):
-                yield Static(Text("Choose a chat on the left (Enter), or press Ctrl+P for actions.", style="dim"),
-                             id="chat-title")
+                yield Static(
+                    Text("Choose a chat on the left (Enter), or press Ctrl+P for actions.", style="dim"),
+                    id="chat-title",
+                )
                 yield PinnedBanner(id="pinned-banner")
                 yield MessageView(self.messenger.username, self.melo.formatting, id="messages")
                 yield TypingIndicator(id="typing")
@@ -135,18 +137,19 @@ class ChatScreen(Screen[None]):
             self.melo.join(code)
 
     # -- chats ------------------------------------------------------------------------------------------
-    @ui_work(exclusive=True, group="chats")
+    @ui_work(exclusive=True, group="chats", what="Loading chats")
     async def load_chats(self) -> None:
-        try:
-            chats = await self.messenger.client.list_chats()
-        except MeloError as exc:
-            self.notify(f"Could not load chats: {exc}", severity="error")
-            return
+        chats = await self.messenger.client.list_chats()
         for chat in chats:
             if chat.id not in self.previews and chat.last_message is not None:
                 last = chat.last_message
-                self.previews[chat.id] = ("message deleted" if last.deleted else
-                                          f"{last.sender}: {last.text}" if last.text else "🔒 encrypted message")
+                self.previews[chat.id] = (
+                    "message deleted"
+                    if last.deleted
+                    else f"{last.sender}: {last.text}"
+                    if last.text
+                    else "🔒 encrypted message"
+                )
         await self.query_one(ChatList).set_chats(chats, self.previews)
         if self.chat_id is not None:
             self._show_title()  # slow mode or the timer may have changed
@@ -174,8 +177,10 @@ class ChatScreen(Screen[None]):
     def action_cycle_pane(self, step: int) -> None:
         panes = self._panes()
         focused = self.focused
-        here = next((i for i, (pane, _) in enumerate(panes)
-                     if focused is not None and pane in focused.ancestors_with_self), None)
+        here = next(
+            (i for i, (pane, _) in enumerate(panes) if focused is not None and pane in focused.ancestors_with_self),
+            None,
+        )
         target = (step if step > 0 else -1) if here is None else here + step
         panes[target % len(panes)][1].focus()
 
@@ -183,14 +188,10 @@ class ChatScreen(Screen[None]):
     def action_toggle_members(self) -> None:
         self.query_one(MemberPanel).toggle()
 
-    @ui_work(exclusive=True, group="members")
+    @ui_work(exclusive=True, group="members", what="Loading members", severity="warning")
     async def load_members(self, chat_id: int) -> None:
         panel = self.query_one(MemberPanel)
-        try:
-            members = await self.messenger.client.list_members(chat_id)
-        except MeloError as exc:
-            self.notify(f"Could not load members: {clean_line(str(exc), 200)}", severity="warning", markup=False)
-            return
+        members = await self.messenger.client.list_members(chat_id)
         if chat_id == self.chat_id:
             stream = self.messenger.stream
             panel.set_presence(self.messenger.username, stream is not None and stream.state == "connected")
@@ -200,7 +201,7 @@ class ChatScreen(Screen[None]):
     def _opened(self, event: ChatList.Opened) -> None:
         self.open_chat(event.chat_id)
 
-    @ui_work(exclusive=True, group="open")
+    @ui_work(exclusive=True, group="open", what="Loading messages")
     async def open_chat(self, chat_id: int) -> None:
         chats = self.query_one(ChatList)
         self.chat_id = chat_id
@@ -211,11 +212,7 @@ class ChatScreen(Screen[None]):
         self._show_title()
         self.query_one(PinnedBanner).show_pins([])
         self.load_pins(chat_id)
-        try:
-            messages = await self.messenger.history(chat_id, limit=HISTORY_PAGE)
-        except MeloError as exc:
-            self.notify(f"Could not load messages: {exc}", severity="error")
-            return
+        messages = await self.messenger.history(chat_id, limit=HISTORY_PAGE)
         view = self.query_one(MessageView)
         await view.show_chat(chat_id, messages, complete=len(messages) < HISTORY_PAGE)
         self.query_one(Composer).focus()
@@ -223,14 +220,17 @@ class ChatScreen(Screen[None]):
             self.previews[chat_id] = preview_of(messages[-1])
         chats.update_entry(chat_id, unread=0, preview=self.previews.get(chat_id, ""))
         if messages:
-            try:
-                members = await self.messenger.client.list_members(chat_id)
-                others = [m for m in members if m.user.username != self.messenger.username]
-                if others:
-                    view.receipt(max(m.read_seq for m in others), max(m.delivered_seq for m in others))
-                await self.messenger.mark_read(chat_id, messages[-1].seq)
-            except MeloError as exc:
-                self.notify(f"Could not mark as read: {exc}", severity="warning")
+            self.show_receipts(chat_id, messages[-1].seq)
+
+    @ui_work(exclusive=True, group="receipts", what="Marking as read", severity="warning")
+    async def show_receipts(self, chat_id: int, last_seq: int) -> None:
+        """The others' read and delivered ticks of a chat just opened, and its messages marked read."""
+        view = self.query_one(MessageView)
+        members = await self.messenger.client.list_members(chat_id)
+        others = [m for m in members if m.user.username != self.messenger.username]
+        if others and view.chat_id == chat_id:
+            view.receipt(max(m.read_seq for m in others), max(m.delivered_seq for m in others))
+        await self.messenger.mark_read(chat_id, last_seq)
 
     def _show_title(self) -> None:
         """The open chat's title line: name, kind, E2E, slow mode and the disappearing-messages timer."""
@@ -245,13 +245,9 @@ class ChatScreen(Screen[None]):
                 title.append(f"  ⏱ {human_duration(chat.message_ttl_seconds)}", style="yellow")  # disappearing
         self.query_one("#chat-title", Static).update(title)
 
-    @ui_work(exclusive=True, group="pins")
+    @ui_work(exclusive=True, group="pins", what="Loading pinned messages", severity="warning")
     async def load_pins(self, chat_id: int) -> None:
-        try:
-            pins = await self.messenger.pins(chat_id)
-        except MeloError as exc:
-            self.notify(f"Could not load pinned messages: {exc}", severity="warning")
-            return
+        pins = await self.messenger.pins(chat_id)
         if self.chat_id == chat_id:
             self.query_one(PinnedBanner).show_pins(pins)
 
@@ -259,15 +255,14 @@ class ChatScreen(Screen[None]):
     def _older(self, event: MessageView.OlderWanted) -> None:
         self.load_older(event.chat_id, event.before_seq)
 
-    @ui_work(exclusive=True, group="older")
+    @ui_work(exclusive=True, group="older", what="Loading older messages")
     async def load_older(self, chat_id: int, before_seq: int) -> None:
         view = self.query_one(MessageView)
         try:
             older = await self.messenger.history(chat_id, before=before_seq, limit=HISTORY_PAGE)
-        except MeloError as exc:
-            view.loading_older = False
-            self.notify(f"Could not load older messages: {exc}", severity="error")
-            return
+        except MeloError:
+            view.loading_older = False  # scrolling up asks again
+            raise
         if view.chat_id == chat_id:
             await view.prepend(older, complete=len(older) < HISTORY_PAGE)
 
@@ -278,8 +273,9 @@ class ChatScreen(Screen[None]):
             mode.update(Text("editing your message — Enter saves, Escape cancels", style="yellow"))
         elif self.replying is not None:
             quoted = clean_line(self.replying.text or "", 60)
-            mode.update(Text(f"replying to {clean_line(self.replying.sender, 32)}: {quoted} — Escape cancels",
-                             style="cyan"))
+            mode.update(
+                Text(f"replying to {clean_line(self.replying.sender, 32)}: {quoted} — Escape cancels", style="cyan")
+            )
         else:
             mode.update("")
 
@@ -352,18 +348,19 @@ class ChatScreen(Screen[None]):
         while self.outbox:
             item = self.outbox[0]
             try:
-                message = await self.messenger.send_text(item.chat_id, item.text, reply_to=item.reply_to,
-                                                         txn_id=item.txn_id, emote=item.emote)
+                message = await self.messenger.send_text(
+                    item.chat_id, item.text, reply_to=item.reply_to, txn_id=item.txn_id, emote=item.emote
+                )
             except ServerUnreachable:
                 if not any(p.txn_id == item.txn_id for p in view.query("PendingItem")):  # type: ignore[attr-defined]
                     if item.chat_id == view.chat_id:
                         await view.add_pending(item.txn_id, item.text)
                     self.notify("Offline: the message will be sent when the server is back.", severity="warning")
                 return
-            except MeloError as exc:
+            except MeloError as exc:  # refused: the next ones may still go
                 self.outbox.pop(0)
                 await view.remove_pending(item.txn_id)
-                self.notify(f"Not sent: {exc}", severity="error")
+                report(self, "Sending", exc)
                 continue
             self.outbox.pop(0)
             await view.remove_pending(item.txn_id)
@@ -422,10 +419,12 @@ class ChatScreen(Screen[None]):
         elif name == "schedule":
             self.schedule(self.chat_id, args)
         else:
-            self.notify(f"Unknown command /{clean_line(name, 20)}. Known: "
-                        + " ".join("/" + c for c in COMMANDS), severity="warning")
+            self.notify(
+                f"Unknown command /{clean_line(name, 20)}. Known: " + " ".join("/" + c for c in COMMANDS),
+                severity="warning",
+            )
 
-    @ui_work(group="timer")
+    @ui_work(group="timer", what="/timer")
     async def change_timer(self, chat_id: int, args: str) -> None:
         if not args:
             self.notify("Usage: /timer DURATION|off (for example /timer 1h)", severity="warning")
@@ -435,45 +434,40 @@ class ChatScreen(Screen[None]):
         except ValueError as exc:
             self.notify(clean_line(str(exc), 200), severity="warning")
             return
-        try:
-            await self.messenger.client.set_timer(chat_id, seconds)
-        except MeloError as exc:
-            self.notify(f"/timer failed: {exc}", severity="error")
-            return
-        self.notify(f"Messages disappear {human_duration(seconds)} after sending." if seconds
-                    else "Disappearing messages are off.")
+        await self.messenger.client.set_timer(chat_id, seconds)
+        self.notify(
+            f"Messages disappear {human_duration(seconds)} after sending."
+            if seconds
+            else "Disappearing messages are off."
+        )
         self.load_chats()
 
-    @ui_work(group="schedule")
+    @ui_work(group="schedule", what="/schedule")
     async def schedule(self, chat_id: int, args: str) -> None:
         """/schedule WHEN TEXT sends later; /schedule (or list) shows this chat's; /schedule cancel ID."""
         head = args.split(maxsplit=1)[0].lower() if args else "list"
-        client = self.messenger.client
-        try:
-            if head == "list":
-                await self._show_scheduled(chat_id)
-            elif head == "cancel":
-                target = args.split(maxsplit=1)[1].strip().lstrip("#") if len(args.split()) > 1 else ""
-                if not target.isdigit():
-                    self.notify("Usage: /schedule cancel ID (the ids are in /schedule)", severity="warning")
-                    return
-                await client.cancel_scheduled(int(target))
-                self.notify(f"Scheduled message {target} cancelled.")
-            else:
-                when, text = split_when(args)
-                try:
-                    send_at = parse_when(when)
-                except ValueError as exc:
-                    self.notify(clean_line(str(exc), 300), severity="warning")
-                    return
-                if not text:
-                    self.notify("Usage: /schedule WHEN TEXT (for example /schedule +10m hello)", severity="warning")
-                    return
-                row = await self.messenger.schedule_text(chat_id, text, send_at)
-                local = row.send_at.astimezone().strftime("%Y-%m-%d %H:%M")
-                self.notify(f"Scheduled message {row.id} for {local}. /schedule cancel {row.id} to cancel.")
-        except MeloError as exc:
-            self.notify(f"/schedule failed: {exc}", severity="error")
+        if head == "list":
+            await self._show_scheduled(chat_id)
+        elif head == "cancel":
+            target = args.split(maxsplit=1)[1].strip().lstrip("#") if len(args.split()) > 1 else ""
+            if not target.isdigit():
+                self.notify("Usage: /schedule cancel ID (the ids are in /schedule)", severity="warning")
+                return
+            await self.messenger.client.cancel_scheduled(int(target))
+            self.notify(f"Scheduled message {target} cancelled.")
+        else:
+            when, text = split_when(args)
+            try:
+                send_at = parse_when(when)
+            except ValueError as exc:
+                self.notify(clean_line(str(exc), 300), severity="warning")
+                return
+            if not text:
+                self.notify("Usage: /schedule WHEN TEXT (for example /schedule +10m hello)", severity="warning")
+                return
+            row = await self.messenger.schedule_text(chat_id, text, send_at)
+            local = row.send_at.astimezone().strftime("%Y-%m-%d %H:%M")
+            self.notify(f"Scheduled message {row.id} for {local}. /schedule cancel {row.id} to cancel.")
 
     async def _show_scheduled(self, chat_id: int) -> None:
         rows = [r for r in await self.messenger.list_scheduled() if r.chat_id == chat_id]
@@ -496,22 +490,19 @@ class ChatScreen(Screen[None]):
         entry = self.query_one(ChatList).entries.get(self.chat_id or 0)
         return entry.chat.peer.username if entry and entry.chat.peer else None
 
-    @ui_work(group="actions")
+    @ui_work(group="actions", what=lambda action, message_id, args: f"/{action}")
     async def run_action_worker(self, action: str, message_id: int, args: str) -> None:
         assert self.chat_id is not None
         chat_id, view = self.chat_id, self.query_one(MessageView)
-        try:
-            if action == "edit":
-                view.replace_message(await self.messenger.edit_text(chat_id, message_id, args))
-            elif action == "delete":
-                await self.messenger.delete(chat_id, message_id)
-                view.mark_deleted(message_id)
-            elif action == "react":
-                await self.messenger.react(chat_id, message_id, args)
-            elif action == "pin":
-                await self.messenger.pin(chat_id, message_id, unpin=args.lower() in ("off", "un", "unpin"))
-        except MeloError as exc:
-            self.notify(f"/{action} failed: {exc}", severity="error")
+        if action == "edit":
+            view.replace_message(await self.messenger.edit_text(chat_id, message_id, args))
+        elif action == "delete":
+            await self.messenger.delete(chat_id, message_id)
+            view.mark_deleted(message_id)
+        elif action == "react":
+            await self.messenger.react(chat_id, message_id, args)
+        elif action == "pin":
+            await self.messenger.pin(chat_id, message_id, unpin=args.lower() in ("off", "un", "unpin"))
 
     # -- live events ------------------------------------------------------------------------------------
     def _after_message(self, message: ev.Message, *, own: bool) -> None:
@@ -557,9 +548,12 @@ class ChatScreen(Screen[None]):
         elif isinstance(event, ev.Typing) and here and event.user != self.messenger.username:
             self.query_one(TypingIndicator).set_typing(event.user, event.typing, event.expires_in)
         elif isinstance(event, ev.KeyWarning):
-            warning = Text(f"⚠ {clean_line(event.user, 64)}'s security key changed "
-                           f"({event.reason.replace('_', ' ')}, device {clean_line(event.device_id, 40)}). "
-                           "Verify them with /verify before trusting new messages.", style="bold red")
+            warning = Text(
+                f"⚠ {clean_line(event.user, 64)}'s security key changed "
+                f"({event.reason.replace('_', ' ')}, device {clean_line(event.device_id, 40)}). "
+                "Verify them with /verify before trusting new messages.",
+                style="bold red",
+            )
             await view.add_notice(warning)
             self.notify(warning.plain, severity="warning", timeout=10)
         elif isinstance(event, ev.Presence):
@@ -570,8 +564,12 @@ class ChatScreen(Screen[None]):
         elif isinstance(event, (ev.ChatChanged, ev.MemberChanged, ev.ResyncRequired)):
             if isinstance(event, ev.ChatChanged) and here and "message_ttl_seconds" in event.data:
                 await view.add_notice(timer_notice(event.data.get("by"), event.data.get("message_ttl_seconds")))
-            if isinstance(event, ev.MemberChanged) and event.user == self.messenger.username \
-                    and event.change in ("left", "removed") and here:
+            if (
+                isinstance(event, ev.MemberChanged)
+                and event.user == self.messenger.username
+                and event.change in ("left", "removed")
+                and here
+            ):
                 self.chat_id = None
                 view.chat_id = None
             panel = self.query_one(MemberPanel)
