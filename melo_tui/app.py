@@ -34,6 +34,7 @@ from melo_tui.backend import Backend
 from melo_tui.commands import MeloCommands
 from melo_tui.errors import reason_of
 from melo_tui.formatting import Formatting
+from melo_tui.messages import ChatJoined, ChatLeft, ConnectionChanged, LiveEvent
 from melo_tui.sanitize import clean, clean_line
 from melo_tui.sas_flow import SasFlow
 from melo_tui.screens.chat import ChatScreen
@@ -181,7 +182,7 @@ class MeloApp(App[None]):
         assert messenger is not None
         state = messenger.stream.state if messenger.stream is not None else "offline"
         self.call_after_refresh(self.set_connection_state, state)  # once the new screen's header exists
-        chat = ChatScreen(messenger, join_code=join_code)
+        chat = ChatScreen(messenger, self.formatting, join_code=join_code)
         if isinstance(self.screen, LoginScreen):
             self.switch_screen(chat)
         else:
@@ -202,9 +203,7 @@ class MeloApp(App[None]):
         screen = self.chat_screen
         shown = screen.status if screen is not None else ""
         if stream is not None and (stream.state != self.connection_state or not shown.endswith(stream.state)):
-            self.set_connection_state(stream.state)
-            if stream.state == "connected" and self.chat_screen is not None:
-                self.chat_screen._retry_outbox()
+            self.set_connection_state(stream.state)  # back to "connected", the chat screen sends its outbox
 
     @property
     def chat_screen(self) -> ChatScreen | None:
@@ -240,20 +239,43 @@ class MeloApp(App[None]):
         elif isinstance(event, ev.VerificationUpdate):
             self.sas.handle(event)
         screen = self.chat_screen
-        if screen is not None and screen.is_mounted:
-            try:
-                await screen.handle_event(event)
-            except Exception as exc:  # one bad event must not end the stream
-                self.log.error("event handling failed", event=event, error=exc)
-        if isinstance(self.screen, ChatInfoScreen):
-            self.screen.follow(event)
+        if screen is not None:
+            screen.post_message(LiveEvent(event))
+        top = self.screen_stack[-1] if self.screen_stack else None  # none left while the app shuts down
+        if isinstance(top, ChatInfoScreen):
+            top.post_message(LiveEvent(event))
 
     def set_connection_state(self, state: str) -> None:
         self.connection_state = state
         name = self.backend.messenger.username if self.backend.messenger else ""
         screen = self.chat_screen
-        if screen is not None and screen.is_mounted:
-            screen.show_status(name, state)
+        if screen is not None:
+            screen.post_message(ConnectionChanged(name, state))
+
+    # -- what the chat screen asks for ------------------------------------------------------------------
+    @on(ChatScreen.JoinWanted)
+    def _join_wanted(self, wanted: ChatScreen.JoinWanted) -> None:
+        self.join(wanted.code)
+
+    @on(ChatScreen.InviteWanted)
+    def _invite_wanted(self, wanted: ChatScreen.InviteWanted) -> None:
+        self.invite(wanted.chat_id, wanted.username)
+
+    @on(ChatScreen.LeaveWanted)
+    def _leave_wanted(self, wanted: ChatScreen.LeaveWanted) -> None:
+        self.leave(wanted.chat_id)
+
+    @on(ChatScreen.VerifyWanted)
+    def _verify_wanted(self, wanted: ChatScreen.VerifyWanted) -> None:
+        self.verify(wanted.username)
+
+    @on(ChatScreen.CallWanted)
+    def _call_wanted(self, wanted: ChatScreen.CallWanted) -> None:
+        self.start_call(wanted.username, wanted.chat_id)
+
+    @on(ChatScreen.Alerted)
+    def _alerted(self, alerted: ChatScreen.Alerted) -> None:
+        self.alert(alerted.message, alerted.chat_title, here=alerted.here)
 
     # -- notifications ----------------------------------------------------------------------------------
     def alert(self, message: ev.Message, chat_title: str, *, here: bool) -> None:
@@ -377,10 +399,8 @@ class MeloApp(App[None]):
 
     async def _opened_new(self, chat: Any) -> None:
         screen = self.chat_screen
-        if chat is None or screen is None:
-            return
-        await screen.load_chats().wait()
-        screen.open_chat(chat.id)
+        if chat is not None and screen is not None:
+            screen.post_message(ChatJoined(chat.id))
 
     def action_invite_code(self) -> None:
         screen = self.chat_screen
@@ -413,8 +433,7 @@ class MeloApp(App[None]):
         await self._messenger().client.leave_chat(chat_id)
         screen = self.chat_screen
         if screen is not None:
-            screen.chat_id = None
-            screen.load_chats()
+            screen.post_message(ChatLeft(chat_id))
         self.notify("You left the chat.")
 
     # -- admin ----------------------------------------------------------------------------------------------

@@ -7,13 +7,14 @@ server already has (offline, then reconnected) never duplicates it.
 
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Input, ListView, Static
@@ -23,6 +24,8 @@ from melo_protocol.client.errors import MeloError, ServerUnreachable
 from melo_protocol.client.messenger import Messenger
 from melo_protocol.timetext import human_duration, parse_when, split_when
 from melo_tui.commands_parse import COMMANDS, parse, timer_seconds, unescape
+from melo_tui.formatting import Formatting
+from melo_tui.messages import ChatJoined, ChatLeft, ConnectionChanged, LiveEvent
 from melo_tui.sanitize import clean_line
 from melo_tui.screens.info import InfoScreen
 from melo_tui.widgets.call_bar import CallBar
@@ -33,9 +36,6 @@ from melo_tui.widgets.conversation.pinned_banner import PinnedBanner
 from melo_tui.widgets.conversation.typing_indicator import TypingIndicator
 from melo_tui.widgets.members import MemberPanel
 from melo_tui.workers import report, ui_work
-
-if TYPE_CHECKING:
-    from melo_tui.app import MeloApp
 
 HISTORY_PAGE = 50
 TYPING_EVERY_S = 4.0
@@ -85,9 +85,46 @@ class ChatScreen(Screen[None]):
         Binding("f3", "app.chat_info", "Chat info", show=False, id="chat.info"),
     ]
 
-    def __init__(self, messenger: Messenger, *, join_code: str | None = None) -> None:
+    @dataclass
+    class JoinWanted(Message):
+        """Join the chat of this invite code (and open it)."""
+
+        code: str
+
+    @dataclass
+    class InviteWanted(Message):
+        """Add ``username`` to the chat, or (None) make an invite code for it."""
+
+        chat_id: int
+        username: str | None
+
+    @dataclass
+    class LeaveWanted(Message):
+        chat_id: int
+
+    @dataclass
+    class VerifyWanted(Message):
+        """Compare safety numbers with ``username`` ("" when there is nobody to ask about)."""
+
+        username: str
+
+    @dataclass
+    class CallWanted(Message):
+        username: str
+        chat_id: int
+
+    @dataclass
+    class Alerted(Message):
+        """Someone else's message arrived (``here``: in the open chat): ring, notify as the user chose."""
+
+        message: ev.Message
+        chat_title: str
+        here: bool
+
+    def __init__(self, messenger: Messenger, formatting: Formatting, *, join_code: str | None = None) -> None:
         super().__init__()
         self.messenger = messenger
+        self.formatting = formatting
         self.join_code = join_code  # an invite code given at login: joined, and its chat opened, once shown
         self.chat_id: int | None = None
         self.outbox: list[PendingSend] = []
@@ -96,10 +133,6 @@ class ChatScreen(Screen[None]):
         self.previews: dict[int, str] = {}
         self._last_typing_sent = 0.0
         self.status = ""
-
-    @property
-    def melo(self) -> "MeloApp":
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Melo", style="bold"), id="status-header")
@@ -114,27 +147,53 @@ class ChatScreen(Screen[None]):
                     id="chat-title",
                 )
                 yield PinnedBanner(id="pinned-banner")
-                yield MessageView(self.messenger.username, self.melo.formatting, id="messages")
+                yield MessageView(self.messenger.username, self.formatting, id="messages")
                 yield TypingIndicator(id="typing")
                 yield Static("", id="composer-mode")
                 yield Composer(id="composer")
             yield MemberPanel(self.messenger.username, id="members")
         yield Footer()
 
-    def show_status(self, username: str, state: str) -> None:
-        """The header line: who is logged in, and the connection state."""
-        self.status = f"{username} · {state}"
+    @on(ConnectionChanged)
+    def show_status(self, change: ConnectionChanged) -> None:
+        """The header line: who is logged in, and the connection state; back online, the outbox goes."""
+        self.status = f"{change.username} · {change.state}"
         text = Text("Melo", style="bold")
-        text.append(f"  {clean_line(username, 64)}", style="cyan")
-        text.append(f"  ● {state}", style="green" if state == "connected" else "yellow")
+        text.append(f"  {clean_line(change.username, 64)}", style="cyan")
+        text.append(f"  ● {change.state}", style="green" if change.state == "connected" else "yellow")
         self.query_one("#status-header", Static).update(text)
+        if change.state == "connected":
+            self._retry_outbox()
+
+    @on(ChatJoined)
+    def _joined(self, joined: ChatJoined) -> None:
+        self.list_and_open(joined.chat_id)
+
+    @ui_work(group="open-new")
+    async def list_and_open(self, chat_id: int) -> None:
+        """A chat that is new to the list: load the list, then open it."""
+        await self.load_chats().wait()
+        self.open_chat(chat_id)
+
+    @on(ChatLeft)
+    def _left(self, left: ChatLeft) -> None:
+        if self.chat_id == left.chat_id:
+            self.chat_id = None
+        self.load_chats()
+
+    @on(LiveEvent)
+    async def _live(self, live: LiveEvent) -> None:
+        try:
+            await self.handle_event(live.event)
+        except Exception as exc:  # one bad event must not end the stream
+            self.log.error("event handling failed", event=live.event, error=exc)
 
     def on_mount(self) -> None:
         self.load_chats()
         self.set_interval(3.0, self._retry_outbox)
         if self.join_code:
             code, self.join_code = self.join_code, None
-            self.melo.join(code)
+            self.post_message(self.JoinWanted(code))
 
     # -- chats ------------------------------------------------------------------------------------------
     @ui_work(exclusive=True, group="chats", what="Loading chats")
@@ -403,17 +462,17 @@ class ChatScreen(Screen[None]):
             else:
                 self.run_action_worker(name, target.id, args)
         elif name == "invite":
-            self.melo.invite(self.chat_id, args or None)
+            self.post_message(self.InviteWanted(self.chat_id, args or None))
         elif name == "leave":
-            self.melo.leave(self.chat_id)
+            self.post_message(self.LeaveWanted(self.chat_id))
         elif name == "verify":
-            self.melo.verify(args or self._peer() or "")
+            self.post_message(self.VerifyWanted(args or self._peer() or ""))
         elif name == "call":
             peer = self._peer()
             if peer is None:
                 self.notify("/call works in a direct chat: open the DM of the person to call.", severity="error")
             else:
-                self.melo.start_call(peer, self.chat_id)
+                self.post_message(self.CallWanted(peer, self.chat_id))
         elif name == "timer":
             self.change_timer(self.chat_id, args)
         elif name == "schedule":
@@ -528,7 +587,7 @@ class ChatScreen(Screen[None]):
                     self.query_one(TypingIndicator).set_typing(message.sender, False)
                     self.mark_read(message.chat_id, message.seq)
             if not own:
-                self.melo.alert(message, self.chat_title_for(message.chat_id), here=here)
+                self.post_message(self.Alerted(message, self.chat_title_for(message.chat_id), here))
             self._after_message(message, own=own)
         elif isinstance(event, ev.MessageEdited) and event.message is not None:
             if here:
@@ -579,8 +638,6 @@ class ChatScreen(Screen[None]):
                 else:
                     panel.clear()  # we left it (here, or by /leave)
             self.load_chats()
-        elif isinstance(event, ev.ConnectionState) and event.state == "connected":
-            self._retry_outbox()
 
     @ui_work(group="read")
     async def mark_read(self, chat_id: int, seq: int) -> None:

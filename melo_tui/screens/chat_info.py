@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -21,6 +22,7 @@ from melo_protocol.client import events as ev
 from melo_protocol.client.rest import MeloClient
 from melo_protocol.wire.chats import ChatKind, ChatOut, MemberOut, Role
 from melo_tui.commands_parse import timer_seconds
+from melo_tui.messages import LiveEvent
 from melo_tui.sanitize import clean_line
 from melo_tui.screens.prompt import PromptScreen
 from melo_tui.widgets.chats.chat_list import chat_title
@@ -82,6 +84,10 @@ class ChatInfoScreen(ModalScreen[None]):
     @property
     def role(self) -> Role | None:
         return self.chat.role if self.chat is not None else None
+
+    @on(LiveEvent)
+    def _live(self, live: LiveEvent) -> None:
+        self.follow(live.event)
 
     def follow(self, event: ev.Event) -> None:
         """A live event while this screen is open: changes to this chat or its members show at once."""
