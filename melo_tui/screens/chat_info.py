@@ -21,10 +21,10 @@ from textual.widgets import DataTable, Static
 from melo_protocol.client import events as ev
 from melo_protocol.client.rest import MeloClient
 from melo_protocol.wire.chats import ChatKind, ChatOut, MemberOut, Role
-from melo_tui.commands_parse import timer_seconds
 from melo_tui.messages import LiveEvent
 from melo_tui.sanitize import clean_line
 from melo_tui.screens.prompt import PromptScreen
+from melo_tui.slash import timer_seconds
 from melo_tui.widgets.chats.chat_list import chat_title
 from melo_tui.widgets.members import ROLE_STYLE, sorted_members
 from melo_tui.workers import ui_handler, ui_work

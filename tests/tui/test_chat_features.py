@@ -10,8 +10,9 @@ from textual.pilot import Pilot
 from melo_protocol.client import CredentialStore, MeloClient
 from melo_protocol.client import events as ev
 from melo_protocol.client.errors import SessionRevoked
-from melo_tui.app import MeloApp, quiet_media
+from melo_tui.app import MeloApp
 from melo_tui.backend import Backend
+from melo_tui.media import quiet_media
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.login import LoginScreen
 from melo_tui.widgets.chats.chat_list import ChatList

@@ -167,9 +167,9 @@ async def test_verify_help_and_palette(live: Live, tmp_path: Path) -> None:
 
 
 def _palette_actions(app: Any) -> list[Any]:
-    from melo_tui.commands import MeloCommands
+    from melo_tui.palette import PaletteCommands
 
-    return MeloCommands(app.screen)._actions()
+    return PaletteCommands(app.screen)._actions()
 
 
 async def test_offline_send_is_retried_without_duplicates(live: Live, tmp_path: Path) -> None:
