@@ -33,6 +33,7 @@ from server.health import router as health_router
 from server.jobs.router import router as jobs_router
 from server.jobs.scheduler import JobScheduler
 from server.keys.router import router as keys_router
+from server.keys.service import forget_devices
 from server.messages.router import router as messages_router
 from server.openapi import install_openapi
 from server.push.router import router as push_router
@@ -62,9 +63,7 @@ class BroadcastRevocations:
         await self._bus.publish(BusEvent(kind="revoke", session_ids=ids))
         if self.state is not None:
             # the device of an ended session leaves the key directory, and its contacts hear of it
-            from server.keys.service import forget_devices
-
-            await forget_devices(self.state, ids)
+            await forget_devices(ids, sessions=self.state.sessions, bus=self.state.bus)
 
     async def is_revoked(self, session_id: str) -> bool:
         return await self._store.is_revoked(session_id)
@@ -110,7 +109,9 @@ async def open_state(settings: Settings) -> AppState:
     )
     await keys.ensure()
     await state.data_keys.ensure()
-    await auth_service.load_recent_revocations(state)
+    await auth_service.load_recent_revocations(
+        sessions=state.sessions, revocations=state.revocations, access_ttl_s=settings.access_token_ttl_seconds
+    )
     state.revocations.state = state  # type: ignore[attr-defined]  # from now on revocations forget devices
     return state
 

@@ -65,7 +65,7 @@ BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(bear
 
 def _bearer(credentials: HTTPAuthorizationCredentials | None) -> str:
     if credentials is None:  # no Authorization header, another scheme, or an empty token
-        raise ApiError(401, ErrorCode.UNAUTHENTICATED, "authentication required",
+        raise ApiError(ErrorCode.UNAUTHENTICATED, "authentication required",
                        headers={"WWW-Authenticate": "Bearer"})
     return credentials.credentials
 
@@ -81,11 +81,11 @@ async def check_session(state: AppState, db: AsyncSession, claims: AccessClaims)
     if await state.revocations.is_revoked(claims.session_id):
         # a ban or deactivation revokes every session: name that, not the revocation it caused
         raise account_closed(await db.get(User, claims.user_id), 401) or ApiError(
-            401, ErrorCode.SESSION_REVOKED, "this session has been revoked")
+            ErrorCode.SESSION_REVOKED, "this session has been revoked")
     await state.live_sessions.check(db, claims)
     user = await db.get(User, claims.user_id)
     if user is None:
-        raise ApiError(401, ErrorCode.INVALID_TOKEN, "unknown user")
+        raise ApiError(ErrorCode.INVALID_TOKEN, "unknown user")
     if (refusal := account_closed(user, 401)) is not None:
         raise refusal
     return Caller(user=user, claims=claims)
@@ -121,7 +121,7 @@ CurrentCaller = Annotated[Caller, Depends(get_caller)]
 
 async def get_admin(caller: CurrentCaller) -> Caller:
     if not caller.user.is_admin:
-        raise ApiError(403, ErrorCode.ADMIN_REQUIRED, "this action needs the admin role")
+        raise ApiError(ErrorCode.ADMIN_REQUIRED, "this action needs the admin role")
     return caller
 
 

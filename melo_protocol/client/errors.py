@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from melo_protocol.wire import ErrorCode
+from melo_protocol.wire.errors import http_status
 
 
 class MeloError(Exception):
@@ -36,6 +37,18 @@ class CallError(MeloError):
     """A call could not be placed or driven (another call is active, the callee is unreachable, …)."""
 
 
+class E2EError(MeloError):
+    """An end-to-end encryption problem the user must look at (trust, keys, local store)."""
+
+
+class ProfileInUse(MeloError):
+    """Another process has this profile's device open (its crypto store is locked to one process)."""
+
+
+class StreamClosed(MeloError):
+    """The live stream was closed by the client."""
+
+
 class ClientError(MeloError):
     """A request refused on this side, with a code like the server's (``chat_not_found`` for a chat name
     that matches none of yours, ``ambiguous_chat``): no server reply to quote, but the same shape."""
@@ -44,6 +57,12 @@ class ClientError(MeloError):
         super().__init__(message)
         self.code = code
         self.details: dict[str, Any] = dict(details or {})
+
+
+class ControlRequestRefused(ClientError):
+    """The holder of a profile (its control socket) could not run the request as sent (unreadable, an
+    unknown action, bad parameters): a version mismatch between the two processes or a bug, never the
+    user's data. The CLI exits 2 (usage)."""
 
 
 class ApiError(MeloError):
@@ -177,20 +196,10 @@ def error_from_response(status: int, body: bytes, headers: Mapping[str, str] | N
     return _BY_STATUS.get(status, BadRequest)(status, code, message, details)
 
 
-_STATUS_BY_CODE: dict[str, int] = {
-    ErrorCode.FORBIDDEN: 403, ErrorCode.ADMIN_REQUIRED: 403, ErrorCode.CHAT_ADMIN_REQUIRED: 403,
-    ErrorCode.CHANNEL_READ_ONLY: 403, ErrorCode.NOT_AUTHOR: 403,
-    ErrorCode.RATE_LIMITED: 429, ErrorCode.SLOW_MODE: 429,
-    ErrorCode.ALREADY_MEMBER: 409, ErrorCode.LAST_OWNER: 409, ErrorCode.GROUP_FULL: 409,
-    ErrorCode.WRONG_CHAT_KIND: 409, ErrorCode.USERNAME_TAKEN: 409,
-    ErrorCode.SESSION_REVOKED: 401, ErrorCode.UNAUTHENTICATED: 401, ErrorCode.INVALID_TOKEN: 401,
-    ErrorCode.TOKEN_EXPIRED: 401, ErrorCode.PAYLOAD_TOO_LARGE: 413, ErrorCode.INTERNAL: 500,
-}
-
-
 def error_from_code(code: str, message: str, details: dict[str, Any] | None = None) -> MeloError:
-    """The exception for a WebSocket error frame, which carries a code but no HTTP status."""
-    status = _STATUS_BY_CODE.get(code, 404 if code.endswith("not_found") or code == "invite_invalid" else 400)
+    """The exception for a WebSocket error frame, which carries a code but no HTTP status: the code's status
+    from the protocol's one table (a code of a newer server: 404 for ``*_not_found``, else 400)."""
+    status = http_status(code) or (404 if code.endswith("not_found") else 400)
     body = json.dumps({"error": {"code": code, "message": message, "details": details or {}}}).encode()
     return error_from_response(status, body, {})
 
@@ -201,15 +210,19 @@ __all__ = [
     "CallError",
     "ClientError",
     "Conflict",
+    "ControlRequestRefused",
+    "E2EError",
     "Forbidden",
     "InvalidCredentials",
     "MeloError",
     "NotAuthenticated",
     "NotFound",
     "NotLoggedIn",
+    "ProfileInUse",
     "RateLimited",
     "ServerUnreachable",
     "SessionRevoked",
+    "StreamClosed",
     "error_from_code",
     "error_from_response",
     "parse_error_body",

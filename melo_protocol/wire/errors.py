@@ -1,6 +1,10 @@
-"""The one error shape: ``{"error": {"code": ..., "message": ..., "details": {...}}}``."""
+"""The one error shape: ``{"error": {"code": ..., "message": ..., "details": {...}}}``, its codes, and
+the one table of each code's HTTP status (``HTTP_STATUS``), read by the server to answer and by the SDK to
+classify an error frame, which carries a code but no status."""
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import Field
@@ -66,6 +70,90 @@ class ErrorCode(StrEnum):
     INVALID_KEYS = "invalid_keys"
     # an E2E message encrypted for another set of member devices than the chat has now (409)
     RECIPIENTS_CHANGED = "recipients_changed"
+
+
+_HTTP_STATUS: dict[ErrorCode, int] = {
+    # generic
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.VALIDATION_ERROR: 422,
+    ErrorCode.MALFORMED_JSON: 400,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.INTERNAL: 500,
+    ErrorCode.UNAVAILABLE: 503,
+    # auth
+    ErrorCode.UNAUTHENTICATED: 401,
+    ErrorCode.INVALID_TOKEN: 401,
+    ErrorCode.TOKEN_EXPIRED: 401,
+    ErrorCode.SESSION_REVOKED: 401,
+    ErrorCode.REFRESH_TOKEN_REUSED: 401,
+    ErrorCode.INVALID_CREDENTIALS: 401,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.ADMIN_REQUIRED: 403,
+    ErrorCode.ACCOUNT_BANNED: 401,
+    ErrorCode.ACCOUNT_DEACTIVATED: 401,
+    # accounts
+    ErrorCode.INVALID_USERNAME: 400,
+    ErrorCode.USERNAME_TAKEN: 409,
+    ErrorCode.WEAK_PASSWORD: 400,
+    ErrorCode.REGISTRATION_CLOSED: 403,
+    ErrorCode.REGISTRATION_TOKEN_REQUIRED: 403,
+    ErrorCode.REGISTRATION_TOKEN_INVALID: 403,
+    ErrorCode.USER_NOT_FOUND: 404,
+    ErrorCode.SESSION_NOT_FOUND: 404,
+    ErrorCode.INVALID_IMAGE: 400,
+    ErrorCode.AVATAR_NOT_SET: 404,
+    ErrorCode.TOKEN_NOT_FOUND: 404,
+    ErrorCode.CANNOT_TARGET_SELF: 400,
+    # chats and messages
+    ErrorCode.CHAT_NOT_FOUND: 404,
+    ErrorCode.MESSAGE_NOT_FOUND: 404,
+    ErrorCode.CHAT_ADMIN_REQUIRED: 403,
+    ErrorCode.CHANNEL_READ_ONLY: 403,
+    ErrorCode.SLOW_MODE: 429,
+    ErrorCode.NOT_AUTHOR: 403,
+    ErrorCode.E2E_REQUIRED: 400,
+    ErrorCode.E2E_NOT_ALLOWED: 400,
+    ErrorCode.INVITE_INVALID: 404,
+    ErrorCode.INVITE_NOT_FOUND: 404,
+    ErrorCode.LAST_OWNER: 409,
+    ErrorCode.ALREADY_MEMBER: 409,
+    ErrorCode.NOT_A_MEMBER: 404,
+    ErrorCode.GROUP_FULL: 409,
+    ErrorCode.CANNOT_DM_SELF: 400,
+    ErrorCode.WRONG_CHAT_KIND: 409,
+    ErrorCode.REPLY_NOT_FOUND: 400,
+    # end-to-end keys
+    ErrorCode.INVALID_KEYS: 400,
+    ErrorCode.RECIPIENTS_CHANGED: 409,
+}
+HTTP_STATUS: Mapping[ErrorCode, int] = MappingProxyType(_HTTP_STATUS)
+"""Each code's one HTTP status."""
+
+_ALSO_ANSWERED: dict[ErrorCode, frozenset[int]] = {
+    ErrorCode.ACCOUNT_BANNED: frozenset({403}),  # at login: a refusal, not a session ending
+    ErrorCode.ACCOUNT_DEACTIVATED: frozenset({403}),  # at login
+    ErrorCode.INVALID_CREDENTIALS: frozenset({403}),  # a wrong current password when changing it
+    ErrorCode.GROUP_FULL: frozenset({400}),  # creating a chat with too many members
+    ErrorCode.INVALID_KEYS: frozenset({409}),  # other identity keys for a device, or a concurrent upload
+    # 400: a service's own check of a value (a time, an endpoint); 409: a per-user or per-device limit
+    # reached, or a scheduled txn_id taken
+    ErrorCode.VALIDATION_ERROR: frozenset({400, 409}),
+}
+ALSO_ANSWERED: Mapping[ErrorCode, frozenset[int]] = MappingProxyType(_ALSO_ANSWERED)
+"""The statuses some routes answer a code with besides ``HTTP_STATUS``'s: kept as they were when the table
+came; each a candidate for a code of its own."""
+
+
+def http_status(code: str) -> int | None:
+    """The HTTP status of a known code (None for a code this version does not know)."""
+    try:
+        return HTTP_STATUS[ErrorCode(code)]
+    except ValueError:
+        return None
 
 
 class ErrorBody(Response):

@@ -30,7 +30,14 @@ async def update_profile(body: ProfileUpdate, caller: CurrentCaller, db: DbSessi
 async def change_password(
     body: PasswordChangeRequest, caller: CurrentCaller, state: StateDep, db: DbSession
 ) -> dict[str, int]:
-    n = await service.change_password(state, db, caller.user, body, current_session=caller.session_id)
+    n = await service.change_password(
+        db,
+        caller.user,
+        body,
+        current_session=caller.session_id,
+        passwords=state.passwords,
+        revocations=state.revocations,
+    )
     return {"sessions_revoked": n}
 
 
@@ -39,15 +46,16 @@ async def change_password(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {t: {"schema": {"type": "string", "format": "binary"}}
-                        for t in ("image/png", "image/jpeg", "image/webp")},
+            "content": {
+                t: {"schema": {"type": "string", "format": "binary"}} for t in ("image/png", "image/jpeg", "image/webp")
+            },
         }
     },
 )
 async def set_avatar(request: Request, caller: CurrentCaller, db: DbSession) -> UserPublic:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ("image/png", "image/jpeg", "image/webp", "application/octet-stream"):
-        raise ApiError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the image as image/png, image/jpeg or image/webp")
+        raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "send the image as image/png, image/jpeg or image/webp")
     data = await request.body()
     return user_public(await service.set_avatar(db, caller.user, data))
 

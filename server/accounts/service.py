@@ -22,11 +22,14 @@ from melo_protocol.wire import (
 )
 from melo_protocol.wire.accounts import normalize_username
 from server.auth import service as auth_service
+from server.config import Settings
 from server.core.errors import ApiError
-from server.core.passwords import password_problem
+from server.core.jwt_keys import JwtKeyRing
+from server.core.passwords import Passwords, password_problem
+from server.core.ratelimit import RateLimiter
+from server.core.revocation import RevocationStore
 from server.db.models import Avatar, RegistrationToken, ServerState, User
 from server.db.types import utcnow
-from server.state import AppState
 
 REGISTRATION_MODE_STATE = "registration.mode"
 AVATAR_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
@@ -35,9 +38,10 @@ AVATAR_MAX_PIXELS = 16_000_000  # refuse decompression bombs before decoding
 REGISTRATION_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-async def registration_mode(state: AppState, db: AsyncSession) -> RegistrationMode:
+async def registration_mode(db: AsyncSession, *, default: RegistrationMode) -> RegistrationMode:
+    """The mode an admin set, else ``default`` (the server's setting)."""
     row = await db.get(ServerState, REGISTRATION_MODE_STATE)
-    return RegistrationMode(row.value) if row else state.settings.registration_mode
+    return RegistrationMode(row.value) if row else default
 
 
 async def set_registration_mode(db: AsyncSession, mode: RegistrationMode) -> None:
@@ -53,7 +57,6 @@ def canonical_username(raw: str) -> str:
     name = normalize_username(raw)
     if name is None:
         raise ApiError(
-            400,
             ErrorCode.INVALID_USERNAME,
             "username must be 3-32 characters of a-z, 0-9, '_', '.', '-'",
         )
@@ -67,10 +70,11 @@ def plausible_registration_token(token: str) -> bool:
 
 async def _consume_registration_token(db: AsyncSession, token: str | None) -> None:
     if not token:
-        raise ApiError(403, ErrorCode.REGISTRATION_TOKEN_REQUIRED, "registration needs a registration token")
+        raise ApiError(ErrorCode.REGISTRATION_TOKEN_REQUIRED, "registration needs a registration token")
     if not plausible_registration_token(token):
-        raise ApiError(403, ErrorCode.REGISTRATION_TOKEN_INVALID,
-                       "registration token is unknown, expired, revoked or used up")
+        raise ApiError(
+            ErrorCode.REGISTRATION_TOKEN_INVALID, "registration token is unknown, expired, revoked or used up"
+        )
     now = utcnow()
     result = await db.execute(
         update(RegistrationToken)
@@ -83,25 +87,34 @@ async def _consume_registration_token(db: AsyncSession, token: str | None) -> No
         .values(uses=RegistrationToken.uses + 1)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise ApiError(403, ErrorCode.REGISTRATION_TOKEN_INVALID,
-                       "registration token is unknown, expired, revoked or used up")
+        raise ApiError(
+            ErrorCode.REGISTRATION_TOKEN_INVALID, "registration token is unknown, expired, revoked or used up"
+        )
 
 
 async def register(
-    state: AppState, db: AsyncSession, body: RegisterRequest, *, ip: str, user_agent: str | None
+    db: AsyncSession,
+    body: RegisterRequest,
+    *,
+    ip: str,
+    user_agent: str | None,
+    settings: Settings,
+    limiter: RateLimiter,
+    passwords: Passwords,
+    keys: JwtKeyRing,
 ) -> TokenResponse:
-    await state.limiter.hit(state.settings.rate_register_ip, "register-ip", ip)
+    await limiter.hit(settings.rate_register_ip, "register-ip", ip)
     name = canonical_username(body.username)
     problem = password_problem(body.password, name)
     if problem:
-        raise ApiError(400, ErrorCode.WEAK_PASSWORD, problem)
-    mode = await registration_mode(state, db)
+        raise ApiError(ErrorCode.WEAK_PASSWORD, problem)
+    mode = await registration_mode(db, default=settings.registration_mode)
     if mode == RegistrationMode.CLOSED:
-        raise ApiError(403, ErrorCode.REGISTRATION_CLOSED, "registration is closed on this server")
-    taken = ApiError(409, ErrorCode.USERNAME_TAKEN, "that username is taken")
+        raise ApiError(ErrorCode.REGISTRATION_CLOSED, "registration is closed on this server")
+    taken = ApiError(ErrorCode.USERNAME_TAKEN, "that username is taken")
     if (await db.scalars(select(User.id).where(User.username == name))).first() is not None:
         raise taken
-    password_hash = await state.passwords.hash(body.password)
+    password_hash = await passwords.hash(body.password)
     # The token use and the new user commit together: a failed registration spends no use.
     if mode == RegistrationMode.TOKEN:
         await _consume_registration_token(db, body.registration_token)
@@ -113,7 +126,7 @@ async def register(
         await db.rollback()
         raise taken from None
     return await auth_service.open_session(
-        state, db, user=user, device_name=body.device_name, ip=ip, user_agent=user_agent
+        db, user=user, device_name=body.device_name, ip=ip, user_agent=user_agent, keys=keys
     )
 
 
@@ -125,8 +138,9 @@ def check_text(value: str, field: str, *, multiline: bool) -> str:
         cat = unicodedata.category(ch)
         # control characters, and the bidi overrides that can disguise text in a terminal
         if cat == "Cc" or ch in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069":
-            raise ApiError(400, ErrorCode.VALIDATION_ERROR, f"{field} contains control characters",
-                           {"field": field})
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR, f"{field} contains control characters", {"field": field}, status=400
+            )
     return value.strip()
 
 
@@ -146,17 +160,24 @@ async def update_profile(db: AsyncSession, user: User, body: ProfileUpdate) -> U
 
 
 async def change_password(
-    state: AppState, db: AsyncSession, user: User, body: PasswordChangeRequest, *, current_session: str
+    db: AsyncSession,
+    user: User,
+    body: PasswordChangeRequest,
+    *,
+    current_session: str,
+    passwords: Passwords,
+    revocations: RevocationStore,
 ) -> int:
-    if not await state.passwords.verify(user.password_hash, body.current_password):
-        raise ApiError(403, ErrorCode.INVALID_CREDENTIALS, "current password is wrong")
+    """Change the caller's password; every other session of theirs is revoked (their number)."""
+    if not await passwords.verify(user.password_hash, body.current_password):
+        raise ApiError(ErrorCode.INVALID_CREDENTIALS, "current password is wrong", status=403)
     problem = password_problem(body.new_password, user.username)
     if problem:
-        raise ApiError(400, ErrorCode.WEAK_PASSWORD, problem)
-    user.password_hash = await state.passwords.hash(body.new_password)
+        raise ApiError(ErrorCode.WEAK_PASSWORD, problem)
+    user.password_hash = await passwords.hash(body.new_password)
     await db.commit()
     return await auth_service.revoke_user_sessions(
-        state, db, user.id, reason="password_changed", keep=current_session
+        db, user.id, reason="password_changed", keep=current_session, revocations=revocations
     )
 
 
@@ -164,13 +185,13 @@ async def get_user(db: AsyncSession, username: str) -> User:
     name = normalize_username(username)
     user = (await db.scalars(select(User).where(User.username == name))).first() if name else None
     if user is None or user.deactivated_at is not None:
-        raise ApiError(404, ErrorCode.USER_NOT_FOUND, "no such user", {"username": username[:64]})
+        raise ApiError(ErrorCode.USER_NOT_FOUND, "no such user", {"username": username[:64]})
     return user
 
 
 def _reencode_avatar(data: bytes) -> tuple[bytes, str]:
     """Decode fully and re-encode: strips EXIF/XMP/text chunks and anything smuggled after the image."""
-    invalid = ApiError(400, ErrorCode.INVALID_IMAGE, "avatar must be a valid PNG, JPEG or WebP image")
+    invalid = ApiError(ErrorCode.INVALID_IMAGE, "avatar must be a valid PNG, JPEG or WebP image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -183,8 +204,15 @@ def _reencode_avatar(data: bytes) -> tuple[bytes, str]:
             img.load()
     except ApiError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning, EOFError):
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        EOFError,
+    ):
         raise invalid from None
     img = img.convert("RGBA" if img.mode in ("RGBA", "LA", "P", "PA") and fmt != "JPEG" else "RGB")
     img.thumbnail((AVATAR_MAX_SIDE, AVATAR_MAX_SIDE))
@@ -198,7 +226,7 @@ def _reencode_avatar(data: bytes) -> tuple[bytes, str]:
 
 async def set_avatar(db: AsyncSession, user: User, data: bytes) -> User:
     if not data:
-        raise ApiError(400, ErrorCode.INVALID_IMAGE, "empty avatar")
+        raise ApiError(ErrorCode.INVALID_IMAGE, "empty avatar")
     encoded, content_type = await asyncio.to_thread(_reencode_avatar, data)
     etag = hashlib.sha256(encoded).hexdigest()[:32]
     row = await db.get(Avatar, user.id)
@@ -224,5 +252,5 @@ async def get_avatar(db: AsyncSession, username: str) -> Avatar:
     user = await get_user(db, username)
     row = await db.get(Avatar, user.id)
     if row is None:
-        raise ApiError(404, ErrorCode.AVATAR_NOT_SET, "this user has no avatar")
+        raise ApiError(ErrorCode.AVATAR_NOT_SET, "this user has no avatar")
     return row

@@ -76,9 +76,7 @@ async def unban_user(username: str, caller: AdminCaller, state: StateDep, db: Db
 
 
 @router.post("/users/{username}/deactivate")
-async def deactivate_user(
-    username: str, caller: AdminCaller, state: StateDep, db: DbSession
-) -> AdminUserSummary:
+async def deactivate_user(username: str, caller: AdminCaller, state: StateDep, db: DbSession) -> AdminUserSummary:
     async def run() -> AdminUserSummary:
         user = await service.find_user(db, username)
         await service.deactivate(state, db, caller, user)
@@ -120,12 +118,14 @@ async def demote(username: str, caller: AdminCaller, state: StateDep, db: DbSess
 
 
 @router.post("/users/{username}/sessions/revoke-all")
-async def revoke_user_sessions(
-    username: str, caller: AdminCaller, state: StateDep, db: DbSession
-) -> dict[str, int]:
+async def revoke_user_sessions(username: str, caller: AdminCaller, state: StateDep, db: DbSession) -> dict[str, int]:
     async def run() -> dict[str, int]:
         user = await service.find_user(db, username)
-        return {"revoked": await auth_service.revoke_user_sessions(state, db, user.id, reason="admin")}
+        return {
+            "revoked": await auth_service.revoke_user_sessions(
+                db, user.id, reason="admin", revocations=state.revocations
+            )
+        }
 
     return await service.audited(state, caller, "sessions.revoke_all", username, run)
 
@@ -133,7 +133,9 @@ async def revoke_user_sessions(
 @router.get("/registration")
 async def get_registration(caller: AdminCaller, state: StateDep, db: DbSession) -> RegistrationModeBody:
     async def run() -> RegistrationModeBody:
-        return RegistrationModeBody(mode=await accounts_service.registration_mode(state, db))
+        return RegistrationModeBody(
+            mode=await accounts_service.registration_mode(db, default=state.settings.registration_mode)
+        )
 
     return await service.audited(state, caller, "registration.show", None, run)
 

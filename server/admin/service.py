@@ -91,13 +91,13 @@ async def find_user(db: AsyncSession, username: str) -> User:
     name = normalize_username(username)
     user = (await db.scalars(select(User).where(User.username == name))).first() if name else None
     if user is None:
-        raise ApiError(404, ErrorCode.USER_NOT_FOUND, "no such user", {"username": username[:64]})
+        raise ApiError(ErrorCode.USER_NOT_FOUND, "no such user", {"username": username[:64]})
     return user
 
 
 def _not_self(caller: Caller, user: User) -> None:
     if caller.user.id == user.id:
-        raise ApiError(400, ErrorCode.CANNOT_TARGET_SELF, "an admin cannot do this to their own account")
+        raise ApiError(ErrorCode.CANNOT_TARGET_SELF, "an admin cannot do this to their own account")
 
 
 async def list_users(db: AsyncSession, search: str | None, limit: int, offset: int) -> list[AdminUserSummary]:
@@ -125,7 +125,7 @@ async def ban(state: AppState, db: AsyncSession, caller: Caller, user: User, rea
     user.banned_at = utcnow()
     user.ban_reason = reason
     await db.commit()
-    return await auth_service.revoke_user_sessions(state, db, user.id, reason="banned")
+    return await auth_service.revoke_user_sessions(db, user.id, reason="banned", revocations=state.revocations)
 
 
 async def unban(db: AsyncSession, user: User) -> None:
@@ -138,7 +138,7 @@ async def deactivate(state: AppState, db: AsyncSession, caller: Caller, user: Us
     _not_self(caller, user)
     user.deactivated_at = utcnow()
     await db.commit()
-    return await auth_service.revoke_user_sessions(state, db, user.id, reason="deactivated")
+    return await auth_service.revoke_user_sessions(db, user.id, reason="deactivated", revocations=state.revocations)
 
 
 async def reset_password(
@@ -151,10 +151,12 @@ async def reset_password(
         generated = new_password = secrets.token_urlsafe(15)
     problem = password_problem(new_password, user.username)
     if problem:
-        raise ApiError(400, ErrorCode.WEAK_PASSWORD, problem)
+        raise ApiError(ErrorCode.WEAK_PASSWORD, problem)
     user.password_hash = await state.passwords.hash(new_password)
     await db.commit()
-    revoked = await auth_service.revoke_user_sessions(state, db, user.id, reason="password_reset")
+    revoked = await auth_service.revoke_user_sessions(
+        db, user.id, reason="password_reset", revocations=state.revocations
+    )
     return generated, revoked
 
 
@@ -179,26 +181,28 @@ async def create_admin_on_host(
             replaced = False
             if user is None:
                 if password is None:
-                    raise ApiError(400, ErrorCode.VALIDATION_ERROR, "a new account needs a password")
+                    raise ApiError(ErrorCode.VALIDATION_ERROR, "a new account needs a password", status=400)
                 user = User(username=name, password_hash=await state.passwords.hash(password), created_at=utcnow())
                 db.add(user)
             elif replace_password:
                 if password is None:
-                    raise ApiError(400, ErrorCode.VALIDATION_ERROR, "replacing a password needs the new one")
+                    raise ApiError(ErrorCode.VALIDATION_ERROR, "replacing a password needs the new one", status=400)
                 user.password_hash = await state.passwords.hash(password)
                 replaced = True
             elif password is not None:
                 # the password was asked for a new account, but someone registered the name meanwhile
-                raise ApiError(409, ErrorCode.USERNAME_TAKEN,
-                               f"{name} was registered meanwhile; run create-admin again to promote them")
+                raise ApiError(
+                    ErrorCode.USERNAME_TAKEN, f"{name} was registered meanwhile; run create-admin again to promote them"
+                )
             was_admin = not created and bool(user.is_admin)
             user.is_admin = True
             await db.commit()
             revoked = 0
             if replaced:
-                revoked = await auth_service.revoke_user_sessions(state, db, user.id, reason="password_reset")
-            details.update(created=created, was_admin=was_admin, password_replaced=replaced,
-                           sessions_revoked=revoked)
+                revoked = await auth_service.revoke_user_sessions(
+                    db, user.id, reason="password_reset", revocations=state.revocations
+                )
+            details.update(created=created, was_admin=was_admin, password_replaced=replaced, sessions_revoked=revoked)
             return {"id": user.id, "username": user.username, **details}
 
     return await audited(state, None, "users.create_admin", name, run, details)
@@ -245,7 +249,7 @@ async def list_tokens(db: AsyncSession) -> list[RegistrationTokenOut]:
 async def revoke_token(db: AsyncSession, token: str) -> RegistrationTokenOut:
     row = await db.get(RegistrationToken, token) if plausible_registration_token(token) else None
     if row is None:
-        raise ApiError(404, ErrorCode.TOKEN_NOT_FOUND, "no such registration token")
+        raise ApiError(ErrorCode.TOKEN_NOT_FOUND, "no such registration token")
     row.revoked_at = row.revoked_at or utcnow()
     await db.commit()
     return token_out(row)
@@ -287,8 +291,12 @@ async def audit_entries(db: AsyncSession, limit: int, action: str | None = None)
 
 def key_out(row: SigningKey, active_kid: str | None) -> AdminKeyOut:
     return AdminKeyOut(
-        kid=row.kid, kind=row.kind, created_at=row.created_at, activates_at=row.activates_at,
-        retired_at=row.retired_at, active=row.kid == active_kid,
+        kid=row.kid,
+        kind=row.kind,
+        created_at=row.created_at,
+        activates_at=row.activates_at,
+        retired_at=row.retired_at,
+        active=row.kid == active_kid,
     )
 
 

@@ -24,27 +24,46 @@ router = APIRouter(tags=["auth"])
 @router.post("/v1/auth/register", status_code=201)
 async def register(body: RegisterRequest, request: Request, state: StateDep, db: DbSession) -> TokenResponse:
     return await accounts_service.register(
-        state, db, body, ip=client_ip(request, state), user_agent=request.headers.get("user-agent")
+        db,
+        body,
+        ip=client_ip(request, state),
+        user_agent=request.headers.get("user-agent"),
+        settings=state.settings,
+        limiter=state.limiter,
+        passwords=state.passwords,
+        keys=state.keys,
     )
 
 
 @router.post("/v1/auth/login")
 async def login(body: LoginRequest, request: Request, state: StateDep, db: DbSession) -> TokenResponse:
     return await service.login(
-        state, db, body, ip=client_ip(request, state), user_agent=request.headers.get("user-agent")
+        db,
+        body,
+        ip=client_ip(request, state),
+        user_agent=request.headers.get("user-agent"),
+        settings=state.settings,
+        limiter=state.limiter,
+        passwords=state.passwords,
+        keys=state.keys,
     )
 
 
 @router.post("/v1/auth/refresh")
 async def refresh(body: RefreshRequest, request: Request, state: StateDep, db: DbSession) -> TokenResponse:
     return await service.refresh(
-        state, db, body.refresh_token, ip=client_ip(request, state), user_agent=request.headers.get("user-agent")
+        db,
+        body.refresh_token,
+        ip=client_ip(request, state),
+        user_agent=request.headers.get("user-agent"),
+        keys=state.keys,
+        revocations=state.revocations,
     )
 
 
 @router.post("/v1/auth/logout", status_code=204)
 async def logout(caller: CurrentCaller, state: StateDep, db: DbSession) -> Response:
-    await service.revoke_sessions(state, db, [caller.session_id], reason="logout")
+    await service.revoke_sessions(db, [caller.session_id], reason="logout", revocations=state.revocations)
     return Response(status_code=204)
 
 
@@ -58,22 +77,22 @@ async def list_sessions(caller: CurrentCaller, db: DbSession) -> SessionList:
 async def revoke_session(session_id: str, caller: CurrentCaller, state: StateDep, db: DbSession) -> Response:
     row = await db.get(DeviceSession, session_id[:64])
     if row is None or row.user_id != caller.user.id or row.revoked_at is not None:
-        raise ApiError(404, ErrorCode.SESSION_NOT_FOUND, "no such session", {"session_id": session_id[:64]})
-    await service.revoke_sessions(state, db, [row.id], reason="revoked_by_user")
+        raise ApiError(ErrorCode.SESSION_NOT_FOUND, "no such session", {"session_id": session_id[:64]})
+    await service.revoke_sessions(db, [row.id], reason="revoked_by_user", revocations=state.revocations)
     return Response(status_code=204)
 
 
 @router.post("/v1/sessions/revoke-others")
 async def revoke_others(caller: CurrentCaller, state: StateDep, db: DbSession) -> dict[str, int]:
     n = await service.revoke_user_sessions(
-        state, db, caller.user.id, reason="revoked_by_user", keep=caller.session_id
+        db, caller.user.id, reason="revoked_by_user", keep=caller.session_id, revocations=state.revocations
     )
     return {"revoked": n}
 
 
 @router.post("/v1/sessions/revoke-all")
 async def revoke_all(caller: CurrentCaller, state: StateDep, db: DbSession) -> dict[str, int]:
-    n = await service.revoke_user_sessions(state, db, caller.user.id, reason="revoked_by_user")
+    n = await service.revoke_user_sessions(db, caller.user.id, reason="revoked_by_user", revocations=state.revocations)
     return {"revoked": n}
 
 

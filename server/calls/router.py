@@ -16,6 +16,7 @@ async def ice_servers(caller: CurrentCaller, state: StateDep) -> IceServers:
 
 
 @router.post("/v1/chats/{chat_id}/calls/missed", status_code=201)
-async def missed_call(chat_id: Id, body: MissedCall, caller: CurrentCaller, state: StateDep,
-                      db: DbSession) -> MissedCallOut:
-    return await service.record_missed(state, db, caller, chat_id, body)
+async def missed_call(
+    chat_id: Id, body: MissedCall, caller: CurrentCaller, state: StateDep, db: DbSession
+) -> MissedCallOut:
+    return await service.record_missed(db, caller, chat_id, body, bus=state.bus)

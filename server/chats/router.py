@@ -1,6 +1,7 @@
 """Routes: chats, members, roles, invites."""
 
 from fastapi import APIRouter, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from melo_protocol.wire.bounds import Id
 from melo_protocol.wire.chats import (
@@ -18,96 +19,102 @@ from melo_protocol.wire.chats import (
     OwnershipTransfer,
     RoleChange,
 )
-from server.chats import service
+from server.chats import members, service
+from server.db.models import User
 from server.deps import CurrentCaller, DbSession, StateDep
+from server.state import AppState
 
 router = APIRouter(tags=["chats"])
 
 
+async def _chat_out(state: AppState, db: AsyncSession, me: User, chat_id: int) -> ChatOut:
+    return await service.get_chat(db, me, chat_id, data_keys=state.data_keys, presence=state.presence)
+
+
 @router.post("/v1/chats/direct", status_code=201)
-async def create_direct(body: DirectChatCreate, caller: CurrentCaller, state: StateDep, db: DbSession,
-                        response: Response) -> ChatOut:
-    chat, created = await service.create_direct(state, db, caller.user, body.username)
+async def create_direct(
+    body: DirectChatCreate, caller: CurrentCaller, state: StateDep, db: DbSession, response: Response
+) -> ChatOut:
+    chat, created = await service.create_direct(db, caller.user, body.username, bus=state.bus)
     response.status_code = 201 if created else 200
-    return await service.get_chat(state, db, caller.user, chat.id)
+    return await _chat_out(state, db, caller.user, chat.id)
 
 
 @router.post("/v1/chats", status_code=201)
 async def create_chat(body: ChatCreate, caller: CurrentCaller, state: StateDep, db: DbSession) -> ChatOut:
-    chat = await service.create_chat(state, db, caller.user, body)
-    return await service.get_chat(state, db, caller.user, chat.id)
+    chat = await service.create_chat(db, caller.user, body, bus=state.bus)
+    return await _chat_out(state, db, caller.user, chat.id)
 
 
 @router.get("/v1/chats")
 async def list_chats(caller: CurrentCaller, state: StateDep, db: DbSession) -> ChatList:
-    return ChatList(chats=await service.list_chats(state, db, caller.user))
+    return ChatList(chats=await service.list_chats(db, caller.user, data_keys=state.data_keys, presence=state.presence))
 
 
 @router.get("/v1/chats/{chat_id}")
 async def get_chat(chat_id: Id, caller: CurrentCaller, state: StateDep, db: DbSession) -> ChatOut:
-    return await service.get_chat(state, db, caller.user, chat_id)
+    return await _chat_out(state, db, caller.user, chat_id)
 
 
 @router.patch("/v1/chats/{chat_id}")
-async def update_chat(chat_id: Id, body: ChatUpdate, caller: CurrentCaller, state: StateDep,
-                      db: DbSession) -> ChatOut:
-    await service.update_chat(state, db, caller.user, chat_id, body)
-    return await service.get_chat(state, db, caller.user, chat_id)
+async def update_chat(chat_id: Id, body: ChatUpdate, caller: CurrentCaller, state: StateDep, db: DbSession) -> ChatOut:
+    await service.update_chat(db, caller.user, chat_id, body, bus=state.bus)
+    return await _chat_out(state, db, caller.user, chat_id)
 
 
 @router.get("/v1/chats/{chat_id}/members")
 async def list_members(chat_id: Id, caller: CurrentCaller, state: StateDep, db: DbSession) -> MemberList:
-    return MemberList(members=await service.list_members(state, db, caller.user, chat_id))
+    return MemberList(members=await members.list_members(db, caller.user, chat_id, presence=state.presence))
 
 
 @router.post("/v1/chats/{chat_id}/members", status_code=201)
-async def add_member(chat_id: Id, body: MemberAdd, caller: CurrentCaller, state: StateDep,
-                     db: DbSession) -> MemberOut:
-    return await service.add_member(state, db, caller.user, chat_id, body.username)
+async def add_member(chat_id: Id, body: MemberAdd, caller: CurrentCaller, state: StateDep, db: DbSession) -> MemberOut:
+    return await members.add_member(db, caller.user, chat_id, body.username, bus=state.bus)
 
 
 @router.delete("/v1/chats/{chat_id}/members/{username}", status_code=204)
-async def remove_member(chat_id: Id, username: str, caller: CurrentCaller, state: StateDep,
-                        db: DbSession) -> Response:
-    await service.remove_member(state, db, caller.user, chat_id, username)
+async def remove_member(chat_id: Id, username: str, caller: CurrentCaller, state: StateDep, db: DbSession) -> Response:
+    await members.remove_member(db, caller.user, chat_id, username, bus=state.bus)
     return Response(status_code=204)
 
 
 @router.put("/v1/chats/{chat_id}/members/{username}/role")
-async def change_role(chat_id: Id, username: str, body: RoleChange, caller: CurrentCaller, state: StateDep,
-                      db: DbSession) -> MemberOut:
-    return await service.change_role(state, db, caller.user, chat_id, username, body.role)
+async def change_role(
+    chat_id: Id, username: str, body: RoleChange, caller: CurrentCaller, state: StateDep, db: DbSession
+) -> MemberOut:
+    return await members.change_role(db, caller.user, chat_id, username, body.role, bus=state.bus)
 
 
 @router.post("/v1/chats/{chat_id}/leave", status_code=204)
 async def leave(chat_id: Id, caller: CurrentCaller, state: StateDep, db: DbSession) -> Response:
-    await service.leave(state, db, caller.user, chat_id)
+    await members.leave(db, caller.user, chat_id, bus=state.bus)
     return Response(status_code=204)
 
 
 @router.post("/v1/chats/{chat_id}/transfer", status_code=204)
-async def transfer(chat_id: Id, body: OwnershipTransfer, caller: CurrentCaller, state: StateDep,
-                   db: DbSession) -> Response:
-    await service.transfer(state, db, caller.user, chat_id, body.username)
+async def transfer(
+    chat_id: Id, body: OwnershipTransfer, caller: CurrentCaller, state: StateDep, db: DbSession
+) -> Response:
+    await members.transfer(db, caller.user, chat_id, body.username, bus=state.bus)
     return Response(status_code=204)
 
 
 @router.post("/v1/chats/{chat_id}/invites", status_code=201)
 async def create_invite(chat_id: Id, body: InviteCreate, caller: CurrentCaller, db: DbSession) -> InviteOut:
-    return await service.create_invite(db, caller.user, chat_id, body)
+    return await members.create_invite(db, caller.user, chat_id, body)
 
 
 @router.get("/v1/chats/{chat_id}/invites")
 async def list_invites(chat_id: Id, caller: CurrentCaller, db: DbSession) -> InviteList:
-    return InviteList(invites=await service.list_invites(db, caller.user, chat_id))
+    return InviteList(invites=await members.list_invites(db, caller.user, chat_id))
 
 
 @router.delete("/v1/invites/{code}")
 async def revoke_invite(code: str, caller: CurrentCaller, db: DbSession) -> InviteOut:
-    return await service.revoke_invite(db, caller.user, code)
+    return await members.revoke_invite(db, caller.user, code)
 
 
 @router.post("/v1/invites/{code}/join")
 async def join(code: str, caller: CurrentCaller, state: StateDep, db: DbSession) -> ChatOut:
-    chat_id = await service.join_by_invite(state, db, caller.user, code)
-    return await service.get_chat(state, db, caller.user, chat_id)
+    chat_id = await members.join_by_invite(db, caller.user, code, bus=state.bus)
+    return await _chat_out(state, db, caller.user, chat_id)

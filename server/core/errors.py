@@ -9,35 +9,43 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from melo_protocol.wire import ErrorCode
+from melo_protocol.wire.errors import ALSO_ANSWERED, HTTP_STATUS
 
 log = logging.getLogger("melo.errors")
 
 
 class ApiError(Exception):
-    """Raised by services; mapped to the error shape by one handler."""
+    """Raised by services; mapped to the error shape by one handler, with the code's HTTP status
+    (``melo_protocol.wire.errors.HTTP_STATUS``).
+
+    ``status`` is only for the few routes that answer a code with another status the protocol keeps
+    (``ALSO_ANSWERED``); any other is a programming error.
+    """
 
     def __init__(
         self,
-        status: int,
-        code: ErrorCode | str,
+        code: ErrorCode,
         message: str,
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        *,
+        status: int | None = None,
     ) -> None:
         super().__init__(message)
-        self.status = status
+        if status is not None and status != HTTP_STATUS[code] and status not in ALSO_ANSWERED.get(code, ()):
+            raise ValueError(f"{code.value} is answered with {HTTP_STATUS[code]}, not {status}")
+        self.status = HTTP_STATUS[code] if status is None else status
         self.code = str(code)
         self.message = message
         self.details = details or {}
         self.headers = headers
 
 
-def not_found(code: ErrorCode, message: str, **details: Any) -> ApiError:
-    return ApiError(404, code, message, details)
-
-
 def error_response(
-    status: int, code: str, message: str, details: dict[str, Any] | None = None,
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
@@ -63,7 +71,7 @@ _FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 _LIMIT_KEYS = frozenset({"max_length", "min_length", "le", "lt", "ge", "gt"})
 
 
-def _safe_validation_errors(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+def _safe_validation_errors(exc: RequestValidationError) -> tuple[ErrorCode, list[dict[str, Any]]]:
     """Field paths and messages only: never echo the submitted values (they may be passwords)."""
     errors = []
     code = ErrorCode.VALIDATION_ERROR
@@ -72,8 +80,11 @@ def _safe_validation_errors(exc: RequestValidationError) -> tuple[str, list[dict
             code = ErrorCode.MALFORMED_JSON
         entry = {"loc": [str(p) for p in err.get("loc", ())], "type": err.get("type"), "msg": err.get("msg")}
         # the limit that was crossed (max_length, le…), so clients can say it; numbers only, never the value
-        limits = {k: v for k, v in (err.get("ctx") or {}).items()
-                  if k in _LIMIT_KEYS and isinstance(v, int | float) and not isinstance(v, bool)}
+        limits = {
+            k: v
+            for k, v in (err.get("ctx") or {}).items()
+            if k in _LIMIT_KEYS and isinstance(v, int | float) and not isinstance(v, bool)
+        }
         if limits:
             entry["ctx"] = limits
         errors.append(entry)
@@ -89,8 +100,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         code, errors = _safe_validation_errors(exc)
         message = "request body is not valid JSON" if code == ErrorCode.MALFORMED_JSON else "invalid request"
-        return error_response(422 if code == ErrorCode.VALIDATION_ERROR else 400, code, message,
-                              {"errors": errors})
+        return error_response(HTTP_STATUS[code], code, message, {"errors": errors})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -100,8 +110,13 @@ def install_error_handlers(app: FastAPI) -> None:
             # a body FastAPI could not decode at all (bad UTF-8, nesting too deep, a 5000-digit number)
             code, message = ErrorCode.MALFORMED_JSON, "request body is not valid JSON"
         details = getattr(exc, "details", None)
-        return error_response(exc.status_code, code, message, details if isinstance(details, dict) else None,
-                              headers=getattr(exc, "headers", None))
+        return error_response(
+            exc.status_code,
+            code,
+            message,
+            details if isinstance(details, dict) else None,
+            headers=getattr(exc, "headers", None),
+        )
 
     # No handler for Exception: Starlette runs that one in its outermost middleware, which re-raises after
     # answering (uvicorn then logs the traceback again and drops the keep-alive connection), and outside
@@ -116,4 +131,4 @@ def log_unhandled(exc: Exception) -> None:
 def internal_error(exc: Exception) -> JSONResponse:
     """The answer to an exception no handler knew: logged with its traceback, never shown to the client."""
     log_unhandled(exc)
-    return error_response(500, ErrorCode.INTERNAL, "internal server error")
+    return error_response(HTTP_STATUS[ErrorCode.INTERNAL], ErrorCode.INTERNAL, "internal server error")

@@ -68,13 +68,17 @@ class _LoadedKey:
 
 def signing_kid(keys: Iterable[tuple[str, datetime | None, datetime | None]], now: datetime) -> str | None:
     """The key to sign with at ``now``, of (kid, activates_at, retired_at): the one activated last."""
-    due = [(activates, kid) for kid, activates, retired in keys
-           if activates is not None and activates <= now and (retired is None or retired > now)]
+    due = [
+        (activates, kid)
+        for kid, activates, retired in keys
+        if activates is not None and activates <= now and (retired is None or retired > now)
+    ]
     return max(due)[1] if due else None
 
 
 def unauthorized(code: ErrorCode, message: str) -> ApiError:
-    return ApiError(401, code, message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    """A refused access token (``invalid_token``, ``token_expired``: both 401)."""
+    return ApiError(code, message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
 class JwtKeyRing:
@@ -133,7 +137,8 @@ class JwtKeyRing:
                     continue
                 if row.kid in self._keys:  # key material never changes once made: keep the parsed one
                     keys[row.kid] = dataclasses.replace(
-                        self._keys[row.kid], activates_at=row.activates_at, retired_at=row.retired_at)
+                        self._keys[row.kid], activates_at=row.activates_at, retired_at=row.retired_at
+                    )
                     continue
                 try:
                     pem = self._box.open(row.private_sealed, context=row.kid.encode())
@@ -143,8 +148,9 @@ class JwtKeyRing:
                         "secret.key in the data dir) is not the one that sealed it"
                     ) from None
                 private = serialization.load_pem_private_key(pem, password=None)
-                keys[row.kid] = _LoadedKey(row.kid, private, private.public_key(), json.loads(row.public_jwk),
-                                           row.activates_at, row.retired_at)
+                keys[row.kid] = _LoadedKey(
+                    row.kid, private, private.public_key(), json.loads(row.public_jwk), row.activates_at, row.retired_at
+                )
             self._keys = keys
             # the start, not the end: a key committed while the query ran may be missing from this load
             self._loaded_at = started
@@ -187,11 +193,14 @@ class JwtKeyRing:
         # the last worker to hear of the activation signs with an old key up to propagation_s after it
         retire_at = activates_at + timedelta(seconds=self.propagation_s + self.access_ttl_s + RETIRE_MARGIN_S)
         async with self._sessions() as db, db.begin():
-            await db.execute(update(SigningKey).where(SigningKey.kid == row.kid)
-                             .values(activates_at=activates_at, retired_at=None))
-            await db.execute(update(SigningKey).where(SigningKey.kind == "jwt", SigningKey.kid != row.kid,
-                                                      SigningKey.retired_at.is_(None))
-                             .values(retired_at=retire_at))
+            await db.execute(
+                update(SigningKey).where(SigningKey.kid == row.kid).values(activates_at=activates_at, retired_at=None)
+            )
+            await db.execute(
+                update(SigningKey)
+                .where(SigningKey.kind == "jwt", SigningKey.kid != row.kid, SigningKey.retired_at.is_(None))
+                .values(retired_at=retire_at)
+            )
             state = await db.get(ServerState, ACTIVE_KID_STATE)  # the newest key (its age paces rotation)
             if state is None:
                 db.add(ServerState(key=ACTIVE_KID_STATE, value=row.kid))
@@ -284,9 +293,7 @@ class JwtKeyRing:
         if len(kid) > 64 or self._unknown_kids.get(kid, 0.0) > now:
             return None
         async with self._sessions() as db:
-            found = await db.scalar(
-                select(SigningKey.kid).where(SigningKey.kid == kid, SigningKey.kind == "jwt")
-            )
+            found = await db.scalar(select(SigningKey.kid).where(SigningKey.kid == kid, SigningKey.kind == "jwt"))
         if found is not None:
             await self.reload(unless_loaded=kid)
             key = self._keys.get(kid)

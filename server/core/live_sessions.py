@@ -48,7 +48,7 @@ class LiveSessions:
                 raise unauthorized(ErrorCode.INVALID_TOKEN, "this access token names no session")
             if row.revoked_at is not None:
                 self._live.pop(claims.session_id, None)
-                raise ApiError(401, ErrorCode.SESSION_REVOKED, "this session has been revoked")
+                raise ApiError(ErrorCode.SESSION_REVOKED, "this session has been revoked")
             user_id, device_id = row.user_id, row.device_id
             self._remember(claims.session_id, user_id, device_id, now)
         if user_id != claims.user_id or device_id != claims.device_id:

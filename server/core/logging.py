@@ -15,6 +15,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from melo_protocol.wire.errors import HTTP_STATUS, ErrorCode
 from server.core.errors import internal_error, log_unhandled
 from server.core.metrics import Metrics
 
@@ -95,15 +96,16 @@ class RequestContextMiddleware:
 
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _send_too_large(send, rid, limit)
-            self._log(scope, 413, start)
+            self._log(scope, await _send_too_large(send, rid, limit), start)
             request_id_var.reset(token)
             return
         if _has_control_chars(scope):
             # No route takes control characters in its path or a NUL in its query; PostgreSQL cannot
             # even compare a NUL, so refuse them here rather than as a 500 deep in some query.
-            await _send_error(send, rid, 400, "bad_request", "request path or query contains control characters")
-            self._log(scope, 400, start)
+            status = await _send_error(
+                send, rid, ErrorCode.BAD_REQUEST, "request path or query contains control characters"
+            )
+            self._log(scope, status, start)
             request_id_var.reset(token)
             return
 
@@ -130,8 +132,7 @@ class RequestContextMiddleware:
             await self.app(scope, limited_receive, send_with_id)
         except _BodyTooLarge:
             if status_holder["status"] == 0:
-                await _send_too_large(send, rid, limit)
-                status_holder["status"] = 413
+                status_holder["status"] = await _send_too_large(send, rid, limit)
         except Exception as exc:
             # Answered here, not re-raised: the request id is still set for the log line and the header,
             # the status is known to the access log and metrics, and the keep-alive connection survives.
@@ -174,7 +175,7 @@ class _BodyTooLarge(HTTPException):
     its ``details`` reach the error shape like those of the Content-Length refusal."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, "request body too large")
+        super().__init__(HTTP_STATUS[ErrorCode.PAYLOAD_TOO_LARGE], "request body too large")
         self.details = {"max_bytes": limit}
 
 
@@ -200,13 +201,15 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _send_too_large(send: Send, rid: str, limit: int) -> None:
-    await _send_error(send, rid, 413, "payload_too_large", "request body too large", {"max_bytes": limit})
+async def _send_too_large(send: Send, rid: str, limit: int) -> int:
+    return await _send_error(send, rid, ErrorCode.PAYLOAD_TOO_LARGE, "request body too large", {"max_bytes": limit})
 
 
 async def _send_error(
-    send: Send, rid: str, status: int, code: str, message: str, details: dict[str, Any] | None = None
-) -> None:
+    send: Send, rid: str, code: ErrorCode, message: str, details: dict[str, Any] | None = None
+) -> int:
+    """Answer with the error shape and the code's status (returned), outside the app."""
+    status = HTTP_STATUS[code]
     body = json.dumps({"error": {"code": code, "message": message, "details": details or {}}}).encode()
     await send(
         {
@@ -221,3 +224,4 @@ async def _send_error(
         }
     )
     await send({"type": "http.response.body", "body": body})
+    return status

@@ -38,7 +38,6 @@ class RateLimiter:
         stats = await self._limiter.get_window_stats(parse(limit), *key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise ApiError(
-            429,
             ErrorCode.RATE_LIMITED,
             f"too many requests; retry in {retry_after} s",
             {"retry_after": retry_after, "limit": limit},

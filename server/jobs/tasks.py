@@ -170,7 +170,10 @@ async def send_scheduled(state: AppState, now: datetime) -> dict[str, int]:
                                       jti=f"scheduled-{row.id}", expires_at=0)
                 try:
                     # the normal send path: membership, slow mode, idempotency by txn_id, fan-out, push
-                    out = await messages.send(state, db, Caller(user=user, claims=claims), row.chat_id, body)
+                    out = await messages.send(
+                        db, Caller(user=user, claims=claims), row.chat_id, body,
+                        data_keys=state.data_keys, bus=state.bus, push=state.push,
+                    )
                     message_id = out.id
                 except ApiError as exc:
                     await db.rollback()

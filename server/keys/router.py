@@ -24,7 +24,7 @@ router = APIRouter(tags=["keys"])
 
 @router.post("/v1/keys/upload")
 async def upload(body: KeysUpload, caller: CurrentCaller, state: StateDep, db: DbSession) -> KeyCounts:
-    return await service.upload(state, db, caller, body)
+    return await service.upload(db, caller, body, bus=state.bus)
 
 
 @router.get("/v1/keys/count")
@@ -39,18 +39,19 @@ async def query(body: KeysQuery, caller: CurrentCaller, db: DbSession) -> KeysQu
 
 @router.post("/v1/keys/claim")
 async def claim(body: KeysClaim, caller: CurrentCaller, state: StateDep, db: DbSession) -> KeysClaimResult:
-    keys, fallback_used = await service.claim(state, db, caller, body.devices)
+    keys, fallback_used = await service.claim(db, caller, body.devices, bus=state.bus)
     return KeysClaimResult(one_time_keys=keys, fallback_used=fallback_used)
 
 
 @router.post("/v1/to-device", status_code=202)
 async def send_to_device(body: ToDeviceSend, caller: CurrentCaller, state: StateDep, db: DbSession) -> dict[str, int]:
-    return {"queued": await service.send_to_device(state, db, caller, body.type, body.messages)}
+    return {"queued": await service.send_to_device(db, caller, body.type, body.messages, bus=state.bus)}
 
 
 @router.get("/v1/to-device")
 async def list_to_device(
-    caller: CurrentCaller, db: DbSession,
+    caller: CurrentCaller,
+    db: DbSession,
     after: Seq = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ToDeviceList:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from melo_protocol.crypto.signing import verify_signed
 from melo_protocol.wire import ErrorCode
@@ -24,12 +24,11 @@ from server.db.models import DeviceKeys, DeviceSession, FallbackKey, OneTimeKey,
 from server.db.types import utcnow
 from server.deps import Caller
 from server.realtime import frames
-from server.realtime.bus import BusEvent
-from server.state import AppState
+from server.realtime.bus import BusEvent, LocalBus, RedisBus
 
 
 def _bad(message: str, **details: Any) -> ApiError:
-    return ApiError(400, ErrorCode.INVALID_KEYS, message, details)
+    return ApiError(ErrorCode.INVALID_KEYS, message, details)
 
 
 def _check_key_obj(obj: dict[str, Any], ed25519: str, user_id: int, device_id: str, what: str) -> None:
@@ -39,7 +38,7 @@ def _check_key_obj(obj: dict[str, Any], ed25519: str, user_id: int, device_id: s
         raise _bad(f"{what} signature does not verify against the device's ed25519 key")
 
 
-async def upload(state: AppState, db: AsyncSession, caller: Caller, body: KeysUpload) -> KeyCounts:
+async def upload(db: AsyncSession, caller: Caller, body: KeysUpload, *, bus: LocalBus | RedisBus) -> KeyCounts:
     user_id, device_id = caller.user.id, caller.claims.device_id
     current = await db.get(DeviceKeys, device_id)
     new_device = False
@@ -49,8 +48,9 @@ async def upload(state: AppState, db: AsyncSession, caller: Caller, body: KeysUp
         if not isinstance(keys, dict):
             raise _bad("device_keys.keys is missing")
         if str(dk.get("user_id")) != str(user_id) or dk.get("device_id") != device_id:
-            raise _bad("device_keys must name your user id and this session's device id",
-                       user_id=user_id, device_id=device_id)
+            raise _bad(
+                "device_keys must name your user id and this session's device id", user_id=user_id, device_id=device_id
+            )
         curve = keys.get(f"curve25519:{device_id}")
         ed = keys.get(f"ed25519:{device_id}")
         if not isinstance(curve, str) or not isinstance(ed, str) or len(curve) > 64 or len(ed) > 64:
@@ -59,10 +59,16 @@ async def upload(state: AppState, db: AsyncSession, caller: Caller, body: KeysUp
             raise _bad("device_keys signature does not verify")
         if current is not None and (current.ed25519 != ed or current.curve25519 != curve):
             # A device's identity never changes: a new identity is a new login (new device id).
-            raise ApiError(409, ErrorCode.INVALID_KEYS, "this device already has different identity keys")
+            raise ApiError(ErrorCode.INVALID_KEYS, "this device already has different identity keys", status=409)
         if current is None:
-            current = DeviceKeys(device_id=device_id, user_id=user_id, curve25519=curve, ed25519=ed,
-                                 keys_json=json.dumps(dk), uploaded_at=utcnow())
+            current = DeviceKeys(
+                device_id=device_id,
+                user_id=user_id,
+                curve25519=curve,
+                ed25519=ed,
+                keys_json=json.dumps(dk),
+                uploaded_at=utcnow(),
+            )
             db.add(current)
             new_device = True
     if current is None and (body.one_time_keys or body.fallback_key):
@@ -73,8 +79,15 @@ async def upload(state: AppState, db: AsyncSession, caller: Caller, body: KeysUp
             if len(key_id) > 64:
                 raise _bad("one-time key id too long")
             _check_key_obj(obj, current.ed25519, user_id, device_id, "one-time key")
-        existing = set((await db.scalars(select(OneTimeKey.key_id).where(
-            OneTimeKey.device_id == device_id, OneTimeKey.key_id.in_(list(body.one_time_keys))))).all())
+        existing = set(
+            (
+                await db.scalars(
+                    select(OneTimeKey.key_id).where(
+                        OneTimeKey.device_id == device_id, OneTimeKey.key_id.in_(list(body.one_time_keys))
+                    )
+                )
+            ).all()
+        )
         for key_id, obj in body.one_time_keys.items():
             if key_id not in existing:  # re-uploads after a lost answer are harmless
                 db.add(OneTimeKey(device_id=device_id, key_id=key_id, key_json=json.dumps(obj), created_at=utcnow()))
@@ -91,9 +104,9 @@ async def upload(state: AppState, db: AsyncSession, caller: Caller, body: KeysUp
         await db.commit()
     except IntegrityError:
         await db.rollback()
-        raise ApiError(409, ErrorCode.INVALID_KEYS, "keys changed concurrently; retry") from None
+        raise ApiError(ErrorCode.INVALID_KEYS, "keys changed concurrently; retry", status=409) from None
     if new_device:
-        await announce_device_change(state, db, caller.user)
+        await announce_device_change(db, caller.user, bus=bus)
     return await counts(db, device_id)
 
 
@@ -123,8 +136,9 @@ async def query(db: AsyncSession, caller: Caller, usernames: list[str]) -> dict[
     return out
 
 
-async def claim(state: AppState, db: AsyncSession, caller: Caller,
-                wanted: dict[str, list[str]]) -> tuple[dict[str, dict[str, dict[str, Any]]], list[str]]:
+async def claim(
+    db: AsyncSession, caller: Caller, wanted: dict[str, list[str]], *, bus: LocalBus | RedisBus
+) -> tuple[dict[str, dict[str, dict[str, Any]]], list[str]]:
     users = await _visible_users(db, caller, list(wanted))
     out: dict[str, dict[str, dict[str, Any]]] = {}
     fallback_used: list[str] = []
@@ -133,8 +147,15 @@ async def claim(state: AppState, db: AsyncSession, caller: Caller,
         user = users.get(raw_name.removeprefix("@").lower())
         if user is None:
             continue
-        known = set((await db.scalars(select(DeviceKeys.device_id).where(
-            DeviceKeys.user_id == user.id, DeviceKeys.device_id.in_(device_ids[:100])))).all())
+        known = set(
+            (
+                await db.scalars(
+                    select(DeviceKeys.device_id).where(
+                        DeviceKeys.user_id == user.id, DeviceKeys.device_id.in_(device_ids[:100])
+                    )
+                )
+            ).all()
+        )
         for device_id in device_ids[:100]:
             if device_id not in known:
                 continue
@@ -152,58 +173,82 @@ async def claim(state: AppState, db: AsyncSession, caller: Caller,
             if int(left) < ONE_TIME_KEYS_LOW_WATER:
                 low.append(device_id)
     for device_id in low:
-        await notify_device(state, device_id, frames.keys_low_frame(device_id))
+        await notify_device(device_id, frames.keys_low_frame(device_id), bus=bus)
     return out, fallback_used
 
 
 async def _claim_one(db: AsyncSession, device_id: str) -> tuple[str, dict[str, Any]] | None:
     """Take one one-time key. Whoever deletes the row owns the key, so two claims never share one."""
     for _ in range(20):
-        row = (await db.execute(
-            select(OneTimeKey.key_id, OneTimeKey.key_json).where(OneTimeKey.device_id == device_id)
-            .order_by(OneTimeKey.created_at, OneTimeKey.key_id).limit(1)
-        )).first()
+        row = (
+            await db.execute(
+                select(OneTimeKey.key_id, OneTimeKey.key_json)
+                .where(OneTimeKey.device_id == device_id)
+                .order_by(OneTimeKey.created_at, OneTimeKey.key_id)
+                .limit(1)
+            )
+        ).first()
         if row is None:
             return None  # (no rollback: it would expire the caller's loaded rows)
-        gone = await db.execute(delete(OneTimeKey).where(OneTimeKey.device_id == device_id,
-                                                         OneTimeKey.key_id == row.key_id))
+        gone = await db.execute(
+            delete(OneTimeKey).where(OneTimeKey.device_id == device_id, OneTimeKey.key_id == row.key_id)
+        )
         await db.commit()
         if gone.rowcount == 1:  # type: ignore[attr-defined]
             return row.key_id, json.loads(row.key_json)
     return None
 
 
-async def send_to_device(state: AppState, db: AsyncSession, caller: Caller, type_: str,
-                         messages: dict[str, dict[str, dict[str, Any]]]) -> int:
+async def send_to_device(
+    db: AsyncSession,
+    caller: Caller,
+    type_: str,
+    messages: dict[str, dict[str, dict[str, Any]]],
+    *,
+    bus: LocalBus | RedisBus,
+) -> int:
     users = await _visible_users(db, caller, list(messages))
     now = utcnow()
     rows: list[ToDeviceMessage] = []
     for raw_name, per_device in messages.items():
         user = users.get(raw_name.removeprefix("@").lower())
         if user is None:
-            raise ApiError(404, ErrorCode.USER_NOT_FOUND, "no such user among your contacts",
-                           {"username": raw_name[:64]})
+            raise ApiError(ErrorCode.USER_NOT_FOUND, "no such user among your contacts", {"username": raw_name[:64]})
         devices = set((await db.scalars(select(DeviceKeys.device_id).where(DeviceKeys.user_id == user.id))).all())
         for device_id, content in per_device.items():
             targets = devices if device_id == "*" else ({device_id} & devices)
             for target in targets:
                 if target == caller.claims.device_id:
                     continue
-                rows.append(ToDeviceMessage(
-                    recipient_device=target, sender_user_id=caller.user.id, sender_device=caller.claims.device_id,
-                    type=type_, content=json.dumps(content), created_at=now,
-                    expires_at=now + timedelta(days=TO_DEVICE_TTL_DAYS)))
+                rows.append(
+                    ToDeviceMessage(
+                        recipient_device=target,
+                        sender_user_id=caller.user.id,
+                        sender_device=caller.claims.device_id,
+                        type=type_,
+                        content=json.dumps(content),
+                        created_at=now,
+                        expires_at=now + timedelta(days=TO_DEVICE_TTL_DAYS),
+                    )
+                )
     db.add_all(rows)
     await db.commit()
     for row in rows:
         frame = to_device_frame(row, caller.user.username)
-        await state.bus.publish(BusEvent(kind="device", frame=frame, seq=row.id, session_ids=[row.recipient_device]))
+        await bus.publish(BusEvent(kind="device", frame=frame, seq=row.id, session_ids=[row.recipient_device]))
     return len(rows)
 
 
 def to_device_out(row: ToDeviceMessage, sender: str) -> ToDeviceOut:
-    return ToDeviceOut(id=row.id, type=row.type, sender=sender, sender_id=row.sender_user_id,
-                       sender_device=row.sender_device, content=json.loads(row.content), created_at=row.created_at)
+    return ToDeviceOut(
+        id=row.id,
+        type=row.type,
+        sender=sender,
+        sender_id=row.sender_user_id,
+        sender_device=row.sender_device,
+        content=json.loads(row.content),
+        created_at=row.created_at,
+    )
 
 
 def to_device_frame(row: ToDeviceMessage, sender: str) -> str:
@@ -215,12 +260,19 @@ def to_device_frame_from_out(item: ToDeviceOut) -> str:
 
 
 async def pending(db: AsyncSession, device_id: str, after: int = 0, limit: int = 500) -> list[ToDeviceOut]:
-    rows = (await db.execute(
-        select(ToDeviceMessage, User.username).join(User, User.id == ToDeviceMessage.sender_user_id)
-        .where(ToDeviceMessage.recipient_device == device_id, ToDeviceMessage.id > after,
-               ToDeviceMessage.expires_at > utcnow())
-        .order_by(ToDeviceMessage.id).limit(limit)
-    )).all()
+    rows = (
+        await db.execute(
+            select(ToDeviceMessage, User.username)
+            .join(User, User.id == ToDeviceMessage.sender_user_id)
+            .where(
+                ToDeviceMessage.recipient_device == device_id,
+                ToDeviceMessage.id > after,
+                ToDeviceMessage.expires_at > utcnow(),
+            )
+            .order_by(ToDeviceMessage.id)
+            .limit(limit)
+        )
+    ).all()
     return [to_device_out(m, name) for m, name in rows]
 
 
@@ -238,28 +290,31 @@ async def acknowledge(db: AsyncSession, device_id: str, up_to: int, only: set[in
     return int(gone.rowcount)  # type: ignore[attr-defined]
 
 
-async def notify_device(state: AppState, device_id: str, frame: str) -> None:
-    await state.bus.publish(BusEvent(kind="device", frame=frame, session_ids=[device_id]))
+async def notify_device(device_id: str, frame: str, *, bus: LocalBus | RedisBus) -> None:
+    await bus.publish(BusEvent(kind="device", frame=frame, session_ids=[device_id]))
 
 
-async def announce_device_change(state: AppState, db: AsyncSession, user: User) -> None:
+async def announce_device_change(db: AsyncSession, user: User, *, bus: LocalBus | RedisBus) -> None:
     """Tell users who share a chat (and the user's own devices) that this user's device list changed."""
     watchers = await users_sharing_chats(db, user.id)
     frame = frames.devices_changed_frame(user.username, user.id)
-    await state.bus.publish(BusEvent(kind="presence", frame=frame, user_ids=[*watchers, user.id]))
+    await bus.publish(BusEvent(kind="presence", frame=frame, user_ids=[*watchers, user.id]))
 
 
-async def forget_devices(state: AppState, session_ids: list[str]) -> None:
+async def forget_devices(
+    session_ids: list[str], *, sessions: async_sessionmaker[AsyncSession], bus: LocalBus | RedisBus
+) -> None:
     """A revoked session's device leaves the directory: keys, one-time keys and its queue."""
-    async with state.sessions() as db:
-        rows = (await db.execute(
-            select(DeviceSession.device_id, DeviceSession.user_id).where(DeviceSession.id.in_(session_ids))
-        )).all()
+    async with sessions() as db:
+        rows = (
+            await db.execute(
+                select(DeviceSession.device_id, DeviceSession.user_id).where(DeviceSession.id.in_(session_ids))
+            )
+        ).all()
         device_ids = [r.device_id for r in rows]
         if not device_ids:
             return
-        had_keys = set((await db.scalars(select(DeviceKeys.user_id).where(
-            DeviceKeys.device_id.in_(device_ids)))).all())
+        had_keys = set((await db.scalars(select(DeviceKeys.user_id).where(DeviceKeys.device_id.in_(device_ids)))).all())
         for model in (OneTimeKey, FallbackKey):
             await db.execute(delete(model).where(model.device_id.in_(device_ids)))
         await db.execute(delete(ToDeviceMessage).where(ToDeviceMessage.recipient_device.in_(device_ids)))
@@ -268,13 +323,4 @@ async def forget_devices(state: AppState, session_ids: list[str]) -> None:
         for user_id in had_keys:
             user = await db.get(User, user_id)
             if user is not None:
-                await announce_device_change(state, db, user)
-
-
-async def expire_to_device(db: AsyncSession) -> int:
-    gone = await db.execute(delete(ToDeviceMessage).where(ToDeviceMessage.expires_at <= utcnow()))
-    await db.commit()
-    return int(gone.rowcount)  # type: ignore[attr-defined]
-
-
-
+                await announce_device_change(db, user, bus=bus)

@@ -1,6 +1,7 @@
 """Messages: send (idempotent), edit, delete (tombstone), reactions, pins, history, receipts."""
 
 from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -10,6 +11,7 @@ from melo_protocol.wire import ErrorCode
 from melo_protocol.wire.chats import (
     HISTORY_MAX_LIMIT,
     ChatKind,
+    E2EEnvelope,
     MessageEdit,
     MessageOut,
     MessagePage,
@@ -20,23 +22,44 @@ from melo_protocol.wire.keys import recipient_devices_digest
 from melo_protocol.wire.realtime import EventType
 from server.chats import events
 from server.chats.service import ADMIN_ROLES, load_member
+from server.core.data_keys import DataKeyRing
 from server.core.errors import ApiError
 from server.db.models import Chat, ChatMember, DeviceKeys, Message, MessageTxn, Reaction, User
 from server.db.types import utcnow
 from server.deps import Caller
 from server.messages.views import message_out, page_out, reactions_for
-from server.state import AppState
+from server.push.service import PushService
+from server.realtime.bus import LocalBus, RedisBus
 
 
-def _check_content(chat: Chat, body: MessageSend | MessageEdit) -> None:
+class Content(Protocol):
+    """What a post carries: text, or an E2E envelope (a message sent now, an edit, a scheduled one)."""
+
+    @property
+    def text(self) -> str | None: ...
+
+    @property
+    def e2e(self) -> E2EEnvelope | None: ...
+
+
+def check_content(chat: Chat, body: Content, *, e2e_hint: str = "send an e2e envelope") -> None:
+    """An E2E chat takes envelopes only, another chat text only."""
     if chat.e2e and body.text is not None:
-        raise ApiError(
-            400, ErrorCode.E2E_REQUIRED, "this chat is end-to-end encrypted: send an e2e envelope", {"chat_id": chat.id}
-        )
+        raise ApiError(ErrorCode.E2E_REQUIRED, f"this chat is end-to-end encrypted: {e2e_hint}", {"chat_id": chat.id})
     if not chat.e2e and body.e2e is not None:
         raise ApiError(
-            400, ErrorCode.E2E_NOT_ALLOWED, "this chat is not end-to-end encrypted: send text", {"chat_id": chat.id}
+            ErrorCode.E2E_NOT_ALLOWED, "this chat is not end-to-end encrypted: send text", {"chat_id": chat.id}
         )
+
+
+def check_post(chat: Chat, member: ChatMember, body: Content, *, e2e_hint: str = "send an e2e envelope") -> None:
+    """The rules of every post, sent now or scheduled: only a channel's owner and admins post in it, and the
+    content suits the chat (``check_content``)."""
+    if chat.kind == ChatKind.CHANNEL.value and member.role not in ADMIN_ROLES:
+        raise ApiError(
+            ErrorCode.CHANNEL_READ_ONLY, "only the channel's owner and admins post here", {"chat_id": chat.id}
+        )
+    check_content(chat, body, e2e_hint=e2e_hint)
 
 
 async def _check_recipients(db: AsyncSession, chat: Chat, body: MessageSend | MessageEdit) -> None:
@@ -58,7 +81,6 @@ async def _check_recipients(db: AsyncSession, chat: Chat, body: MessageSend | Me
     ).all()
     if recipient_devices_digest((int(u), d, c) for u, d, c in rows) != body.recipient_devices:
         raise ApiError(
-            409,
             ErrorCode.RECIPIENTS_CHANGED,
             "the chat's members or their devices changed since this message was encrypted; "
             "fetch them again and re-encrypt",
@@ -66,17 +88,21 @@ async def _check_recipients(db: AsyncSession, chat: Chat, body: MessageSend | Me
         )
 
 
-async def _store_content(state: AppState, chat: Chat, body: MessageSend | MessageEdit) -> tuple[str, str, str | None]:
+async def _store_content(
+    chat: Chat, body: MessageSend | MessageEdit, *, data_keys: DataKeyRing
+) -> tuple[str, str, str | None]:
     """(kind, stored body, data key id). Text is sealed at rest; E2E envelopes are stored as given."""
     if body.e2e is not None:
         return "e2e", body.e2e.model_dump_json(), None
     assert body.text is not None
-    await state.data_keys.refresh_if_stale()  # a rotation on another worker: seal with the new key
-    key_id, sealed = state.data_keys.seal(body.text, str(chat.id).encode())
+    await data_keys.refresh_if_stale()  # a rotation on another worker: seal with the new key
+    key_id, sealed = data_keys.seal(body.text, str(chat.id).encode())
     return "text", sealed, key_id
 
 
-async def _existing_send(state: AppState, db: AsyncSession, session_id: str, txn_id: str) -> MessageOut | None:
+async def _existing_send(
+    db: AsyncSession, session_id: str, txn_id: str, *, data_keys: DataKeyRing
+) -> MessageOut | None:
     row = (
         await db.execute(
             select(Message, User.username)
@@ -85,25 +111,31 @@ async def _existing_send(state: AppState, db: AsyncSession, session_id: str, txn
             .where(MessageTxn.session_id == session_id, MessageTxn.txn_id == txn_id)
         )
     ).first()
-    return await message_out(row[0], row[1], data_keys=state.data_keys) if row else None
+    return await message_out(row[0], row[1], data_keys=data_keys) if row else None
 
 
-async def send(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, body: MessageSend) -> MessageOut:
+async def send(
+    db: AsyncSession,
+    caller: Caller,
+    chat_id: int,
+    body: MessageSend,
+    *,
+    data_keys: DataKeyRing,
+    bus: LocalBus | RedisBus,
+    push: PushService | None,
+) -> MessageOut:
+    """Post a message (idempotent by the session's ``txn_id``); after commit its event goes on ``bus`` and
+    ``push`` (when the server has one) notifies offline members."""
     sid = caller.session_id
-    prior = await _existing_send(state, db, sid, body.txn_id)
+    prior = await _existing_send(db, sid, body.txn_id, data_keys=data_keys)
     if prior is not None:
         return prior  # a retry: the first result, nothing new
     chat, member = await load_member(db, chat_id, caller.user.id)
-    if chat.kind == ChatKind.CHANNEL.value and member.role not in ADMIN_ROLES:
-        raise ApiError(
-            403, ErrorCode.CHANNEL_READ_ONLY, "only the channel's owner and admins post here", {"chat_id": chat.id}
-        )
-    _check_content(chat, body)
+    check_post(chat, member, body)
     if body.reply_to is not None:
         target = await db.get(Message, body.reply_to)
         if target is None or target.chat_id != chat.id:
             raise ApiError(
-                400,
                 ErrorCode.REPLY_NOT_FOUND,
                 "the message replied to is not in this chat",
                 {"reply_to": body.reply_to},
@@ -125,13 +157,12 @@ async def send(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
                 events.discard_pending(db)
                 wait = max(1, int((allowed_at - now).total_seconds() + 0.999))
                 raise ApiError(
-                    429,
                     ErrorCode.SLOW_MODE,
                     f"slow mode: you can post again in {wait} s",
                     {"retry_after": wait, "allowed_at": allowed_at.isoformat()},
                     headers={"Retry-After": str(wait)},
                 )
-    kind, stored, key_id = await _store_content(state, chat, body)
+    kind, stored, key_id = await _store_content(chat, body, data_keys=data_keys)
     msg = Message(
         chat_id=chat.id,
         seq=seq,
@@ -147,20 +178,20 @@ async def send(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
     await db.flush()
     db.add(MessageTxn(session_id=sid, txn_id=body.txn_id, message_id=msg.id, created_at=now))
     member.last_post_at = now
-    out = await message_out(msg, caller.user.username, data_keys=state.data_keys)
+    out = await message_out(msg, caller.user.username, data_keys=data_keys)
     await events.emit(db, chat.id, EventType.MESSAGE_CREATED, out.model_dump(mode="json"), message_id=msg.id, seq=seq)
     try:
-        await events.commit_and_publish(db, bus=state.bus)
+        await events.commit_and_publish(db, bus=bus)
     except IntegrityError:
         # the same transaction id raced us and won: answer with its message
         await db.rollback()
         events.discard_pending(db)
-        prior = await _existing_send(state, db, sid, body.txn_id)
+        prior = await _existing_send(db, sid, body.txn_id, data_keys=data_keys)
         if prior is None:
             raise
         return prior
-    if state.push is not None:
-        state.push.message_sent(out)  # offline members get a web push, off the request path
+    if push is not None:
+        push.message_sent(out)  # offline members get a web push, off the request path
     return out
 
 
@@ -168,7 +199,6 @@ async def _load_message(db: AsyncSession, chat_id: int, message_id: int) -> Mess
     msg = await db.get(Message, message_id)
     if msg is None or msg.chat_id != chat_id:
         raise ApiError(
-            404,
             ErrorCode.MESSAGE_NOT_FOUND,
             "no such message in this chat",
             {"chat_id": chat_id, "message_id": message_id},
@@ -177,32 +207,41 @@ async def _load_message(db: AsyncSession, chat_id: int, message_id: int) -> Mess
 
 
 async def edit(
-    state: AppState, db: AsyncSession, caller: Caller, chat_id: int, message_id: int, body: MessageEdit
+    db: AsyncSession,
+    caller: Caller,
+    chat_id: int,
+    message_id: int,
+    body: MessageEdit,
+    *,
+    data_keys: DataKeyRing,
+    bus: LocalBus | RedisBus,
 ) -> MessageOut:
     chat, _member = await load_member(db, chat_id, caller.user.id)
     msg = await _load_message(db, chat.id, message_id)
     if msg.sender_id != caller.user.id:
-        raise ApiError(403, ErrorCode.NOT_AUTHOR, "only the author edits a message")
+        raise ApiError(ErrorCode.NOT_AUTHOR, "only the author edits a message")
     if msg.deleted_at is not None:
-        raise ApiError(404, ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
-    _check_content(chat, body)
+        raise ApiError(ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
+    check_content(chat, body)
     await _check_recipients(db, chat, body)
-    msg.kind, msg.body, msg.key_id = await _store_content(state, chat, body)
+    msg.kind, msg.body, msg.key_id = await _store_content(chat, body, data_keys=data_keys)
     msg.edited_at = utcnow()
     # the edited message as clients should now show it: its reactions stay
     reactions = (await reactions_for(db, [msg.id])).get(msg.id)
-    out = await message_out(msg, caller.user.username, reactions, data_keys=state.data_keys)
+    out = await message_out(msg, caller.user.username, reactions, data_keys=data_keys)
     await events.emit(db, chat.id, EventType.MESSAGE_EDITED, out.model_dump(mode="json"), message_id=msg.id)
-    await events.commit_and_publish(db, bus=state.bus)
+    await events.commit_and_publish(db, bus=bus)
     return out
 
 
-async def delete_message(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, message_id: int) -> None:
+async def delete_message(
+    db: AsyncSession, caller: Caller, chat_id: int, message_id: int, *, bus: LocalBus | RedisBus
+) -> None:
     chat, member = await load_member(db, chat_id, caller.user.id)
     msg = await _load_message(db, chat.id, message_id)
     is_admin = member.role in ADMIN_ROLES and chat.kind != ChatKind.DIRECT.value
     if msg.sender_id != caller.user.id and not is_admin:
-        raise ApiError(403, ErrorCode.NOT_AUTHOR, "only the author or a chat admin deletes a message")
+        raise ApiError(ErrorCode.NOT_AUTHOR, "only the author or a chat admin deletes a message")
     if msg.deleted_at is not None:
         return  # already a tombstone
     msg.deleted_at = utcnow()
@@ -214,18 +253,25 @@ async def delete_message(state: AppState, db: AsyncSession, caller: Caller, chat
     await events.emit(
         db, chat.id, EventType.MESSAGE_DELETED, {"message_id": msg.id, "by": caller.user.username}, message_id=msg.id
     )
-    await events.commit_and_publish(db, bus=state.bus)
+    await events.commit_and_publish(db, bus=bus)
 
 
 async def react(
-    state: AppState, db: AsyncSession, caller: Caller, chat_id: int, message_id: int, emoji: str, *, remove: bool
+    db: AsyncSession,
+    caller: Caller,
+    chat_id: int,
+    message_id: int,
+    emoji: str,
+    *,
+    remove: bool,
+    bus: LocalBus | RedisBus,
 ) -> None:
     """``emoji`` is a checked ``ReactionKey`` (one emoji, fully qualified): the REST path and the WebSocket
     command validate it at the edge."""
     chat, _member = await load_member(db, chat_id, caller.user.id)
     msg = await _load_message(db, chat.id, message_id)
     if msg.deleted_at is not None:
-        raise ApiError(404, ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
+        raise ApiError(ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
     data = {"message_id": msg.id, "user": caller.user.username, "emoji": emoji}
     if remove:
         gone = await db.execute(
@@ -243,21 +289,27 @@ async def react(
         db.add(Reaction(message_id=msg.id, user_id=caller.user.id, emoji=emoji, created_at=utcnow()))
         await events.emit(db, chat.id, EventType.REACTION_ADDED, data, message_id=msg.id)
     try:
-        await events.commit_and_publish(db, bus=state.bus)
+        await events.commit_and_publish(db, bus=bus)
     except IntegrityError:
         await db.rollback()  # a concurrent identical reaction won; the result is the same
         events.discard_pending(db)
 
 
 async def pin(
-    state: AppState, db: AsyncSession, caller: Caller, chat_id: int, message_id: int, *, unpin: bool = False
+    db: AsyncSession,
+    caller: Caller,
+    chat_id: int,
+    message_id: int,
+    *,
+    unpin: bool = False,
+    bus: LocalBus | RedisBus,
 ) -> None:
     chat, member = await load_member(db, chat_id, caller.user.id)
     if chat.kind != ChatKind.DIRECT.value and member.role not in ADMIN_ROLES:
-        raise ApiError(403, ErrorCode.CHAT_ADMIN_REQUIRED, "only the chat's owner and admins pin messages")
+        raise ApiError(ErrorCode.CHAT_ADMIN_REQUIRED, "only the chat's owner and admins pin messages")
     msg = await _load_message(db, chat.id, message_id)
     if msg.deleted_at is not None:
-        raise ApiError(404, ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
+        raise ApiError(ErrorCode.MESSAGE_NOT_FOUND, "this message was deleted", {"message_id": message_id})
     if (msg.pinned_at is None) == unpin:
         return  # already in the asked state
     msg.pinned_at = None if unpin else utcnow()
@@ -268,10 +320,10 @@ async def pin(
         {"message_id": msg.id, "by": caller.user.username},
         message_id=msg.id,
     )
-    await events.commit_and_publish(db, bus=state.bus)
+    await events.commit_and_publish(db, bus=bus)
 
 
-async def pinned(state: AppState, db: AsyncSession, caller: Caller, chat_id: int) -> list[MessageOut]:
+async def pinned(db: AsyncSession, caller: Caller, chat_id: int, *, data_keys: DataKeyRing) -> list[MessageOut]:
     chat, _member = await load_member(db, chat_id, caller.user.id)
     rows = (
         await db.execute(
@@ -281,11 +333,10 @@ async def pinned(state: AppState, db: AsyncSession, caller: Caller, chat_id: int
             .order_by(Message.pinned_at.desc())
         )
     ).all()
-    return await page_out(db, [(m, n) for m, n in rows], data_keys=state.data_keys)
+    return await page_out(db, [(m, n) for m, n in rows], data_keys=data_keys)
 
 
 async def history(
-    state: AppState,
     db: AsyncSession,
     caller: Caller,
     chat_id: int,
@@ -293,6 +344,7 @@ async def history(
     before: int | None,
     after: int | None,
     limit: int,
+    data_keys: DataKeyRing,
 ) -> MessagePage:
     chat, member = await load_member(db, chat_id, caller.user.id)
     limit = max(1, min(limit, HISTORY_MAX_LIMIT))
@@ -312,11 +364,13 @@ async def history(
         rows = list((await db.execute(query)).all())
         has_more = len(rows) > limit
         rows = list(reversed(rows[:limit]))
-    page = await page_out(db, [(m, n) for m, n in rows], data_keys=state.data_keys)
+    page = await page_out(db, [(m, n) for m, n in rows], data_keys=data_keys)
     return MessagePage(messages=page, has_more=has_more, purged_seq=chat.purged_seq)
 
 
-async def mark(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, seq: int, *, read: bool) -> None:
+async def mark(
+    db: AsyncSession, caller: Caller, chat_id: int, seq: int, *, read: bool, bus: LocalBus | RedisBus
+) -> None:
     """Read (up to seq) or delivered receipts; only forward moves emit a receipt event."""
     chat, member = await load_member(db, chat_id, caller.user.id)
     # Clamp to the last message, not the last event: receipts are events themselves, and clients that
@@ -340,4 +394,4 @@ async def mark(state: AppState, db: AsyncSession, caller: Caller, chat_id: int, 
             EventType.RECEIPT,
             {"user": caller.user.username, "read_seq": member.read_seq, "delivered_seq": member.delivered_seq},
         )
-    await events.commit_and_publish(db, bus=state.bus)
+    await events.commit_and_publish(db, bus=bus)

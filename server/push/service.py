@@ -132,11 +132,11 @@ def check_subscription(endpoint: str, p256dh: str, auth: str, *, server_host: st
         # plain http only to a push service on this machine, and only while the server itself is local
         if not (is_loopback(host) and is_loopback(server_host)):
             raise ApiError(
-                400, ErrorCode.VALIDATION_ERROR, "a push endpoint must be an https:// URL", {"field": "endpoint"}
+                ErrorCode.VALIDATION_ERROR, "a push endpoint must be an https:// URL", {"field": "endpoint"}, status=400
             )
     elif parts.scheme != "https" or not host:
         raise ApiError(
-            400, ErrorCode.VALIDATION_ERROR, "a push endpoint must be an https:// URL", {"field": "endpoint"}
+            ErrorCode.VALIDATION_ERROR, "a push endpoint must be an https:// URL", {"field": "endpoint"}, status=400
         )
     try:
         public = b64u_decode(p256dh)
@@ -145,10 +145,10 @@ def check_subscription(endpoint: str, p256dh: str, auth: str, *, server_host: st
             raise ValueError("not an uncompressed point")
     except ValueError:
         raise ApiError(
-            400,
             ErrorCode.VALIDATION_ERROR,
             "p256dh must be the subscription's P-256 public key (base64url, uncompressed point)",
             {"field": "p256dh"},
+            status=400,
         ) from None
     try:
         secret = b64u_decode(auth)
@@ -156,7 +156,10 @@ def check_subscription(endpoint: str, p256dh: str, auth: str, *, server_host: st
         secret = b""
     if len(secret) != 16:
         raise ApiError(
-            400, ErrorCode.VALIDATION_ERROR, "auth must be the 16-byte auth secret (base64url)", {"field": "auth"}
+            ErrorCode.VALIDATION_ERROR,
+            "auth must be the 16-byte auth secret (base64url)",
+            {"field": "auth"},
+            status=400,
         )
 
 
@@ -187,9 +190,9 @@ async def subscribe(
         )
         if int(count or 0) >= MAX_SUBSCRIPTIONS_PER_SESSION:
             raise ApiError(
-                409,
                 ErrorCode.VALIDATION_ERROR,
                 f"a device holds at most {MAX_SUBSCRIPTIONS_PER_SESSION} push subscriptions",
+                status=409,
             )
         row = PushSubscription(
             user_id=user_id, session_id=session_id, endpoint=endpoint, endpoint_hash=digest, created_at=utcnow()
@@ -227,9 +230,7 @@ async def unsubscribe(db: AsyncSession, user_id: int, subscription_id: int) -> N
     )
     await db.commit()
     if gone.rowcount == 0:  # type: ignore[attr-defined]
-        raise ApiError(
-            404, ErrorCode.NOT_FOUND, "no such push subscription of yours", {"subscription_id": subscription_id}
-        )
+        raise ApiError(ErrorCode.NOT_FOUND, "no such push subscription of yours", {"subscription_id": subscription_id})
 
 
 # ---- delivery (per worker, off the request path) ----------------------------------------------------

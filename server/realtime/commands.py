@@ -46,21 +46,24 @@ async def run(conn: CommandSocket, cmd: Any) -> str | None:
         if isinstance(cmd, SendCmd):
             body = MessageSend(txn_id=cmd.txn_id, text=cmd.text, e2e=cmd.e2e, reply_to=cmd.reply_to,
                                recipient_devices=cmd.recipient_devices)
-            out = await messages.send(state, db, caller, cmd.chat_id, body)
+            out = await messages.send(db, caller, cmd.chat_id, body, data_keys=state.data_keys, bus=state.bus,
+                                      push=state.push)
             return ack_frame(cmd.id, out.model_dump(mode="json"))
         if isinstance(cmd, EditCmd):
-            out = await messages.edit(state, db, caller, cmd.chat_id, cmd.message_id,
+            out = await messages.edit(db, caller, cmd.chat_id, cmd.message_id,
                                       MessageEdit(text=cmd.text, e2e=cmd.e2e,
-                                                  recipient_devices=cmd.recipient_devices))
+                                                  recipient_devices=cmd.recipient_devices),
+                                      data_keys=state.data_keys, bus=state.bus)
             return ack_frame(cmd.id, out.model_dump(mode="json"))
         if isinstance(cmd, DeleteCmd):
-            await messages.delete_message(state, db, caller, cmd.chat_id, cmd.message_id)
+            await messages.delete_message(db, caller, cmd.chat_id, cmd.message_id, bus=state.bus)
             return ack_frame(cmd.id)
         if isinstance(cmd, ReactCmd):
-            await messages.react(state, db, caller, cmd.chat_id, cmd.message_id, cmd.emoji, remove=cmd.remove)
+            await messages.react(db, caller, cmd.chat_id, cmd.message_id, cmd.emoji, remove=cmd.remove,
+                                 bus=state.bus)
             return ack_frame(cmd.id)
         if isinstance(cmd, ReadCmd | ReceivedCmd):
-            await messages.mark(state, db, caller, cmd.chat_id, cmd.seq, read=isinstance(cmd, ReadCmd))
+            await messages.mark(db, caller, cmd.chat_id, cmd.seq, read=isinstance(cmd, ReadCmd), bus=state.bus)
             return ack_frame(cmd.id)
         if isinstance(cmd, ToDeviceAckCmd):
             removed = await acknowledge(db, conn.device_id, cmd.up_to, only=conn.delivery.to_device_sent)

@@ -39,7 +39,7 @@ from sqlalchemy import delete, select
 from melo_protocol.client import CredentialStore, MeloClient
 from melo_protocol.client import events as ev
 from melo_protocol.client.messenger import Messenger
-from melo_protocol.crypto import CryptoMachine, CryptoStore, SasState, SasVerification, TrustState
+from melo_protocol.crypto import CryptoMachine, SasState, SasVerification, SqliteCryptoStore, TrustState
 from melo_protocol.crypto.machine import UndecryptableToDevice
 from melo_protocol.crypto.sas import ACCEPT, CANCEL, KEY, MAC, START
 from melo_protocol.wire.keys import TO_DEVICE_TTL_DAYS
@@ -144,9 +144,9 @@ class Mallory:
         self.alice, self.bob = alice, bob
         self.victims = {alice.device_id, bob.device_id}
         # Mallory-A impersonates Alice towards Bob; Mallory-B impersonates Bob towards Alice
-        machine_a = CryptoMachine.open(CryptoStore(home / "mallory-a", bytes(range(32))), alice.user_id,
+        machine_a = CryptoMachine.open(SqliteCryptoStore(home / "mallory-a", bytes(range(32))), alice.user_id,
                                        alice.device_id)
-        machine_b = CryptoMachine.open(CryptoStore(home / "mallory-b", bytes(range(1, 33))), bob.user_id,
+        machine_b = CryptoMachine.open(SqliteCryptoStore(home / "mallory-b", bytes(range(1, 33))), bob.user_id,
                                        bob.device_id)
         self.as_alice = Leg(machine_a, alice.username, bob)
         self.as_bob = Leg(machine_b, bob.username, alice)

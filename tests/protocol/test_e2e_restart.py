@@ -81,7 +81,8 @@ async def test_client_process_restarts_from_its_encrypted_store(live: Live, tmp_
     assert run.returncode != 0
     assert "cannot open the local encrypted store" in run.stderr
     from melo_protocol.client import MeloClient
-    from melo_protocol.client.messenger import E2EError, Messenger
+    from melo_protocol.client.errors import E2EError
+    from melo_protocol.client.messenger import Messenger
 
     client = MeloClient(store=store)
     with pytest.raises(E2EError, match="local encrypted store"):

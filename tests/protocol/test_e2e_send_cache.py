@@ -105,7 +105,7 @@ async def test_the_server_refuses_a_stale_recipient_digest(live: Live, tmp_path:
     bob = await device(live, tmp_path, f"bob{tag}", "b1", register=True)
     m = await one_shot(live, tmp_path, "a1")
     chat = await m.client.create_direct(bob.username)
-    envelope, digest = await m._encrypt(chat.id, {"type": "m.text", "body": "x"}, checked=True)
+    envelope, digest = await m._encryptor.encrypt(chat.id, {"type": "m.text", "body": "x"}, checked=True)
     stale = recipient_devices_digest([(bob.user_id, bob.device_id, "not-the-key")])
     with pytest.raises(Conflict) as refused:
         await m.client.send_raw(chat.id, "txn-stale", e2e=envelope, recipient_devices=stale)

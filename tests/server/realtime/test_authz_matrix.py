@@ -4,14 +4,12 @@ The routes are enumerated from the served OpenAPI document, so a new route under
 /v1/invites fails this test until it has a row in the table below.
 """
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-import websockets
 
 from tests.kit.chatkit import (
     envelope,
@@ -24,7 +22,7 @@ from tests.kit.chatkit import (
     txn,
 )
 from tests.kit.livekit import Client, Live
-from tests.kit.wskit import Socket
+from tests.kit.wskit import Socket, frames_until_closed
 
 # Order matters for the few routes that change who holds a role: the owner acts last.
 ACTORS = ("anonymous", "non_member", "banned", "revoked", "member", "admin", "owner")
@@ -152,15 +150,9 @@ def ws_command(op: str, actor: str, t: Targets) -> dict[str, Any]:
 
 async def closed_with_revocation(sock: Socket) -> int | None:
     """Read a socket until the server closes it; the last frame must be ``session.revoked``."""
-    frames: list[dict[str, Any]] = []
-    async with asyncio.timeout(10):
-        try:
-            while True:
-                frames.append(json.loads(await sock.ws.recv()))
-        except websockets.ConnectionClosed:
-            pass
+    frames, code = await frames_until_closed(sock.ws, 10)
     assert frames and frames[-1]["type"] == "session.revoked", frames
-    return sock.ws.close_code  # type: ignore[no-any-return]
+    return code
 
 
 async def test_authorisation_matrix(live: Live) -> None:

@@ -17,7 +17,7 @@ COMMANDS = {
     "call": "/call — call the person of this direct chat",
     "timer": "/timer DURATION|off — messages here disappear DURATION (30s, 10m, 1h, 1d, 1w) after sending",
     "schedule": "/schedule WHEN TEXT — send later (+10m, 18:30, tomorrow 09:00, ISO time); "
-                "/schedule lists, /schedule cancel ID",
+    "/schedule lists, /schedule cancel ID",
 }
 
 
