@@ -353,7 +353,7 @@ class Messenger:
             while self._pending_events:
                 yield self._pending_events.pop(0)
 
-    async def _translate(self, frame: Mapping[str, Any]) -> list[ev.Event]:
+    async def _translate(self, frame: object) -> list[ev.Event]:
         """The frame's typed events, once what the frame asks of this device is done (in order)."""
         translated = self._translator.translate(frame)
         events = translated.events

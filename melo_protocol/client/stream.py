@@ -1,11 +1,10 @@
 """``LiveStream``: the WebSocket half of the SDK — auth, resume from a cursor, heartbeats, commands
 answered by ack/error, and reconnection with exponential backoff and jitter.
 
-Frames come out of ``frames()`` in the order the server sent them. Each is parsed into its
-``melo_protocol.wire.realtime`` model on arrival (``parse_server_frame``); the consumer still gets the
-frame's JSON object. The cursor (chat id → last seq) is ``ResumeState``'s: it advances as frames are
-handed out, and is saved through ``cursor_store`` so that a restarted client resumes exactly where it
-stopped: no loss, no duplicates.
+Frames come out of ``frames()`` in the order the server sent them, each parsed into its
+``melo_protocol.wire.realtime`` model on arrival (``parse_server_frame``). The cursor (chat id → last
+seq) is ``ResumeState``'s: it advances as frames are handed out, and is saved through ``cursor_store``
+so that a restarted client resumes exactly where it stopped: no loss, no duplicates.
 """
 
 import asyncio
@@ -96,10 +95,9 @@ class LiveStream:
         self.on_state = on_state
         self.reconnect = reconnect
         self.state = "idle"
-        self.ready: dict[str, Any] | None = None
-        # each frame as its model (for the resume state) and as the object handed to the consumer
-        self._frames: asyncio.Queue[tuple[Any, dict[str, Any]] | BaseException] = asyncio.Queue(QUEUE_SIZE)
-        self._pending: dict[str, asyncio.Future[tuple[AckFrame | ErrorFrame | PongFrame, dict[str, Any]]]] = {}
+        self.ready: ReadyFrame | None = None
+        self._frames: asyncio.Queue[Any] = asyncio.Queue(QUEUE_SIZE)  # server frames, or the error that ended us
+        self._pending: dict[str, asyncio.Future[AckFrame | ErrorFrame | PongFrame]] = {}
         self._ws: Any = None
         self._connected = asyncio.Event()
         self._caught_up = asyncio.Event()
@@ -159,25 +157,25 @@ class LiveStream:
                 self.on_state(state)
 
     # -- consuming -------------------------------------------------------------------------------
-    async def frames(self) -> AsyncIterator[dict[str, Any]]:
-        """Every server frame except command answers; raises the error that ended the stream."""
+    async def frames(self) -> AsyncIterator[Any]:
+        """Every server frame (a ``ServerFrame`` model, or an ``UnknownFrame``) except command answers;
+        raises the error that ended the stream."""
         while True:
             item = await self._frames.get()
             yield self._hand_out(item)
 
-    async def next_frame(self, timeout: float | None = None) -> dict[str, Any]:
+    async def next_frame(self, timeout: float | None = None) -> Any:
         async with asyncio.timeout(timeout):
             item = await self._frames.get()
         return self._hand_out(item)
 
-    def _hand_out(self, item: tuple[Any, dict[str, Any]] | BaseException) -> dict[str, Any]:
+    def _hand_out(self, item: Any) -> Any:
         if isinstance(item, BaseException):
             raise item
-        frame, obj = item
-        if self._resume.handed_out(frame):
+        if self._resume.handed_out(item):
             self._dirty += 1
             self._save_cursor()
-        return obj
+        return item
 
     def _save_cursor(self, force: bool = False) -> None:
         if self.cursor_store is not None and self.cursor is not None and (force or self._dirty):
@@ -185,7 +183,7 @@ class LiveStream:
             self._dirty = 0
 
     # -- commands --------------------------------------------------------------------------------
-    async def command(self, op: str, timeout: float = COMMAND_TIMEOUT_S, **fields: Any) -> dict[str, Any]:
+    async def command(self, op: str, timeout: float = COMMAND_TIMEOUT_S, **fields: Any) -> AckFrame | PongFrame:
         """Send a command and wait for its ack (``result``); an error frame raises its MeloError.
 
         A command whose connection drops before the answer is sent again after reconnecting, with
@@ -196,19 +194,18 @@ class LiveStream:
         async with asyncio.timeout(timeout):
             while True:
                 await self._connected.wait()
-                fut: asyncio.Future[tuple[AckFrame | ErrorFrame | PongFrame, dict[str, Any]]]
-                fut = asyncio.get_running_loop().create_future()
+                fut: asyncio.Future[AckFrame | ErrorFrame | PongFrame] = asyncio.get_running_loop().create_future()
                 self._pending[req_id] = fut
                 try:
                     await self._ws.send(payload)
-                    frame, obj = await fut
+                    frame = await fut
                 except (ConnectionClosed, _Reconnecting):
                     continue
                 finally:
                     self._pending.pop(req_id, None)
                 if isinstance(frame, ErrorFrame):
                     raise error_from_code(frame.error.code, frame.error.message, frame.error.details)
-                return obj
+                return frame
 
     # -- the connection loop ---------------------------------------------------------------------
     async def _run(self) -> None:
@@ -285,12 +282,11 @@ class LiveStream:
         heartbeat: asyncio.Task[None] | None = None
         try:
             async for raw in ws:
-                parsed = _parse(raw)
-                if parsed is None:
+                frame = _parse(raw)
+                if frame is None:
                     continue
-                frame, obj = parsed
                 if isinstance(frame, ReadyFrame):
-                    self.ready = obj
+                    self.ready = frame
                     heartbeat = asyncio.create_task(self._heartbeat(ws, float(frame.heartbeat_s)))
                     continue
                 if isinstance(frame, CaughtUpFrame):
@@ -303,13 +299,13 @@ class LiveStream:
                 if isinstance(frame, AckFrame | ErrorFrame | PongFrame) and frame.id in self._pending:
                     fut = self._pending[frame.id]
                     if not fut.done():
-                        fut.set_result((frame, obj))
+                        fut.set_result(frame)
                     continue
                 if isinstance(frame, PongFrame):
                     continue
                 if not self._resume.received(frame):
                     continue  # a duplicate: sent again after a reconnect while the first copy still waits
-                await self._frames.put((frame, obj))  # blocks when the consumer lags: the server then resyncs us
+                await self._frames.put(frame)  # blocks when the consumer lags: the server then resyncs us
         finally:
             if heartbeat is not None:
                 heartbeat.cancel()
@@ -325,11 +321,11 @@ class _Reconnecting(Exception):
     pass
 
 
-def _parse(raw: str | bytes) -> tuple[Any, dict[str, Any]] | None:
-    """A server frame as its model and as its JSON object; None (logged) for what is not a frame.
+def _parse(raw: str | bytes) -> Any:
+    """A server frame as its model; None (logged) for what is not a frame.
 
     A known frame that breaks its model (a newer server's change) goes on as an ``UnknownFrame``: the
-    consumer gets it as before, and the cursor still counts it when it names a chat and a seq.
+    consumer ignores it, and the cursor still counts it when it names a chat and a seq.
     """
     try:
         obj = json.loads(raw)
@@ -340,10 +336,10 @@ def _parse(raw: str | bytes) -> tuple[Any, dict[str, Any]] | None:
         log.warning("ignoring a server frame that is not a JSON object")
         return None
     try:
-        return parse_server_frame(obj), obj
+        return parse_server_frame(obj)
     except ValidationError as exc:
         log.warning("server frame %r does not match its model: %s", obj.get("type"), exc.errors()[:1])
     try:
-        return UnknownFrame.model_validate(obj), obj
+        return UnknownFrame.model_validate(obj)
     except ValidationError:
         return None

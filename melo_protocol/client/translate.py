@@ -4,12 +4,12 @@ No network, no clock, no crypto store: the one thing that needs crypto (decrypti
 injected as a callable, and whatever must happen elsewhere (forget a cached copy, send a delivered
 receipt, look up a user's changed devices, decrypt a to-device message) comes back as an *effect*
 for the Messenger to carry out, in order, before it yields the events (h11's events in, actions out).
-Tests feed frames as dicts and read the events and effects.
+Frames come in parsed (``melo_protocol.wire.realtime.parse_server_frame``); tests feed such frames and
+read the events and effects.
 """
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from melo_protocol.client import events as ev
@@ -22,6 +22,23 @@ from melo_protocol.crypto import (
     TrustState,
 )
 from melo_protocol.wire.chats import MessageOut
+from melo_protocol.wire.realtime import (
+    CallMissedFrame,
+    ChatChangeFrame,
+    DevicesChangedFrame,
+    EventType,
+    KeysLowFrame,
+    MemberFrame,
+    MessageDeletedFrame,
+    MessageEventFrame,
+    PinFrame,
+    PresenceFrame,
+    ReactionFrame,
+    ReceiptFrame,
+    ResyncRequiredFrame,
+    ToDeviceFrame,
+    TypingFrame,
+)
 
 TEXT = "m.text"
 EMOTE = "m.emote"
@@ -178,116 +195,87 @@ class Translator:
         """``out`` could not be decrypted yet: its session's key is asked for and may come later."""
         self._waiting.setdefault(session_id, []).append((out.chat_id, out.model_dump(mode="json")))
 
-    def translate(self, frame: Mapping[str, Any]) -> Translated:
-        kind = frame.get("type")
-        chat_id, seq = frame.get("chat_id"), frame.get("seq")
-        data = frame.get("data") or {}
-        if kind in ("message.created", "message.edited"):
-            return self._message(kind, chat_id, seq, data)
-        if kind == "message.deleted":
-            effects: list[Effect] = []
-            if isinstance(chat_id, int):
-                effects.append(ForgetMessage(chat_id, int(data.get("message_id", 0))))
-            deleted = ev.MessageDeleted(
-                chat_id=chat_id, seq=seq, message_id=data.get("message_id", 0), by=data.get("by", "")
-            )
-            return Translated([deleted], effects)
-        if kind in ("reaction.added", "reaction.removed"):
-            reaction = ev.ReactionChanged(
-                chat_id=chat_id,
-                seq=seq,
-                message_id=data.get("message_id", 0),
-                user=data.get("user", ""),
-                emoji=data.get("emoji", ""),
-                added=kind == "reaction.added",
-            )
-            return Translated([reaction])
-        if kind in ("message.pinned", "message.unpinned"):
-            pin = ev.PinChanged(
-                chat_id=chat_id,
-                seq=seq,
-                message_id=data.get("message_id", 0),
-                by=data.get("by", ""),
-                pinned=kind == "message.pinned",
-            )
-            return Translated([pin])
-        if kind == "receipt":
-            return self._receipt(chat_id, seq, data)
-        if kind == "typing":
-            typing = ev.Typing(
-                chat_id=chat_id,
-                user=frame.get("user", ""),
-                typing=bool(frame.get("typing")),
-                expires_in=int(frame.get("expires_in", 6)),
-            )
-            return Translated([typing])
-        if kind == "presence":
-            last = frame.get("last_seen")
-            presence = ev.Presence(
-                user=frame.get("user", ""),
-                online=bool(frame.get("online")),
-                last_seen=datetime.fromisoformat(last) if last else None,
-            )
-            return Translated([presence])
-        if kind and kind.startswith("member."):
-            assert isinstance(chat_id, int)
-            change = kind.split(".", 1)[1]
-            user = (data.get("user") or {}).get("username", "")
-            member = ev.MemberChanged(
-                chat_id=chat_id,
-                seq=seq,
-                change=change,  # type: ignore[arg-type]
-                user=user,
-                role=data.get("role"),
-                by=data.get("by"),
-            )
-            return Translated([member], [MembersChanged(chat_id, left=change in ("left", "removed"))])
-        if kind in ("chat.created", "chat.updated"):
-            changed = ev.ChatChanged(chat_id=chat_id, seq=seq, change=kind.split(".")[1], data=data)  # type: ignore[arg-type]
-            return Translated([changed], [ChatChanged(chat_id)] if isinstance(chat_id, int) else [])
-        if kind == "call.missed":
-            missed = ev.CallMissed(
-                chat_id=chat_id,
-                seq=seq,
-                call_id=str(data.get("call_id", "")),
-                caller=str(data.get("caller", "")),
-                at=str(data.get("at", "")),
-            )
-            return Translated([missed])
-        if kind == "to_device":
-            return Translated([], [ToDevice(frame)])
-        if kind == "devices.changed":
-            return Translated([], [DevicesChanged(str(frame.get("user", "")))])
-        if kind == "keys.low":
-            return Translated([], [KeysLow()])
-        if kind == "resync_required":
-            return Translated([ev.ResyncRequired(chat_ids=list(frame.get("chat_ids", [])))])
+    def translate(self, frame: object) -> Translated:
+        """A parsed server frame (``melo_protocol.wire.realtime.parse_server_frame``) to events and effects;
+        frames that say nothing to the user (and an ``UnknownFrame``) give none."""
+        match frame:
+            case MessageEventFrame():
+                return self._message(frame)
+            case MessageDeletedFrame(chat_id=chat_id, seq=seq, data=data):
+                deleted = ev.MessageDeleted(chat_id=chat_id, seq=seq, message_id=data.message_id, by=data.by)  # type: ignore[arg-type]
+                return Translated([deleted], [ForgetMessage(chat_id, data.message_id)])
+            case ReactionFrame(chat_id=chat_id, seq=seq, data=data):
+                added = frame.type is EventType.REACTION_ADDED
+                reaction = ev.ReactionChanged(
+                    chat_id=chat_id, seq=seq, message_id=data.message_id, user=data.user, emoji=data.emoji, added=added
+                )
+                return Translated([reaction])
+            case PinFrame(chat_id=chat_id, seq=seq, data=data):
+                pinned = frame.type is EventType.MESSAGE_PINNED
+                pin = ev.PinChanged(chat_id=chat_id, seq=seq, message_id=data.message_id, by=data.by, pinned=pinned)  # type: ignore[arg-type]
+                return Translated([pin])
+            case ReceiptFrame():
+                return self._receipt(frame)
+            case TypingFrame():
+                typing = ev.Typing(
+                    chat_id=frame.chat_id, user=frame.user, typing=frame.typing, expires_in=frame.expires_in
+                )
+                return Translated([typing])
+            case PresenceFrame():
+                return Translated([ev.Presence(user=frame.user, online=frame.online, last_seen=frame.last_seen)])
+            case MemberFrame(chat_id=chat_id, seq=seq, data=data):
+                change = frame.type.value.split(".", 1)[1]
+                member = ev.MemberChanged(
+                    chat_id=chat_id,
+                    seq=seq,
+                    change=change,  # type: ignore[arg-type]
+                    user=data.user.username,
+                    role=data.role,
+                    by=data.by,
+                )
+                return Translated([member], [MembersChanged(chat_id, left=change in ("left", "removed"))])
+            case ChatChangeFrame(chat_id=chat_id, seq=seq, data=data):
+                change = frame.type.value.split(".")[1]
+                changed = ev.ChatChanged(chat_id=chat_id, seq=seq, change=change, data=data)  # type: ignore[arg-type]
+                return Translated([changed], [ChatChanged(chat_id)])
+            case CallMissedFrame(chat_id=chat_id, seq=seq, data=data):
+                missed = ev.CallMissed(chat_id=chat_id, seq=seq, call_id=data.call_id, caller=data.caller, at=data.at)
+                return Translated([missed])
+            case ToDeviceFrame():
+                # the crypto machine reads to-device messages as JSON objects (from REST as well)
+                return Translated([], [ToDevice(frame.model_dump(mode="json"))])
+            case DevicesChangedFrame():
+                return Translated([], [DevicesChanged(frame.user)])
+            case KeysLowFrame():
+                return Translated([], [KeysLow()])
+            case ResyncRequiredFrame():
+                return Translated([ev.ResyncRequired(chat_ids=list(frame.chat_ids))])
         return Translated()
 
-    def _message(self, kind: str, chat_id: Any, seq: Any, data: Mapping[str, Any]) -> Translated:
-        out = MessageOut.model_validate(data)
+    def _message(self, frame: MessageEventFrame) -> Translated:
+        out = frame.data
         message = self.decrypt(out)
-        if kind == "message.edited":
-            return Translated([ev.MessageEdited(chat_id=chat_id, seq=seq, message=message)])
+        if frame.type is EventType.MESSAGE_EDITED:
+            return Translated([ev.MessageEdited(chat_id=frame.chat_id, seq=frame.seq, message=message)])
         effects: list[Effect] = []
-        if message.sender != self.username and isinstance(chat_id, int):
-            effects.append(SendDelivered(chat_id, out.seq))
-        return Translated([ev.MessageReceived(chat_id=chat_id, seq=seq, message=message)], effects)
+        if message.sender != self.username:
+            effects.append(SendDelivered(frame.chat_id, out.seq))
+        return Translated([ev.MessageReceived(chat_id=frame.chat_id, seq=frame.seq, message=message)], effects)
 
-    def _receipt(self, chat_id: Any, seq: Any, data: Mapping[str, Any]) -> Translated:
-        if data.get("user") == self.username and isinstance(chat_id, int):
+    def _receipt(self, frame: ReceiptFrame) -> Translated:
+        chat_id, data = frame.chat_id, frame.data
+        if data.user == self.username:
             # our own receipt: only a move of our read position matters (other devices' unread counts);
             # the delivered receipts this device sends itself would be noise for every consumer
-            read = int(data.get("read_seq", 0))
-            if read <= self._own_read.get(chat_id, 0):
+            if data.read_seq <= self._own_read.get(chat_id, 0):
                 return Translated()
-            self._own_read[chat_id] = read
+            self._own_read[chat_id] = data.read_seq
         receipt = ev.ReceiptUpdated(
             chat_id=chat_id,
-            seq=seq,
-            user=data.get("user", ""),
-            read_seq=data.get("read_seq", 0),
-            delivered_seq=data.get("delivered_seq", 0),
+            seq=frame.seq,
+            user=data.user,
+            read_seq=data.read_seq,
+            delivered_seq=data.delivered_seq,
         )
         return Translated([receipt])
 

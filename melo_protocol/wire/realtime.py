@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field, PlainSerializer, TypeAdapter, Validation
 
 from melo_protocol.wire.base import Request, Response
 from melo_protocol.wire.bounds import Id, Seq
-from melo_protocol.wire.chats import E2EEnvelope, MessageOut, MessageSend, ReactionKey, _Content
+from melo_protocol.wire.chats import E2EEnvelope, MessageOut, MessageSend, ReactionKey, UserRef, _Content
 from melo_protocol.wire.errors import ErrorBody
 
 MAX_FRAME_BYTES = 256 * 1024
@@ -182,15 +182,79 @@ class MessageEventFrame(ChatEventFrame):
     data: MessageOut  # type: ignore[assignment]
 
 
-class ChatNoticeFrame(ChatEventFrame):
-    """Every other chat event; ``data`` as docs/protocol.md gives it per type."""
+# The client's view of the other chat events: ``data`` typed per event (docs/protocol.md, "Server frames").
+class MessageDeletedData(Response):
+    message_id: int
+    by: str | None = None  # None: deleted by the chat's message timer
+    reason: str | None = None  # "expired" for the timer's deletions
 
+
+class ReactionData(Response):
+    message_id: int
+    user: str
+    emoji: str
+
+
+class PinData(Response):
+    message_id: int
+    by: str | None = None
+
+
+class ReceiptData(Response):
+    user: str
+    read_seq: int
+    delivered_seq: int
+
+
+class MemberData(Response):
+    user: UserRef
+    role: str | None = None  # member.joined, member.role_changed
+    by: str | None = None
+    chat: dict[str, Any] | None = None  # member.joined: the chat's summary
+
+
+class CallMissedData(Response):
+    call_id: str
+    caller: str
+    at: str  # ISO 8601, as the caller's client gave it
+
+
+class MessageDeletedFrame(ChatEventFrame):
+    type: Literal[EventType.MESSAGE_DELETED]  # type: ignore[assignment]
+    data: MessageDeletedData  # type: ignore[assignment]
+
+
+class ReactionFrame(ChatEventFrame):
+    type: Literal[EventType.REACTION_ADDED, EventType.REACTION_REMOVED]  # type: ignore[assignment]
+    data: ReactionData  # type: ignore[assignment]
+
+
+class PinFrame(ChatEventFrame):
+    type: Literal[EventType.MESSAGE_PINNED, EventType.MESSAGE_UNPINNED]  # type: ignore[assignment]
+    data: PinData  # type: ignore[assignment]
+
+
+class ReceiptFrame(ChatEventFrame):
+    type: Literal[EventType.RECEIPT]  # type: ignore[assignment]
+    data: ReceiptData  # type: ignore[assignment]
+
+
+class MemberFrame(ChatEventFrame):
     type: Literal[  # type: ignore[assignment]
-        EventType.MESSAGE_DELETED, EventType.REACTION_ADDED, EventType.REACTION_REMOVED, EventType.MESSAGE_PINNED,
-        EventType.MESSAGE_UNPINNED, EventType.RECEIPT, EventType.MEMBER_JOINED, EventType.MEMBER_LEFT,
-        EventType.MEMBER_REMOVED, EventType.MEMBER_ROLE_CHANGED, EventType.CHAT_CREATED, EventType.CHAT_UPDATED,
-        EventType.CALL_MISSED,
+        EventType.MEMBER_JOINED, EventType.MEMBER_LEFT, EventType.MEMBER_REMOVED, EventType.MEMBER_ROLE_CHANGED
     ]
+    data: MemberData  # type: ignore[assignment]
+
+
+class ChatChangeFrame(ChatEventFrame):
+    """``chat.created`` (the chat's summary and members) and ``chat.updated`` (the changed fields, by)."""
+
+    type: Literal[EventType.CHAT_CREATED, EventType.CHAT_UPDATED]  # type: ignore[assignment]
+
+
+class CallMissedFrame(ChatEventFrame):
+    type: Literal[EventType.CALL_MISSED]  # type: ignore[assignment]
+    data: CallMissedData  # type: ignore[assignment]
 
 
 class TypingFrame(Response):
@@ -262,7 +326,8 @@ class UnknownFrame(Response):
 ServerFrame = Annotated[
     ReadyFrame | CaughtUpFrame | AckFrame | ErrorFrame | PongFrame | TypingFrame | PresenceFrame
     | ResyncRequiredFrame | SessionRevokedFrame | ToDeviceFrame | DevicesChangedFrame | KeysLowFrame
-    | MessageEventFrame | ChatNoticeFrame,
+    | MessageEventFrame | MessageDeletedFrame | ReactionFrame | PinFrame | ReceiptFrame | MemberFrame
+    | ChatChangeFrame | CallMissedFrame,
     Field(discriminator="type"),
 ]
 server_frame_adapter: TypeAdapter[Any] = TypeAdapter(ServerFrame)
@@ -288,9 +353,11 @@ __all__ = [
     "TYPING_EXPIRES_S",
     "AckFrame",
     "AuthCmd",
+    "CallMissedData",
+    "CallMissedFrame",
     "CaughtUpFrame",
+    "ChatChangeFrame",
     "ChatEventFrame",
-    "ChatNoticeFrame",
     "ClientCommand",
     "CloseCode",
     "DeleteCmd",
@@ -301,13 +368,23 @@ __all__ = [
     "EventType",
     "IsoTime",
     "KeysLowFrame",
+    "MemberData",
+    "MemberFrame",
+    "MessageDeletedData",
+    "MessageDeletedFrame",
     "MessageEventFrame",
+    "PinData",
+    "PinFrame",
     "PingCmd",
     "PongFrame",
     "PresenceFrame",
     "ReactCmd",
+    "ReactionData",
+    "ReactionFrame",
     "ReadCmd",
     "ReadyFrame",
+    "ReceiptData",
+    "ReceiptFrame",
     "ReceivedCmd",
     "ResyncRequiredFrame",
     "SendCmd",

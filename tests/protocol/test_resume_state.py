@@ -15,9 +15,9 @@ from melo_protocol.wire.realtime import (
     AckFrame,
     CaughtUpFrame,
     ChatEventFrame,
-    ChatNoticeFrame,
     ErrorFrame,
     EventType,
+    MemberFrame,
     MessageEventFrame,
     PresenceFrame,
     ReadyFrame,
@@ -76,8 +76,8 @@ def test_frames_parse_into_their_models() -> None:
             "data": {"user": {"id": 2, "username": "bob"}, "by": "bob"},
         }
     )
-    assert isinstance(notice, ChatNoticeFrame) and notice.type is EventType.MEMBER_LEFT
-    assert notice.data["user"]["id"] == 2
+    assert isinstance(notice, MemberFrame) and notice.type is EventType.MEMBER_LEFT
+    assert notice.data.user.id == 2 and notice.data.by == "bob"
 
 
 def test_a_newer_servers_frame_is_kept_as_unknown() -> None:

@@ -1,4 +1,4 @@
-"""The pure translation of live-stream frames into typed events and effects: frames as dicts in, no
+"""The pure translation of live-stream frames into typed events and effects: parsed frames in, no
 server, no crypto store, no event loop."""
 
 from datetime import UTC, datetime
@@ -11,6 +11,7 @@ from melo_protocol.client import events as ev
 from melo_protocol.client import translate as tr
 from melo_protocol.crypto import DecryptedChatMessage, IdentityChanged, OlmPayload, RoomKeyReceived, TrustState
 from melo_protocol.wire.chats import MessageOut
+from melo_protocol.wire.realtime import parse_server_frame
 
 ME = "alice"
 ME_ID = 1
@@ -30,6 +31,15 @@ def message_data(
         "created_at": AT,
         **extra,
     }
+
+
+def f(obj: dict[str, Any]) -> Any:
+    """A frame as the live stream hands it over: parsed into its model (a chat event gets its time)."""
+    return parse_server_frame({"ts": AT, **obj} if "seq" in obj else obj)
+
+
+def user(name: str, id: int = 3) -> dict[str, Any]:
+    return {"id": id, "username": name}
 
 
 class Reader:
@@ -53,7 +63,7 @@ def translator() -> tuple[tr.Translator, Reader]:
 # -- messages ------------------------------------------------------------------------------------------------
 def test_a_message_from_someone_else_is_decrypted_and_acknowledged() -> None:
     t, reader = translator()
-    got = t.translate({"type": "message.created", "chat_id": 7, "seq": 3, "data": message_data()})
+    got = t.translate(f({"type": "message.created", "chat_id": 7, "seq": 3, "data": message_data()}))
     (event,) = got.events
     assert isinstance(event, ev.MessageReceived) and (event.chat_id, event.seq) == (7, 3)
     assert event.message is not None and event.message.text == "text 10" and event.message.sender == "bob"
@@ -63,16 +73,16 @@ def test_a_message_from_someone_else_is_decrypted_and_acknowledged() -> None:
 
 def test_our_own_message_and_an_edit_send_no_delivered_receipt() -> None:
     t, _ = translator()
-    own = t.translate({"type": "message.created", "chat_id": 7, "seq": 4, "data": message_data(sender=ME)})
+    own = t.translate(f({"type": "message.created", "chat_id": 7, "seq": 4, "data": message_data(sender=ME)}))
     assert [type(e) for e in own.events] == [ev.MessageReceived] and own.effects == []
-    edit = t.translate({"type": "message.edited", "chat_id": 7, "seq": 5, "data": message_data()})
+    edit = t.translate(f({"type": "message.edited", "chat_id": 7, "seq": 5, "data": message_data()}))
     assert [type(e) for e in edit.events] == [ev.MessageEdited] and edit.effects == []
     assert edit.events[0].seq == 5
 
 
 def test_a_deleted_message_is_forgotten_on_this_device_too() -> None:
     t, reader = translator()
-    got = t.translate({"type": "message.deleted", "chat_id": 7, "seq": 9, "data": {"message_id": 10, "by": "bob"}})
+    got = t.translate(f({"type": "message.deleted", "chat_id": 7, "seq": 9, "data": {"message_id": 10, "by": "bob"}}))
     assert got.events == [ev.MessageDeleted(chat_id=7, seq=9, message_id=10, by="bob")]
     assert got.effects == [tr.ForgetMessage(chat_id=7, message_id=10)]
     assert reader.asked == []
@@ -81,29 +91,38 @@ def test_a_deleted_message_is_forgotten_on_this_device_too() -> None:
 def test_reactions_and_pins() -> None:
     t, _ = translator()
     added = t.translate(
-        {"type": "reaction.added", "chat_id": 7, "seq": 5, "data": {"message_id": 10, "user": "bob", "emoji": "👍"}}
+        f({"type": "reaction.added", "chat_id": 7, "seq": 5, "data": {"message_id": 10, "user": "bob", "emoji": "👍"}})
     )
-    removed = t.translate({"type": "reaction.removed", "chat_id": 7, "seq": 6, "data": {"message_id": 10}})
-    pinned = t.translate({"type": "message.pinned", "chat_id": 7, "seq": 7, "data": {"message_id": 10, "by": "bob"}})
-    unpinned = t.translate({"type": "message.unpinned", "chat_id": 7, "seq": 8, "data": {"message_id": 10}})
+    removed = t.translate(
+        f(
+            {
+                "type": "reaction.removed",
+                "chat_id": 7,
+                "seq": 6,
+                "data": {"message_id": 10, "user": "bob", "emoji": "👍"},
+            }
+        )
+    )
+    pinned = t.translate(f({"type": "message.pinned", "chat_id": 7, "seq": 7, "data": {"message_id": 10, "by": "bob"}}))
+    unpinned = t.translate(f({"type": "message.unpinned", "chat_id": 7, "seq": 8, "data": {"message_id": 10}}))
     assert added.events == [ev.ReactionChanged(chat_id=7, seq=5, message_id=10, user="bob", emoji="👍", added=True)]
-    assert removed.events == [ev.ReactionChanged(chat_id=7, seq=6, message_id=10, added=False)]
+    assert removed.events == [ev.ReactionChanged(chat_id=7, seq=6, message_id=10, user="bob", emoji="👍", added=False)]
     assert pinned.events == [ev.PinChanged(chat_id=7, seq=7, message_id=10, by="bob", pinned=True)]
-    assert unpinned.events == [ev.PinChanged(chat_id=7, seq=8, message_id=10, pinned=False)]
+    assert unpinned.events == [ev.PinChanged(chat_id=7, seq=8, message_id=10, by=None, pinned=False)]  # type: ignore[arg-type]
     assert added.effects == removed.effects == pinned.effects == unpinned.effects == []
 
 
 # -- receipts ------------------------------------------------------------------------------------------------
-def receipt(user: str, read: int, delivered: int = 0, chat_id: int = 7) -> dict[str, Any]:
-    return {"type": "receipt", "chat_id": chat_id, "seq": None,
-            "data": {"user": user, "read_seq": read, "delivered_seq": delivered}}  # fmt: skip
+def receipt(user: str, read: int, delivered: int = 0, chat_id: int = 7) -> Any:
+    return f({"type": "receipt", "chat_id": chat_id, "seq": 30,
+              "data": {"user": user, "read_seq": read, "delivered_seq": delivered}})  # fmt: skip
 
 
 def test_a_contacts_receipts_all_pass() -> None:
     t, _ = translator()
     for read, delivered in [(3, 5), (3, 6), (2, 2)]:
         (event,) = t.translate(receipt("bob", read, delivered)).events
-        assert event == ev.ReceiptUpdated(chat_id=7, user="bob", read_seq=read, delivered_seq=delivered)
+        assert event == ev.ReceiptUpdated(chat_id=7, seq=30, user="bob", read_seq=read, delivered_seq=delivered)
 
 
 def test_our_own_receipt_passes_only_when_our_read_position_moves_on() -> None:
@@ -131,14 +150,14 @@ def test_own_receipts_pass_exactly_at_each_new_high_per_chat(reads: list[tuple[i
 # -- ephemeral -----------------------------------------------------------------------------------------------
 def test_typing_and_presence() -> None:
     t, _ = translator()
-    assert t.translate({"type": "typing", "chat_id": 7, "user": "bob", "typing": True}).events == [
+    assert t.translate(f({"type": "typing", "chat_id": 7, "user": "bob", "typing": True, "expires_in": 6})).events == [
         ev.Typing(chat_id=7, user="bob", typing=True, expires_in=6)
     ]
-    stopped = t.translate({"type": "typing", "chat_id": 7, "user": "bob", "typing": False, "expires_in": 2})
+    stopped = t.translate(f({"type": "typing", "chat_id": 7, "user": "bob", "typing": False, "expires_in": 2}))
     assert stopped.events == [ev.Typing(chat_id=7, user="bob", typing=False, expires_in=2)]
-    online = t.translate({"type": "presence", "user": "bob", "online": True, "last_seen": None})
+    online = t.translate(f({"type": "presence", "user": "bob", "online": True, "last_seen": None}))
     assert online.events == [ev.Presence(user="bob", online=True, last_seen=None)]
-    away = t.translate({"type": "presence", "user": "bob", "online": False, "last_seen": AT})
+    away = t.translate(f({"type": "presence", "user": "bob", "online": False, "last_seen": AT}))
     assert away.events == [ev.Presence(user="bob", online=False, last_seen=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))]
 
 
@@ -146,30 +165,33 @@ def test_typing_and_presence() -> None:
 def test_member_changes_reset_the_recipients_and_a_leaver_gets_no_later_keys() -> None:
     t, _ = translator()
     joined = t.translate(
-        {"type": "member.joined", "chat_id": 7, "seq": 2, "data": {"user": {"username": "carol"}, "role": "member"}}
+        f({"type": "member.joined", "chat_id": 7, "seq": 2, "data": {"user": user("carol"), "role": "member"}})
     )
     assert joined.events == [ev.MemberChanged(chat_id=7, seq=2, change="joined", user="carol", role="member")]
     assert joined.effects == [tr.MembersChanged(chat_id=7, left=False)]
     for change in ("left", "removed"):
         got = t.translate(
-            {"type": f"member.{change}", "chat_id": 7, "seq": 3, "data": {"user": {"username": "carol"}, "by": "bob"}}
+            f({"type": f"member.{change}", "chat_id": 7, "seq": 3, "data": {"user": user("carol"), "by": "bob"}})
         )
         assert got.events == [ev.MemberChanged(chat_id=7, seq=3, change=change, user="carol", by="bob")]  # type: ignore[arg-type]
         assert got.effects == [tr.MembersChanged(chat_id=7, left=True)]
-    role = t.translate({"type": "member.role_changed", "chat_id": 7, "seq": 4, "data": {"role": "admin"}})
-    assert role.events == [ev.MemberChanged(chat_id=7, seq=4, change="role_changed", user="", role="admin")]
+    role = t.translate(
+        f({"type": "member.role_changed", "chat_id": 7, "seq": 4, "data": {"user": user("carol"), "role": "admin"}})
+    )
+    assert role.events == [ev.MemberChanged(chat_id=7, seq=4, change="role_changed", user="carol", role="admin")]
     assert role.effects == [tr.MembersChanged(chat_id=7, left=False)]
 
 
 def test_chat_changes_and_missed_calls() -> None:
     t, _ = translator()
-    updated = t.translate({"type": "chat.updated", "chat_id": 7, "seq": 5, "data": {"title": "new"}})
+    updated = t.translate(f({"type": "chat.updated", "chat_id": 7, "seq": 5, "data": {"title": "new"}}))
     assert updated.events == [ev.ChatChanged(chat_id=7, seq=5, change="updated", data={"title": "new"})]
     assert updated.effects == [tr.ChatChanged(chat_id=7)]
-    created = t.translate({"type": "chat.created", "chat_id": None, "data": {}})
-    assert created.events == [ev.ChatChanged(change="created")] and created.effects == []
+    created = t.translate(f({"type": "chat.created", "chat_id": 8, "seq": 1, "data": {"id": 8, "kind": "group"}}))
+    assert created.events == [ev.ChatChanged(chat_id=8, seq=1, change="created", data={"id": 8, "kind": "group"})]
+    assert created.effects == [tr.ChatChanged(chat_id=8)]
     missed = t.translate(
-        {"type": "call.missed", "chat_id": 7, "seq": 6, "data": {"call_id": "c1", "caller": "bob", "at": AT}}
+        f({"type": "call.missed", "chat_id": 7, "seq": 6, "data": {"call_id": "c1", "caller": "bob", "at": AT}})
     )
     assert missed.events == [ev.CallMissed(chat_id=7, seq=6, call_id="c1", caller="bob", at=AT)]
 
@@ -177,14 +199,18 @@ def test_chat_changes_and_missed_calls() -> None:
 # -- what needs this device's keys -----------------------------------------------------------------------------
 def test_key_and_device_frames_become_effects_only() -> None:
     t, _ = translator()
-    frame = {"type": "to_device", "id": 4, "sender": "bob", "sender_id": 2, "content": {"ciphertext": "…"}}
-    assert t.translate(frame) == tr.Translated([], [tr.ToDevice(frame)])
-    assert t.translate({"type": "devices.changed", "user": "bob"}) == tr.Translated([], [tr.DevicesChanged("bob")])
-    assert t.translate({"type": "keys.low"}) == tr.Translated([], [tr.KeysLow()])
-    assert t.translate({"type": "resync_required", "chat_ids": [7, 8]}) == tr.Translated(
+    frame = {"type": "to_device", "id": 4, "message_type": "m.room.encrypted", "sender": "bob",
+             "sender_id": 2, "sender_device": "BOBPHONE", "content": {"ciphertext": "…"},
+             "created_at": "2026-01-02T03:04:05Z"}  # fmt: skip
+    assert t.translate(f(frame)) == tr.Translated([], [tr.ToDevice(frame)])  # as the crypto machine reads it
+    assert t.translate(f({"type": "devices.changed", "user": "bob", "user_id": 2})) == tr.Translated(
+        [], [tr.DevicesChanged("bob")]
+    )
+    assert t.translate(f({"type": "keys.low", "device_id": "D1"})) == tr.Translated([], [tr.KeysLow()])
+    assert t.translate(f({"type": "resync_required", "chat_ids": [7, 8]})) == tr.Translated(
         [ev.ResyncRequired(chat_ids=[7, 8])]
     )
-    assert t.translate({"type": "something.new", "chat_id": 7}) == tr.Translated()
+    assert t.translate(f({"type": "something.new", "chat_id": 7})) == tr.Translated()
     assert t.translate({}) == tr.Translated()
 
 
