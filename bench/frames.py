@@ -7,8 +7,9 @@ into something typed.
 
 - ``json`` (stdlib) on a dict: what the server does today (``json.dumps``), and what the SDK does
   (``json.loads`` and ``.get``), untyped;
-- pydantic v2 (already a dependency): the wire model built and ``model_dump_json``; a discriminated
-  union ``validate_json`` on the client;
+- pydantic v2 (already a dependency, the choice): the server's ``chat_event_frame`` (the wire model
+  built and ``model_dump_json``) and the SDK's ``parse_server_frame`` (the discriminated union on
+  ``type``, ``validate_json``), as they run;
 - orjson and msgspec, measured when installed (they are not dependencies): ``orjson.dumps`` of the
   dict; msgspec ``Struct`` types, typed both ways.
 
@@ -21,10 +22,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from melo_protocol.wire.chats import MessageOut
-from melo_protocol.wire.realtime import ChatEventFrame, EventType
+from melo_protocol.wire.realtime import EventType, parse_server_frame
+from server.realtime.frames import chat_event_frame
 
 N = 20_000
 
@@ -67,17 +67,11 @@ def measure() -> list[tuple[str, float, float]]:
         f = json.loads(text)
         return f.get("type"), f.get("chat_id"), f.get("seq"), f.get("data", {}).get("e2e")
 
-    def pyd_encode() -> object:
-        return ChatEventFrame(type=EventType.MESSAGE_CREATED, chat_id=4242, seq=98765, ts=ts,
-                              data=data).model_dump_json()
+    def pyd_encode() -> object:  # what the server runs for each chat event (server/realtime/frames.py)
+        return chat_event_frame(4242, 98765, EventType.MESSAGE_CREATED.value, ts, data)
 
-    class TypedEvent(ChatEventFrame):  # the client's typed view: data is the message model
-        data: MessageOut  # type: ignore[assignment]
-
-    adapter: TypeAdapter[Any] = TypeAdapter(TypedEvent)
-
-    def pyd_decode() -> object:
-        return adapter.validate_json(raw)
+    def pyd_decode() -> object:  # what the SDK runs for each frame: the union on ``type``, MessageOut inside
+        return parse_server_frame(raw)
 
     rows = [("json (stdlib), untyped", per_call_us(std_encode), per_call_us(std_decode)),
             ("pydantic v2 models", per_call_us(pyd_encode), per_call_us(pyd_decode))]
