@@ -21,6 +21,7 @@ from melo_protocol.wire import (
 )
 from server.accounts.service import check_text, plausible_registration_token
 from server.auth import service as auth_service
+from server.core.caller import Caller
 from server.core.errors import ApiError
 from server.core.jwt_keys import signing_kid
 from server.core.passwords import Passwords
@@ -28,7 +29,6 @@ from server.core.revocation import RevocationStore
 from server.core.secrets import shareable_code
 from server.db.models import AuditLog, DeviceSession, Message, RegistrationToken, SigningKey, User
 from server.db.types import utcnow
-from server.deps import Caller
 
 T = TypeVar("T")
 # The actor of commands run on the server host (``melo-server create-admin``, ``keys rotate``): no user

@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, or_, select, update
 from melo_protocol.wire.chats import MessageSend
 from melo_protocol.wire.realtime import EventType
 from server.chats import events
+from server.core.caller import Caller
 from server.core.data_keys import ACTIVE_STATE as DATA_ACTIVE_STATE
 from server.core.errors import ApiError
 from server.core.jwt_keys import ACTIVE_KID_STATE as JWT_ACTIVE_STATE
@@ -27,7 +28,6 @@ from server.db.models import (
     ToDeviceMessage,
     User,
 )
-from server.deps import Caller
 from server.state import AppState
 
 log = logging.getLogger("melo.jobs")
