@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from melo_protocol.client import events as ev
-from melo_protocol.client.calls import Blackhole, CallManager, CallState, SilenceTrack, ToneTrack
+from melo_protocol.client.call_manager import CallManager
+from melo_protocol.client.call_media import Blackhole, SilenceTrack, ToneTrack
+from melo_protocol.client.call_state import CallState
 
 AIM_CPU = 5.0  # % of one core per side
 AIM_DELAY_MS = 150.0
@@ -48,12 +50,14 @@ class _Loopback:
         self.manager: CallManager | None = None
         self.client = _LoopbackClient(self)
 
-    async def send_call_signal(self, username: str, action: str, data: dict[str, Any],
-                               device_id: str | None = None) -> None:
+    async def send_call_signal(
+        self, username: str, action: str, data: dict[str, Any], device_id: str | None = None
+    ) -> None:
         peer = self.peer
         assert peer is not None and peer.manager is not None
-        signal = ev.CallSignal(user=self.username, device_id=self.device_id, call_id=str(data["call_id"]),
-                               action=action, data=data)
+        signal = ev.CallSignal(
+            user=self.username, device_id=self.device_id, call_id=str(data["call_id"]), action=action, data=data
+        )
         asyncio.get_running_loop().create_task(peer.manager.handle(signal))
 
 
@@ -97,9 +101,14 @@ async def run(seconds: float) -> dict[str, float]:
         after = [t for t in arrivals if t >= onset]
         if after and after[0] - onset < 0.9:
             delays.append((after[0] - onset) * 1000)
-    return {"seconds": wall, "cpu_per_side": cpu / wall / 2 * 100, "delay_median": statistics.median(delays),
-            "delay_p95": sorted(delays)[int(0.95 * (len(delays) - 1))], "bursts": len(delays),
-            "rtt_ms": quality.rtt_ms or float("nan")}
+    return {
+        "seconds": wall,
+        "cpu_per_side": cpu / wall / 2 * 100,
+        "delay_median": statistics.median(delays),
+        "delay_p95": sorted(delays)[int(0.95 * (len(delays) - 1))],
+        "bursts": len(delays),
+        "rtt_ms": quality.rtt_ms or float("nan"),
+    }
 
 
 DEFAULT_SECONDS = 20.0

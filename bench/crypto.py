@@ -17,7 +17,7 @@ from typing import Any
 import vodozemac
 
 from bench.common import table
-from melo_protocol.crypto import CryptoMachine, CryptoStore, RotationPolicy
+from melo_protocol.crypto import CryptoMachine, RotationPolicy, SqliteCryptoStore
 
 N = 2800
 TEXT = "The quick brown fox jumps over the lazy dog; naïve café — 🦊. " * 3  # ~200 bytes, a typical chat line
@@ -62,8 +62,8 @@ class SdkPair:
 
 def _sdk_setup(directory: Path) -> tuple[CryptoMachine, CryptoMachine, dict[int, list[dict[str, Any]]]]:
     policy = RotationPolicy(max_messages=10**9, max_age_seconds=float("inf"))
-    alice = CryptoMachine.open(CryptoStore(directory / "alice", KEY), 1, "A", rotation=policy)
-    bob = CryptoMachine.open(CryptoStore(directory / "bob", KEY), 2, "B", rotation=policy)
+    alice = CryptoMachine.open(SqliteCryptoStore(directory / "alice", KEY), 1, "A", rotation=policy)
+    bob = CryptoMachine.open(SqliteCryptoStore(directory / "bob", KEY), 2, "B", rotation=policy)
     members: dict[int, list[dict[str, Any]]] = {1: [alice.account.device_keys()], 2: [bob.account.device_keys()]}
     claim = bob.keys_for_upload(0)
     assert claim is not None
@@ -107,7 +107,7 @@ def olm_setups(n: int, directory: Path) -> tuple[float, float]:
         bob.create_inbound_session(alice.curve25519_key, pre_key)
     raw = n / (time.perf_counter() - t0)
 
-    stores = [CryptoStore(directory / name, KEY) for name in ("olm-a", "olm-b")]
+    stores = [SqliteCryptoStore(directory / name, KEY) for name in ("olm-a", "olm-b")]
     stores[0].save_account(DeviceAccount(1, "A"))
     stores[1].save_account(DeviceAccount(2, "B"))
     sender, receiver = OlmSessions(stores[0]), OlmSessions(stores[1])
@@ -142,19 +142,35 @@ def main(n: int = N) -> dict[str, float]:
     raw_total, sdk_total = raw_enc + raw_dec, sdk_enc + sdk_dec
     ratio = sdk_total / raw_total
     title = f"Megolm per message ({len(TEXT.encode())}-byte text, best of {ROUNDS} interleaved rounds of {n // ROUNDS})"
-    table(title, [
-        ("", "encrypt µs", "decrypt µs", "total µs", "ratio"),
-        ("raw vodozemac", f"{raw_enc * 1e6:.1f}", f"{raw_dec * 1e6:.1f}", f"{raw_total * 1e6:.1f}", "1.00×"),
-        ("SDK CryptoMachine", f"{sdk_enc * 1e6:.1f}", f"{sdk_dec * 1e6:.1f}", f"{sdk_total * 1e6:.1f}",
-         f"{ratio:.2f}× (aim ≤ 1.5×)"),
-    ])
-    table("Olm session set-ups (outbound + pre-key message + inbound)", [
-        ("", "set-ups/s"),
-        ("raw vodozemac", f"{raw_olm:,.0f}"),
-        ("SDK OlmSessions + store", f"{sdk_olm:,.0f}"),
-    ])
-    return {"raw_megolm_us": raw_total * 1e6, "sdk_megolm_us": sdk_total * 1e6, "ratio": ratio,
-            "raw_olm_per_s": raw_olm, "sdk_olm_per_s": sdk_olm}
+    table(
+        title,
+        [
+            ("", "encrypt µs", "decrypt µs", "total µs", "ratio"),
+            ("raw vodozemac", f"{raw_enc * 1e6:.1f}", f"{raw_dec * 1e6:.1f}", f"{raw_total * 1e6:.1f}", "1.00×"),
+            (
+                "SDK CryptoMachine",
+                f"{sdk_enc * 1e6:.1f}",
+                f"{sdk_dec * 1e6:.1f}",
+                f"{sdk_total * 1e6:.1f}",
+                f"{ratio:.2f}× (aim ≤ 1.5×)",
+            ),
+        ],
+    )
+    table(
+        "Olm session set-ups (outbound + pre-key message + inbound)",
+        [
+            ("", "set-ups/s"),
+            ("raw vodozemac", f"{raw_olm:,.0f}"),
+            ("SDK OlmSessions + store", f"{sdk_olm:,.0f}"),
+        ],
+    )
+    return {
+        "raw_megolm_us": raw_total * 1e6,
+        "sdk_megolm_us": sdk_total * 1e6,
+        "ratio": ratio,
+        "raw_olm_per_s": raw_olm,
+        "sdk_olm_per_s": sdk_olm,
+    }
 
 
 if __name__ == "__main__":

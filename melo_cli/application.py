@@ -96,7 +96,7 @@ class Application:
 
     def rate_limit_wait(self) -> float:
         """MELO_RATE_LIMIT_WAIT: the longest server-asked wait (seconds) sat out before retrying; 0: never."""
-        from melo_protocol.client.rest import DEFAULT_RATE_LIMIT_WAIT_S
+        from melo_protocol.client.transport import DEFAULT_RATE_LIMIT_WAIT_S
 
         raw = os.environ.get("MELO_RATE_LIMIT_WAIT", "").strip()
         if not raw:
@@ -108,8 +108,11 @@ class Application:
         if not 0 <= value <= 3600:
             from melo_cli.errors import ExitCode
 
-            self.fail(f"MELO_RATE_LIMIT_WAIT must be a number of seconds from 0 to 3600, not {raw!r}",
-                      code="bad_setting", exit_code=ExitCode.USAGE)
+            self.fail(
+                f"MELO_RATE_LIMIT_WAIT must be a number of seconds from 0 to 3600, not {raw!r}",
+                code="bad_setting",
+                exit_code=ExitCode.USAGE,
+            )
         return value
 
     def client(self) -> "MeloClient":
@@ -120,7 +123,10 @@ class Application:
         url = self.server_url(store)
         self.output.debug(f"server {url}, profile {self.profile}, home {store.home}")
         return MeloClient(
-            url, store=store, user_agent=f"melo-cli/{__version__}", rate_limit_wait=self.rate_limit_wait(),
+            url,
+            store=store,
+            user_agent=f"melo-cli/{__version__}",
+            rate_limit_wait=self.rate_limit_wait(),
             on_rate_limited=lambda wait: self.output.warn(f"rate limited by the server; retrying in {wait:g} s"),
         )
 
@@ -157,7 +163,8 @@ class Application:
         """
 
         async def go(client: "MeloClient") -> T:
-            from melo_protocol.client.messenger import Messenger, ProfileInUse
+            from melo_protocol.client.errors import ProfileInUse
+            from melo_protocol.client.messenger import Messenger
 
             messenger = Messenger.open(client, self.store())
             try:

@@ -60,13 +60,9 @@ def exit_code_for(exc: BaseException) -> ExitCode:
         return ExitCode.SERVER
     if isinstance(exc, e.NotLoggedIn | e.SessionRevoked | e.NotAuthenticated):
         return ExitCode.AUTH
-    from melo_protocol.client.messenger import E2EError
-
-    if isinstance(exc, E2EError):
+    if isinstance(exc, e.E2EError):
         return ExitCode.TRUST
-    from melo_protocol.client.control import ControlRequestRefused
-
-    if isinstance(exc, ControlRequestRefused):  # the holder of the profile and this melo disagree on a request
+    if isinstance(exc, e.ControlRequestRefused):  # the holder of the profile and this melo disagree on a request
         return ExitCode.USAGE
     if isinstance(exc, e.MeloError):
         return ExitCode.USER_ERROR
@@ -95,16 +91,14 @@ def describe(exc: BaseException) -> tuple[str, str]:
         return exc.code, exc.message
     if isinstance(exc, e.ServerUnreachable):
         return "server_unreachable", exc.message
-    from melo_protocol.client.messenger import E2EError
-
-    if isinstance(exc, E2EError):
+    if isinstance(exc, e.E2EError):
         return "e2e_error", exc.message
-    from melo_protocol.client.messenger import ProfileInUse
-
-    if isinstance(exc, ProfileInUse):
-        return "profile_in_use", (exc.message + ". While `melo listen` or `melo-tui` holds a profile, send "
-                                  "(also --at), history, edit, delete, react, pin and read run inside it; any other "
-                                  "command that opens the profile's encrypted store fails like this until it ends")
+    if isinstance(exc, e.ProfileInUse):
+        return "profile_in_use", (
+            exc.message + ". While `melo listen` or `melo-tui` holds a profile, send "
+            "(also --at), history, edit, delete, react, pin and read run inside it; any other "
+            "command that opens the profile's encrypted store fails like this until it ends"
+        )
     if isinstance(exc, e.MeloError):
         return "error", exc.message
     return "error", str(exc)

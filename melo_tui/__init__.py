@@ -1,1 +1,1 @@
-"""``melo-tui``: the Textual chat client (placeholder until the TUI lands)."""
+"""``melo-tui``: the Textual chat client (``melo_tui.main`` starts it)."""

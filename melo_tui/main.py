@@ -11,13 +11,18 @@ def run(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="melo-tui", description="Melo terminal chat client")
     parser.add_argument("--profile", default=os.environ.get("MELO_PROFILE", "default"))
     parser.add_argument("--server", default=os.environ.get("MELO_SERVER"), help="server URL (first run)")
-    parser.add_argument("--notify", choices=["bell", "desktop"], default=os.environ.get("MELO_TUI_NOTIFY", "bell"),
-                        help="new messages ring the terminal bell (default), or also show a desktop notification "
-                             "(notify-send; chat and sender only, never message text)")
+    parser.add_argument(
+        "--notify",
+        choices=["bell", "desktop"],
+        default=os.environ.get("MELO_TUI_NOTIFY", "bell"),
+        help="new messages ring the terminal bell (default), or also show a desktop notification "
+        "(notify-send; chat and sender only, never message text)",
+    )
     args = parser.parse_args(argv)
 
-    from melo_tui.app import MeloApp, desktop_notifier
+    from melo_tui.app import MeloApp
     from melo_tui.backend import Backend
+    from melo_tui.media import desktop_notifier
 
     warnings: list[str] = []  # stderr would scribble over the screen: the app shows them as notifications
     try:

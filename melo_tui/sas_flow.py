@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from melo_protocol.client import events as ev
 from melo_protocol.client.errors import MeloError
-from melo_protocol.crypto import CryptoError, SasState, SasVerification
+from melo_protocol.crypto import SasState, SasVerification
 from melo_tui.sanitize import clean_line
 from melo_tui.screens.pick_device import PickDeviceScreen
 from melo_tui.screens.sas import SasScreen
@@ -64,7 +64,7 @@ class SasFlow:
                 return
         try:
             sas = await messenger.start_sas(username, device_id)
-        except (MeloError, CryptoError) as exc:
+        except MeloError as exc:  # an E2EError when the verification itself fails
             self.app.notify(f"Cannot verify {who}: {exc}", severity="error")
             return
         self._open(username, sas)
@@ -72,8 +72,7 @@ class SasFlow:
     def _open(self, username: str, sas: SasVerification) -> None:
         txn = sas.transaction_id
         self.verifications[txn] = sas
-        screen = SasScreen(username, sas.their[1], txn, lambda match: self._decided(txn, match),
-                           state=sas.state.value)
+        screen = SasScreen(username, sas.their[1], txn, lambda match: self._decided(txn, match), state=sas.state.value)
         self.screens[txn] = screen
         self._show(screen, sas)
         self.app.push_screen(screen, lambda _: self._closed(txn))
@@ -92,6 +91,7 @@ class SasFlow:
             self.requests.pop(txn, None)
             if accept is not None:
                 self.app.run_worker(self._answer(event.user, txn, accept), group="sas")
+
         self.app.push_screen(modal, answered)
 
     async def _answer(self, username: str, txn: str, accept: bool) -> None:
@@ -101,7 +101,7 @@ class SasFlow:
                 await messenger.cancel_sas(txn)
                 return
             sas = await messenger.accept_sas(txn)
-        except (MeloError, CryptoError, KeyError) as exc:
+        except (MeloError, KeyError) as exc:
             self.app.notify(f"Verification with {clean_line(username, 64)} failed: {exc}", severity="error")
             return
         self._open(username, sas)
@@ -120,7 +120,7 @@ class SasFlow:
                 await messenger.cancel_sas(txn)
             else:
                 sas = await messenger.confirm_sas(txn, match=match)
-        except (MeloError, CryptoError) as exc:
+        except MeloError as exc:  # an E2EError when the verification itself fails
             self.app.notify(f"Verification failed: {exc}", severity="error")
         screen = self.screens.get(txn)
         if screen is not None and sas is not None:

@@ -7,6 +7,11 @@ the worker would fail, and a failed worker takes the whole app down. `ui_work` t
 as the end of the worker's job only while its node is going away; anywhere else it is still a bug and
 still raised.
 
+`ui_work` is also the TUI's one error path: a `MeloError` the SDK raises in the worker becomes one
+notification, worded by `melo_tui.errors` from what the worker was doing (`what=`), instead of failing
+the worker (which would take the app down). A worker that must do more on failure (give back a form,
+keep an item for later) catches the error itself, does that, and re-raises it.
+
 `ui_handler` does the same for a plain handler such as `on_mount`: a screen pushed as the app exits
 gets its Mount after its children were pruned.
 """
@@ -20,7 +25,11 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from textual import work
 from textual.css.query import NoMatches
 from textual.dom import DOMNode
+from textual.notifications import SeverityLevel
 from textual.widget import MountError
+
+from melo_protocol.client.errors import MeloError
+from melo_tui.errors import describe
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -41,10 +50,31 @@ def going_away(node: DOMNode) -> bool:
     return closing or getattr(node, "_closed", False) or not node.is_attached
 
 
+Doing = str | Callable[..., str]  # what the worker does, or a function of its arguments that says it
+
+
+def label(method: Callable[..., Any]) -> str:
+    """The default ``what`` of a worker: its name as words ("load_chats" → "Load chats")."""
+    return method.__name__.strip("_").replace("_", " ").capitalize()
+
+
+def report(node: DOMNode, what: str, exc: MeloError, severity: SeverityLevel | None = None) -> None:
+    """Show ``exc`` (raised while doing ``what``) as a notification, worded once by `melo_tui.errors`."""
+    text, worded = describe(what, exc)
+    node.notify(text, severity=severity or worded, markup=False)
+
+
 def ui_work(
-    *, exclusive: bool = False, group: str = "default", **options: Any
+    *,
+    exclusive: bool = False,
+    group: str = "default",
+    what: Doing | None = None,
+    severity: SeverityLevel | None = None,
+    **options: Any,
 ) -> Callable[[Callable[Concatenate[N, P], Awaitable[R]]], Callable[Concatenate[N, P], Any]]:
-    """Like `textual.work`, for async methods of a screen, widget or the app."""
+    """Like `textual.work`, for async methods of a screen, widget or the app. A `MeloError` becomes a
+    notification about ``what`` (the default is the method's name), with the table's severity unless
+    ``severity`` is given (a background refresh may want a warning)."""
 
     def decorate(method: Callable[Concatenate[N, P], Awaitable[R]]) -> Callable[Concatenate[N, P], Any]:
         @functools.wraps(method)
@@ -55,6 +85,12 @@ def ui_work(
                 if going_away(self):
                     return None
                 raise
+            except MeloError as exc:
+                if going_away(self):  # nobody is left to read it
+                    return None
+                doing = what(*args, **kwargs) if callable(what) else what or label(method)
+                report(self, doing, exc, severity)
+                return None
 
         return work(exclusive=exclusive, group=group, **options)(guarded)
 

@@ -13,6 +13,7 @@ from melo_protocol.wire import ErrorCode
 from server.auth.service import account_closed
 from server.core.caller import Caller
 from server.core.errors import ApiError
+from server.core.jwt_keys import AccessClaims
 from server.db.models import DeviceSession, User
 from server.db.types import utcnow
 from server.state import AppState
@@ -60,8 +61,13 @@ def _bearer(credentials: HTTPAuthorizationCredentials | None) -> str:
 
 
 async def authenticate(state: AppState, db: AsyncSession, token: str) -> Caller:
-    """Verify an access token and load its user; shared by REST and (later) the WebSocket."""
-    claims = await state.keys.verify_access(token)
+    """Verify an access token and load its user: every REST request, and a WebSocket's ``auth`` frame."""
+    return await check_session(state, db, await state.keys.verify_access(token))
+
+
+async def check_session(state: AppState, db: AsyncSession, claims: AccessClaims) -> Caller:
+    """The caller behind verified claims, if their session is live and their account open: checked for
+    every request, and again before each command on a socket (revocations and bans apply mid-connection)."""
     if await state.revocations.is_revoked(claims.session_id):
         # a ban or deactivation revokes every session: name that, not the revocation it caused
         raise account_closed(await db.get(User, claims.user_id), 401) or ApiError(

@@ -38,7 +38,7 @@ _counter = itertools.count(1)
 # resumes) are collected first, so that `make test`'s workers (pytest-xdist, a file each at a time, in
 # collection order with --no-loadscope-reorder) start them at once instead of one worker ending the run
 # alone with them.
-LONG_FILES = ("tests/cli/test_send_rate.py", "tests/test_install.py", "tests/realtime/test_delivery.py")
+LONG_FILES = ("tests/cli/test_send_rate.py", "tests/test_install.py", "tests/server/realtime/test_delivery.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -43,12 +43,21 @@ def call(
         import json
         import sys
 
-        from melo_protocol.client import calls as c
         from melo_protocol.client import events as ev
+        from melo_protocol.client.call import Call
+        from melo_protocol.client.call_manager import CallManager
+        from melo_protocol.client.call_media import ToneTrack, WavRecorder, open_file, open_microphone, open_speaker
+        from melo_protocol.client.call_state import CallState
+        from melo_protocol.client.errors import CallError
 
-        def report(cl: "c.Call") -> None:
-            doc: dict[str, Any] = {"call_id": cl.call_id, "peer": cl.peer, "direction": cl.direction,
-                                   "state": str(cl.state), "reason": cl.reason}
+        def report(cl: Call) -> None:
+            doc: dict[str, Any] = {
+                "call_id": cl.call_id,
+                "peer": cl.peer,
+                "direction": cl.direction,
+                "state": str(cl.state),
+                "reason": cl.reason,
+            }
             if out.json_mode:
                 sys.stdout.write(json.dumps(doc) + "\n")
                 sys.stdout.flush()
@@ -60,23 +69,23 @@ def call(
 
         def source() -> Any:
             if tone is not None:
-                return c.ToneTrack(tone)
+                return ToneTrack(tone)
             if play is not None:
-                return c.open_file(play)
-            track, notice = c.open_microphone()
+                return open_file(play)
+            track, notice = open_microphone()
             if notice:
                 out.warn(notice)
             return track
 
         def sink() -> Any:
             if record is not None:
-                return c.WavRecorder(record)
-            s, notice = c.open_speaker()
+                return WavRecorder(record)
+            s, notice = open_speaker()
             if notice:
                 out.warn(notice)
             return s
 
-        manager = c.CallManager(m)
+        manager = CallManager(m)
 
         async def pump() -> None:
             async for event in m.events():
@@ -96,21 +105,21 @@ def call(
                 the_call = await manager.start(user, source=source, sink=sink)  # opened if the call goes ahead
                 the_call.on_state(report)
                 report(the_call)
-            state = await the_call.wait_for(c.CallState.CONNECTED)
-            if state is c.CallState.CONNECTED:
+            state = await the_call.wait_for(CallState.CONNECTED)
+            if state is CallState.CONNECTED:
                 if duration is not None:
                     with_limit = asyncio.timeout(duration)
                     try:
                         async with with_limit:
-                            await the_call.wait_for(c.CallState.ENDED)
+                            await the_call.wait_for(CallState.ENDED)
                     except TimeoutError:
                         await manager.hang_up(the_call)
                 else:
-                    await the_call.wait_for(c.CallState.ENDED)
+                    await the_call.wait_for(CallState.ENDED)
             return 0 if the_call.connected_at is not None else 1
         except TimeoutError:
             application.fail("no call came", code="timeout", exit_code=1)
-        except c.CallError as exc:
+        except CallError as exc:
             application.fail(exc.message, code="call_failed", exit_code=1)
         finally:
             await manager.close()

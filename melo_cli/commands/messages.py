@@ -17,11 +17,6 @@ from melo_protocol.timetext import WHEN_HELP
 
 MessageIdArg = Annotated[int, typer.Argument(metavar="ID", help="a message id (from `melo history` or `melo listen`)")]
 
-MESSAGE_KEYS_HELP = (
-    "message_id, chat_id, seq, sender, sender_device, text, status (ok, waiting_for_key, undecryptable, "
-    "deleted), kind, created_at, edited_at, reply_to, reactions, pinned, verified"
-)
-
 
 def shown_text(doc: dict[str, Any]) -> str:
     """What people see for a message: its text, or why there is none."""

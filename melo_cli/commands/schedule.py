@@ -20,11 +20,6 @@ if TYPE_CHECKING:
 
 app = command_group("Messages waiting to be sent at a set time (`melo send CHAT TEXT --at TIME` makes them).")
 
-SCHEDULED_KEYS_HELP = (
-    "scheduled_id, chat_id, txn_id, send_at, created_at, text (in E2E chats only on the device that "
-    "scheduled it, else null), e2e"
-)
-
 
 def schedule_message(application: Application, chat: str, text: str, send_at: datetime,
                      reply_to: int | None) -> None:

@@ -53,7 +53,6 @@ class ApiRequest:
     content: bytes | None = field(default=None, repr=False)
     content_type: str | None = None
     auth: bool = True  # needs the access token
-    expect: int = 200
 
 
 def _seg(value: str) -> str:
@@ -74,7 +73,7 @@ def register(
     body = RegisterRequest(
         username=username, password=password, registration_token=registration_token, device_name=device_name
     )
-    return ApiRequest("POST", "/v1/auth/register", json=_body(body), auth=False, expect=201)
+    return ApiRequest("POST", "/v1/auth/register", json=_body(body), auth=False)
 
 
 def login(username: str, password: str, device_name: str | None = None) -> ApiRequest:
@@ -89,7 +88,7 @@ def refresh(refresh_token: str) -> ApiRequest:
 
 
 def logout() -> ApiRequest:
-    return ApiRequest("POST", "/v1/auth/logout", expect=204)
+    return ApiRequest("POST", "/v1/auth/logout")
 
 
 def whoami() -> ApiRequest:
@@ -101,7 +100,7 @@ def list_sessions() -> ApiRequest:
 
 
 def revoke_session(session_id: str) -> ApiRequest:
-    return ApiRequest("DELETE", f"/v1/sessions/{_seg(session_id)}", expect=204)
+    return ApiRequest("DELETE", f"/v1/sessions/{_seg(session_id)}")
 
 
 def revoke_other_sessions() -> ApiRequest:
@@ -189,7 +188,7 @@ def admin_set_registration(mode: RegistrationMode | str) -> ApiRequest:
 
 def admin_create_token(expires_in_seconds: int | None = None, max_uses: int | None = None) -> ApiRequest:
     body = RegistrationTokenCreate(expires_in_seconds=expires_in_seconds, max_uses=max_uses)
-    return ApiRequest("POST", "/v1/admin/registration-tokens", json=_body(body, drop_none=False), expect=201)
+    return ApiRequest("POST", "/v1/admin/registration-tokens", json=_body(body, drop_none=False))
 
 
 def admin_list_tokens() -> ApiRequest:
@@ -231,7 +230,7 @@ def create_direct(username: str) -> ApiRequest:
 
 def create_chat(kind: str, title: str, members: list[str] | None = None, description: str | None = None) -> ApiRequest:
     body = ChatCreate(kind=kind, title=title, members=members or [], description=description)  # type: ignore[arg-type]
-    return ApiRequest("POST", "/v1/chats", json=_body(body), expect=201)
+    return ApiRequest("POST", "/v1/chats", json=_body(body))
 
 
 def list_chats() -> ApiRequest:
@@ -253,12 +252,11 @@ def list_members(chat_id: int) -> ApiRequest:
 
 
 def add_member(chat_id: int, username: str) -> ApiRequest:
-    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/members", json=_body(MemberAdd(username=username)),
-                      expect=201)
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/members", json=_body(MemberAdd(username=username)))
 
 
 def remove_member(chat_id: int, username: str) -> ApiRequest:
-    return ApiRequest("DELETE", f"/v1/chats/{int(chat_id)}/members/{_seg(username)}", expect=204)
+    return ApiRequest("DELETE", f"/v1/chats/{int(chat_id)}/members/{_seg(username)}")
 
 
 def change_role(chat_id: int, username: str, role: str) -> ApiRequest:
@@ -267,17 +265,16 @@ def change_role(chat_id: int, username: str, role: str) -> ApiRequest:
 
 
 def leave_chat(chat_id: int) -> ApiRequest:
-    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/leave", expect=204)
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/leave")
 
 
 def transfer_chat(chat_id: int, username: str) -> ApiRequest:
-    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/transfer", json=_body(OwnershipTransfer(username=username)),
-                      expect=204)
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/transfer", json=_body(OwnershipTransfer(username=username)))
 
 
 def create_invite(chat_id: int, expires_in_seconds: int | None = None, max_uses: int | None = None) -> ApiRequest:
     body = InviteCreate(expires_in_seconds=expires_in_seconds, max_uses=max_uses)
-    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/invites", json=_body(body), expect=201)
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/invites", json=_body(body))
 
 
 def list_invites(chat_id: int) -> ApiRequest:
@@ -299,7 +296,7 @@ def send_message(chat_id: int, txn_id: str, text: str | None = None, e2e: dict[s
                  reply_to: int | None = None, recipient_devices: str | None = None) -> ApiRequest:
     body = MessageSend(txn_id=txn_id, text=text, e2e=E2EEnvelope(**e2e) if e2e else None, reply_to=reply_to,
                        recipient_devices=recipient_devices)
-    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/messages", json=_body(body), expect=201)
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/messages", json=_body(body))
 
 
 def history(chat_id: int, before: int | None = None, after: int | None = None, limit: int = 50) -> ApiRequest:
@@ -320,13 +317,13 @@ def edit_message(
 
 
 def delete_message(chat_id: int, message_id: int) -> ApiRequest:
-    return ApiRequest("DELETE", f"/v1/chats/{int(chat_id)}/messages/{int(message_id)}", expect=204)
+    return ApiRequest("DELETE", f"/v1/chats/{int(chat_id)}/messages/{int(message_id)}")
 
 
 @validate_call  # the emoji is checked (and made fully qualified) here, before anything is sent
 def react(chat_id: int, message_id: int, *, emoji: ReactionKey, remove: bool = False) -> ApiRequest:
     return ApiRequest("DELETE" if remove else "PUT",
-                      f"/v1/chats/{int(chat_id)}/messages/{int(message_id)}/reactions/{_seg(emoji)}", expect=204)
+                      f"/v1/chats/{int(chat_id)}/messages/{int(message_id)}/reactions/{_seg(emoji)}")
 
 
 def list_pins(chat_id: int) -> ApiRequest:
@@ -335,13 +332,12 @@ def list_pins(chat_id: int) -> ApiRequest:
 
 def pin(chat_id: int, message_id: int, unpin: bool = False) -> ApiRequest:
     if unpin:
-        return ApiRequest("DELETE", f"/v1/chats/{int(chat_id)}/pins/{int(message_id)}", expect=204)
-    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/pins", json=_body(PinRequest(message_id=message_id)),
-                      expect=204)
+        return ApiRequest("DELETE", f"/v1/chats/{int(chat_id)}/pins/{int(message_id)}")
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/pins", json=_body(PinRequest(message_id=message_id)))
 
 
 def mark_read(chat_id: int, seq: int) -> ApiRequest:
-    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/read", json=_body(ReadMark(seq=seq)), expect=204)
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/read", json=_body(ReadMark(seq=seq)))
 
 
 # -- scheduled messages, timers, retention ---------------------------------------------------
@@ -351,7 +347,7 @@ def schedule_message(chat_id: int, txn_id: str, send_at: datetime, text: str | N
                      e2e: dict[str, Any] | None = None, reply_to: int | None = None) -> ApiRequest:
     body = ScheduleRequest(txn_id=txn_id, text=text, e2e=E2EEnvelope(**e2e) if e2e else None, reply_to=reply_to,
                            send_at=send_at)
-    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/scheduled", json=_body(body), expect=201)
+    return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/scheduled", json=_body(body))
 
 
 def list_scheduled() -> ApiRequest:
@@ -359,7 +355,7 @@ def list_scheduled() -> ApiRequest:
 
 
 def cancel_scheduled(scheduled_id: int) -> ApiRequest:
-    return ApiRequest("DELETE", f"/v1/scheduled/{int(scheduled_id)}", expect=204)
+    return ApiRequest("DELETE", f"/v1/scheduled/{int(scheduled_id)}")
 
 
 def set_timer(chat_id: int, seconds: int | None) -> ApiRequest:
@@ -387,7 +383,7 @@ def push_vapid() -> ApiRequest:
 
 def push_subscribe(endpoint: str, p256dh: str, auth: str, include_sender: bool = False) -> ApiRequest:
     body = PushSubscriptionIn(endpoint=endpoint, p256dh=p256dh, auth=auth, include_sender=include_sender)
-    return ApiRequest("POST", "/v1/push/subscriptions", json=_body(body), expect=201)
+    return ApiRequest("POST", "/v1/push/subscriptions", json=_body(body))
 
 
 def push_list() -> ApiRequest:
@@ -395,7 +391,7 @@ def push_list() -> ApiRequest:
 
 
 def push_unsubscribe(subscription_id: int) -> ApiRequest:
-    return ApiRequest("DELETE", f"/v1/push/subscriptions/{int(subscription_id)}", expect=204)
+    return ApiRequest("DELETE", f"/v1/push/subscriptions/{int(subscription_id)}")
 
 
 # -- calls ---------------------------------------------------------------------------------------
@@ -405,7 +401,7 @@ def ice_servers() -> ApiRequest:
 
 def record_missed_call(chat_id: int, call_id: str, at: datetime | None = None) -> ApiRequest:
     return ApiRequest("POST", f"/v1/chats/{int(chat_id)}/calls/missed",
-                      json=_body(MissedCall(call_id=call_id, at=at)), expect=201)
+                      json=_body(MissedCall(call_id=call_id, at=at)))
 
 
 # -- keys and to-device ------------------------------------------------------------------------
@@ -430,7 +426,7 @@ def keys_claim(devices: dict[str, list[str]]) -> ApiRequest:
 
 
 def send_to_device(type_: str, messages: dict[str, dict[str, dict[str, Any]]]) -> ApiRequest:
-    return ApiRequest("POST", "/v1/to-device", json=_body(ToDeviceSend(type=type_, messages=messages)), expect=202)
+    return ApiRequest("POST", "/v1/to-device", json=_body(ToDeviceSend(type=type_, messages=messages)))
 
 
 def list_to_device(after: int = 0, limit: int = 100) -> ApiRequest:

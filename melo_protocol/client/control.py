@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from melo_protocol.client.actions import ACTIONS
-from melo_protocol.client.errors import ClientError, MeloError
+from melo_protocol.client.errors import ClientError, ControlRequestRefused, E2EError, MeloError, ProfileInUse
 
 if TYPE_CHECKING:
     from melo_protocol.client import CredentialStore
@@ -44,11 +44,6 @@ log = logging.getLogger("melo.control")
 VERSION = 2  # 2: errors name their SDK type (1 carried the CLI's exit code, which melo-tui cannot know)
 MAX_REQUEST = 4 * 1024 * 1024  # a long message, JSON-escaped
 ANSWER_TIMEOUT_S = 300.0  # sharing keys with many devices takes a while; a dead holder is seen at once
-
-
-class ControlRequestRefused(ClientError):
-    """The holder could not run the request as sent (unreadable, an unknown action, bad parameters): a
-    version mismatch between the two processes or a bug, never the user's data. The CLI exits 2 (usage)."""
 
 
 # -- where ---------------------------------------------------------------------------------------------
@@ -79,9 +74,13 @@ def _peer_uid(writer: asyncio.StreamWriter) -> int | None:
 
 def _error(exc: MeloError) -> dict[str, Any]:
     """An SDK error as an answer: enough for the caller to raise the same error (see ``_answered_error``)."""
-    doc: dict[str, Any] = {"type": type(exc).__name__, "code": getattr(exc, "code", "error"),
-                           "message": exc.message, "details": dict(getattr(exc, "details", None) or {}),
-                           "status": getattr(exc, "status", None)}
+    doc: dict[str, Any] = {
+        "type": type(exc).__name__,
+        "code": getattr(exc, "code", "error"),
+        "message": exc.message,
+        "details": dict(getattr(exc, "details", None) or {}),
+        "status": getattr(exc, "status", None),
+    }
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         doc["retry_after"] = retry_after
@@ -185,25 +184,42 @@ async def serving(messenger: "Messenger", store: "CredentialStore") -> AsyncIter
 def _answered_error(error: dict[str, Any]) -> MeloError:
     """The error the holder's action raised, raised again here: same type, code, message and details."""
     from melo_protocol.client import errors as e
-    from melo_protocol.client.messenger import E2EError, ProfileInUse
 
     kind, code = str(error.get("type", "")), str(error.get("code", "error"))
     message = str(error.get("message") or code)
     details = error.get("details") if isinstance(error.get("details"), dict) else {}
     status = error.get("status") if isinstance(error.get("status"), int) else None
-    api: dict[str, type[e.ApiError]] = {cls.__name__: cls for cls in (
-        e.ApiError, e.BadRequest, e.NotAuthenticated, e.InvalidCredentials, e.SessionRevoked, e.Forbidden,
-        e.NotFound, e.Conflict)}
+    api: dict[str, type[e.ApiError]] = {
+        cls.__name__: cls
+        for cls in (
+            e.ApiError,
+            e.BadRequest,
+            e.NotAuthenticated,
+            e.InvalidCredentials,
+            e.SessionRevoked,
+            e.Forbidden,
+            e.NotFound,
+            e.Conflict,
+        )
+    }
     if kind == "RateLimited":
         retry_after = error.get("retry_after")
-        return e.RateLimited(status or 429, code, message, details,
-                             retry_after=float(retry_after) if isinstance(retry_after, int | float) else None)
+        return e.RateLimited(
+            status or 429,
+            code,
+            message,
+            details,
+            retry_after=float(retry_after) if isinstance(retry_after, int | float) else None,
+        )
     if kind in api:
         return api[kind](status or 400, code, message, details)
     if kind == "ServerUnreachable":
         return e.ServerUnreachable(message, status)
-    plain: dict[str, type[MeloError]] = {"NotLoggedIn": e.NotLoggedIn, "E2EError": E2EError,
-                                         "ProfileInUse": ProfileInUse}
+    plain: dict[str, type[MeloError]] = {
+        "NotLoggedIn": e.NotLoggedIn,
+        "E2EError": E2EError,
+        "ProfileInUse": ProfileInUse,
+    }
     if kind in plain:
         return plain[kind](message)
     if kind == "ControlRequestRefused" or (not kind and code == "bad_request"):  # not kind: a version-1 holder
@@ -226,8 +242,6 @@ async def forward(store: "CredentialStore", name: str, params: dict[str, Any]) -
         async with asyncio.timeout(ANSWER_TIMEOUT_S):
             line = await reader.readuntil(b"\n")
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-        from melo_protocol.client.messenger import ProfileInUse
-
         raise ProfileInUse("the process holding this profile did not answer") from None
     finally:
         writer.close()

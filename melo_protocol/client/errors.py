@@ -33,6 +33,22 @@ class NotLoggedIn(MeloError):
     """No stored credentials for this profile and server."""
 
 
+class CallError(MeloError):
+    """A call could not be placed or driven (another call is active, the callee is unreachable, …)."""
+
+
+class E2EError(MeloError):
+    """An end-to-end encryption problem the user must look at (trust, keys, local store)."""
+
+
+class ProfileInUse(MeloError):
+    """Another process has this profile's device open (its crypto store is locked to one process)."""
+
+
+class StreamClosed(MeloError):
+    """The live stream was closed by the client."""
+
+
 class ClientError(MeloError):
     """A request refused on this side, with a code like the server's (``chat_not_found`` for a chat name
     that matches none of yours, ``ambiguous_chat``): no server reply to quote, but the same shape."""
@@ -41,6 +57,12 @@ class ClientError(MeloError):
         super().__init__(message)
         self.code = code
         self.details: dict[str, Any] = dict(details or {})
+
+
+class ControlRequestRefused(ClientError):
+    """The holder of a profile (its control socket) could not run the request as sent (unreadable, an
+    unknown action, bad parameters): a version mismatch between the two processes or a bug, never the
+    user's data. The CLI exits 2 (usage)."""
 
 
 class ApiError(MeloError):
@@ -185,17 +207,22 @@ def error_from_code(code: str, message: str, details: dict[str, Any] | None = No
 __all__ = [
     "ApiError",
     "BadRequest",
+    "CallError",
     "ClientError",
     "Conflict",
+    "ControlRequestRefused",
+    "E2EError",
     "Forbidden",
     "InvalidCredentials",
     "MeloError",
     "NotAuthenticated",
     "NotFound",
     "NotLoggedIn",
+    "ProfileInUse",
     "RateLimited",
     "ServerUnreachable",
     "SessionRevoked",
+    "StreamClosed",
     "error_from_code",
     "error_from_response",
     "parse_error_body",

@@ -5,7 +5,6 @@ credentials, with the same one-time warning the credential store gives.
 """
 
 import base64
-import os
 import secrets
 from pathlib import Path
 
@@ -33,18 +32,3 @@ def load_or_create_store_key(store: CredentialStore, device_id: str) -> bytes:
     if not path.exists():
         _write_private(path, base64.b64encode(secrets.token_bytes(32)).decode())
     return base64.b64decode(path.read_text().strip())
-
-
-def forget_store_key(store: CredentialStore, device_id: str) -> None:
-    name = f"{store.profile}:{device_id}"
-    if store.uses_keyring():
-        import keyring
-        from keyring.errors import PasswordDeleteError
-
-        try:
-            keyring.delete_password(SERVICE, name)
-        except PasswordDeleteError:
-            pass
-    path = _file(store, device_id)
-    if path.exists():
-        os.unlink(path)

@@ -25,6 +25,7 @@ from melo_protocol.client.errors import (
     NotAuthenticated,
     ServerUnreachable,
     SessionRevoked,
+    StreamClosed,
     error_from_code,
 )
 from melo_protocol.client.rest import MeloClient
@@ -63,10 +64,6 @@ class CursorFile:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(cursor))
         tmp.replace(self.path)
-
-
-class StreamClosed(MeloError):
-    """The stream was closed by the client."""
 
 
 class LiveStream:

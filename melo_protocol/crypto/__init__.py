@@ -1,6 +1,7 @@
 """Melo's end-to-end encryption layer on vodozemac (Olm, Megolm, SAS): pure, no network I/O.
 
-The SDK drives a `CryptoMachine` over a `CryptoStore`; see machine.py for the push-in / pull-out API.
+The SDK drives a `CryptoMachine` over a `CryptoStore` (the device's `SqliteCryptoStore`, or a
+`MemoryCryptoStore` in tests); see machine.py for the push-in / pull-out API.
 """
 
 from .account import DeviceAccount
@@ -27,10 +28,12 @@ from .machine import (
     UndecryptableToDevice,
 )
 from .megolm import RotationPolicy
+from .memory_store import MemoryCryptoStore, MemoryRows
 from .olm import OlmPayload, PeerDevice
 from .safety import PartyIdentity, safety_number, safety_qr
 from .sas import SasState, SasVerification
 from .signing import canonical_json, verify_device_keys, verify_signed
+from .sqlite_store import SqliteCryptoStore
 from .store import CryptoStore, DeviceRecord, TrustState
 
 __all__ = [
@@ -44,6 +47,8 @@ __all__ = [
     "DeviceRecord",
     "IdentityChanged",
     "InvalidDeviceKeys",
+    "MemoryCryptoStore",
+    "MemoryRows",
     "MissingSessionKey",
     "OlmPayload",
     "OlmSessionError",
@@ -55,6 +60,7 @@ __all__ = [
     "SasState",
     "SasVerification",
     "SignatureError",
+    "SqliteCryptoStore",
     "StoreError",
     "StoreKeyError",
     "StoreLocked",

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, PlainSerializer, TypeAdapter
 
 from melo_protocol.wire.base import Request, Response
 from melo_protocol.wire.bounds import Id, Seq
@@ -17,6 +17,9 @@ from melo_protocol.wire.errors import ErrorBody
 
 MAX_FRAME_BYTES = 256 * 1024
 TYPING_EXPIRES_S = 6
+
+# A time the server writes with ``datetime.isoformat()`` ("…+00:00"), as it always has; read as any ISO 8601.
+IsoTime = Annotated[datetime, PlainSerializer(datetime.isoformat, return_type=str, when_used="json")]
 
 
 class CloseCode(IntEnum):
@@ -132,7 +135,7 @@ class ReadyFrame(Response):
     session_id: str
     device_id: str
     heartbeat_s: int
-    idle_timeout_s: int
+    idle_timeout_s: float  # a float setting (MELO_WS_IDLE_TIMEOUT_S), sent as it is
 
 
 class CaughtUpFrame(Response):
@@ -165,7 +168,7 @@ class ChatEventFrame(Response):
     type: EventType
     chat_id: int
     seq: int
-    ts: datetime
+    ts: IsoTime
     data: dict[str, Any]
 
 
@@ -181,7 +184,7 @@ class PresenceFrame(Response):
     type: Literal["presence"] = "presence"
     user: str
     online: bool
-    last_seen: datetime | None = None
+    last_seen: IsoTime | None = None
 
 
 class ResyncRequiredFrame(Response):
@@ -244,6 +247,7 @@ __all__ = [
     "EditCmd",
     "ErrorFrame",
     "EventType",
+    "IsoTime",
     "PingCmd",
     "PongFrame",
     "PresenceFrame",

@@ -1,30 +1,30 @@
 """The main screen: chat list, message view, typing indicator and composer.
 
 Network work runs in workers on this screen through the injected Messenger; SDK errors become
-notifications. Sends go through an outbox: each keeps its transaction id, so retrying one that the
-server already has (offline, then reconnected) never duplicates it.
+notifications (``ui_work``). Composing and sending, with the outbox and the slash commands, are the
+base class's (``ComposingScreen``); this class shows chats and follows the live events.
 """
 
-import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
+from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Footer, Input, ListView, Static
+from textual.widgets import Footer, Input, Static
 
 from melo_protocol.client import events as ev
-from melo_protocol.client.errors import MeloError, ServerUnreachable
+from melo_protocol.client.errors import MeloError
 from melo_protocol.client.messenger import Messenger
-from melo_protocol.timetext import human_duration, parse_when, split_when
-from melo_tui.commands_parse import COMMANDS, parse, timer_seconds, unescape
+from melo_protocol.timetext import human_duration
+from melo_tui.formatting import Formatting
+from melo_tui.messages import ChatJoined, ChatLeft, ConnectionChanged, LiveEvent
 from melo_tui.sanitize import clean_line
-from melo_tui.screens.info import InfoScreen
+from melo_tui.screens.composing import ComposingScreen
 from melo_tui.widgets.call_bar import CallBar
 from melo_tui.widgets.chats.chat_list import ChatList, chat_title
 from melo_tui.widgets.conversation.composer import Composer
@@ -34,20 +34,7 @@ from melo_tui.widgets.conversation.typing_indicator import TypingIndicator
 from melo_tui.widgets.members import MemberPanel
 from melo_tui.workers import ui_work
 
-if TYPE_CHECKING:
-    from melo_tui.app import MeloApp
-
 HISTORY_PAGE = 50
-TYPING_EVERY_S = 4.0
-
-
-@dataclass
-class PendingSend:
-    txn_id: str
-    chat_id: int
-    text: str
-    reply_to: int | None = None
-    emote: bool = False
 
 
 def preview_of(message: ev.Message) -> str:
@@ -66,7 +53,7 @@ def timer_notice(by: object, seconds: object) -> Text:
     return Text(f"⏱ {who} turned disappearing messages off", style="yellow")
 
 
-class ChatScreen(Screen[None]):
+class ChatScreen(ComposingScreen):
     """Panes, in the order Tab visits them (Shift+Tab backwards): the chat list, the messages, the
     composer, then the members (when F2 shows them) and the call bar (during a call). The focused one
     has a highlighted border. The chat list has the focus first, so j/k move in it; / or Ctrl+F goes to
@@ -85,21 +72,28 @@ class ChatScreen(Screen[None]):
         Binding("f3", "app.chat_info", "Chat info", show=False, id="chat.info"),
     ]
 
-    def __init__(self, messenger: Messenger, *, join_code: str | None = None) -> None:
+    @dataclass
+    class JoinWanted(Message):
+        """Join the chat of this invite code (and open it)."""
+
+        code: str
+
+    @dataclass
+    class Alerted(Message):
+        """Someone else's message arrived (``here``: in the open chat): ring, notify as the user chose."""
+
+        message: ev.Message
+        chat_title: str
+        here: bool
+
+    def __init__(self, messenger: Messenger, formatting: Formatting, *, join_code: str | None = None) -> None:
         super().__init__()
         self.messenger = messenger
+        self.formatting = formatting
         self.join_code = join_code  # an invite code given at login: joined, and its chat opened, once shown
         self.chat_id: int | None = None
-        self.outbox: list[PendingSend] = []
-        self.editing: ev.Message | None = None
-        self.replying: ev.Message | None = None
         self.previews: dict[int, str] = {}
-        self._last_typing_sent = 0.0
         self.status = ""
-
-    @property
-    def melo(self) -> "MeloApp":
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Melo", style="bold"), id="status-header")
@@ -109,44 +103,73 @@ class ChatScreen(Screen[None]):
             chats.border_title = "Chats"
             yield chats
             with Vertical(id="conversation"):
-                yield Static(Text("Choose a chat on the left (Enter), or press Ctrl+P for actions.", style="dim"),
-                             id="chat-title")
+                yield Static(
+                    Text("Choose a chat on the left (Enter), or press Ctrl+P for actions.", style="dim"),
+                    id="chat-title",
+                )
                 yield PinnedBanner(id="pinned-banner")
-                yield MessageView(self.messenger.username, self.melo.formatting, id="messages")
+                yield MessageView(self.messenger.username, self.formatting, id="messages")
                 yield TypingIndicator(id="typing")
                 yield Static("", id="composer-mode")
                 yield Composer(id="composer")
             yield MemberPanel(self.messenger.username, id="members")
         yield Footer()
 
-    def show_status(self, username: str, state: str) -> None:
-        """The header line: who is logged in, and the connection state."""
-        self.status = f"{username} · {state}"
+    @on(ConnectionChanged)
+    def show_status(self, change: ConnectionChanged) -> None:
+        """The header line: who is logged in, and the connection state; back online, the outbox goes."""
+        self.status = f"{change.username} · {change.state}"
         text = Text("Melo", style="bold")
-        text.append(f"  {clean_line(username, 64)}", style="cyan")
-        text.append(f"  ● {state}", style="green" if state == "connected" else "yellow")
+        text.append(f"  {clean_line(change.username, 64)}", style="cyan")
+        text.append(f"  ● {change.state}", style="green" if change.state == "connected" else "yellow")
         self.query_one("#status-header", Static).update(text)
+        if change.state == "connected":
+            self._retry_outbox()
+
+    @on(ChatJoined)
+    def _joined(self, joined: ChatJoined) -> None:
+        self.list_and_open(joined.chat_id)
+
+    @ui_work(group="open-new")
+    async def list_and_open(self, chat_id: int) -> None:
+        """A chat that is new to the list: load the list, then open it."""
+        await self.load_chats().wait()
+        self.open_chat(chat_id)
+
+    @on(ChatLeft)
+    def _left(self, left: ChatLeft) -> None:
+        if self.chat_id == left.chat_id:
+            self.chat_id = None
+        self.load_chats()
+
+    @on(LiveEvent)
+    async def _live(self, live: LiveEvent) -> None:
+        try:
+            await self.handle_event(live.event)
+        except Exception as exc:  # one bad event must not end the stream
+            self.log.error("event handling failed", event=live.event, error=exc)
 
     def on_mount(self) -> None:
         self.load_chats()
         self.set_interval(3.0, self._retry_outbox)
         if self.join_code:
             code, self.join_code = self.join_code, None
-            self.melo.join(code)
+            self.post_message(self.JoinWanted(code))
 
     # -- chats ------------------------------------------------------------------------------------------
-    @ui_work(exclusive=True, group="chats")
+    @ui_work(exclusive=True, group="chats", what="Loading chats")
     async def load_chats(self) -> None:
-        try:
-            chats = await self.messenger.client.list_chats()
-        except MeloError as exc:
-            self.notify(f"Could not load chats: {exc}", severity="error")
-            return
+        chats = await self.messenger.client.list_chats()
         for chat in chats:
             if chat.id not in self.previews and chat.last_message is not None:
                 last = chat.last_message
-                self.previews[chat.id] = ("message deleted" if last.deleted else
-                                          f"{last.sender}: {last.text}" if last.text else "🔒 encrypted message")
+                self.previews[chat.id] = (
+                    "message deleted"
+                    if last.deleted
+                    else f"{last.sender}: {last.text}"
+                    if last.text
+                    else "🔒 encrypted message"
+                )
         await self.query_one(ChatList).set_chats(chats, self.previews)
         if self.chat_id is not None:
             self._show_title()  # slow mode or the timer may have changed
@@ -174,8 +197,10 @@ class ChatScreen(Screen[None]):
     def action_cycle_pane(self, step: int) -> None:
         panes = self._panes()
         focused = self.focused
-        here = next((i for i, (pane, _) in enumerate(panes)
-                     if focused is not None and pane in focused.ancestors_with_self), None)
+        here = next(
+            (i for i, (pane, _) in enumerate(panes) if focused is not None and pane in focused.ancestors_with_self),
+            None,
+        )
         target = (step if step > 0 else -1) if here is None else here + step
         panes[target % len(panes)][1].focus()
 
@@ -183,14 +208,10 @@ class ChatScreen(Screen[None]):
     def action_toggle_members(self) -> None:
         self.query_one(MemberPanel).toggle()
 
-    @ui_work(exclusive=True, group="members")
+    @ui_work(exclusive=True, group="members", what="Loading members", severity="warning")
     async def load_members(self, chat_id: int) -> None:
         panel = self.query_one(MemberPanel)
-        try:
-            members = await self.messenger.client.list_members(chat_id)
-        except MeloError as exc:
-            self.notify(f"Could not load members: {clean_line(str(exc), 200)}", severity="warning", markup=False)
-            return
+        members = await self.messenger.client.list_members(chat_id)
         if chat_id == self.chat_id:
             stream = self.messenger.stream
             panel.set_presence(self.messenger.username, stream is not None and stream.state == "connected")
@@ -200,7 +221,7 @@ class ChatScreen(Screen[None]):
     def _opened(self, event: ChatList.Opened) -> None:
         self.open_chat(event.chat_id)
 
-    @ui_work(exclusive=True, group="open")
+    @ui_work(exclusive=True, group="open", what="Loading messages")
     async def open_chat(self, chat_id: int) -> None:
         chats = self.query_one(ChatList)
         self.chat_id = chat_id
@@ -211,11 +232,7 @@ class ChatScreen(Screen[None]):
         self._show_title()
         self.query_one(PinnedBanner).show_pins([])
         self.load_pins(chat_id)
-        try:
-            messages = await self.messenger.history(chat_id, limit=HISTORY_PAGE)
-        except MeloError as exc:
-            self.notify(f"Could not load messages: {exc}", severity="error")
-            return
+        messages = await self.messenger.history(chat_id, limit=HISTORY_PAGE)
         view = self.query_one(MessageView)
         await view.show_chat(chat_id, messages, complete=len(messages) < HISTORY_PAGE)
         self.query_one(Composer).focus()
@@ -223,14 +240,17 @@ class ChatScreen(Screen[None]):
             self.previews[chat_id] = preview_of(messages[-1])
         chats.update_entry(chat_id, unread=0, preview=self.previews.get(chat_id, ""))
         if messages:
-            try:
-                members = await self.messenger.client.list_members(chat_id)
-                others = [m for m in members if m.user.username != self.messenger.username]
-                if others:
-                    view.receipt(max(m.read_seq for m in others), max(m.delivered_seq for m in others))
-                await self.messenger.mark_read(chat_id, messages[-1].seq)
-            except MeloError as exc:
-                self.notify(f"Could not mark as read: {exc}", severity="warning")
+            self.show_receipts(chat_id, messages[-1].seq)
+
+    @ui_work(exclusive=True, group="receipts", what="Marking as read", severity="warning")
+    async def show_receipts(self, chat_id: int, last_seq: int) -> None:
+        """The others' read and delivered ticks of a chat just opened, and its messages marked read."""
+        view = self.query_one(MessageView)
+        members = await self.messenger.client.list_members(chat_id)
+        others = [m for m in members if m.user.username != self.messenger.username]
+        if others and view.chat_id == chat_id:
+            view.receipt(max(m.read_seq for m in others), max(m.delivered_seq for m in others))
+        await self.messenger.mark_read(chat_id, last_seq)
 
     def _show_title(self) -> None:
         """The open chat's title line: name, kind, E2E, slow mode and the disappearing-messages timer."""
@@ -245,13 +265,9 @@ class ChatScreen(Screen[None]):
                 title.append(f"  ⏱ {human_duration(chat.message_ttl_seconds)}", style="yellow")  # disappearing
         self.query_one("#chat-title", Static).update(title)
 
-    @ui_work(exclusive=True, group="pins")
+    @ui_work(exclusive=True, group="pins", what="Loading pinned messages", severity="warning")
     async def load_pins(self, chat_id: int) -> None:
-        try:
-            pins = await self.messenger.pins(chat_id)
-        except MeloError as exc:
-            self.notify(f"Could not load pinned messages: {exc}", severity="warning")
-            return
+        pins = await self.messenger.pins(chat_id)
         if self.chat_id == chat_id:
             self.query_one(PinnedBanner).show_pins(pins)
 
@@ -259,259 +275,16 @@ class ChatScreen(Screen[None]):
     def _older(self, event: MessageView.OlderWanted) -> None:
         self.load_older(event.chat_id, event.before_seq)
 
-    @ui_work(exclusive=True, group="older")
+    @ui_work(exclusive=True, group="older", what="Loading older messages")
     async def load_older(self, chat_id: int, before_seq: int) -> None:
         view = self.query_one(MessageView)
         try:
             older = await self.messenger.history(chat_id, before=before_seq, limit=HISTORY_PAGE)
-        except MeloError as exc:
-            view.loading_older = False
-            self.notify(f"Could not load older messages: {exc}", severity="error")
-            return
+        except MeloError:
+            view.loading_older = False  # scrolling up asks again
+            raise
         if view.chat_id == chat_id:
             await view.prepend(older, complete=len(older) < HISTORY_PAGE)
-
-    # -- composing --------------------------------------------------------------------------------------
-    def _show_mode(self) -> None:
-        mode = self.query_one("#composer-mode", Static)
-        if self.editing is not None:
-            mode.update(Text("editing your message — Enter saves, Escape cancels", style="yellow"))
-        elif self.replying is not None:
-            quoted = clean_line(self.replying.text or "", 60)
-            mode.update(Text(f"replying to {clean_line(self.replying.sender, 32)}: {quoted} — Escape cancels",
-                             style="cyan"))
-        else:
-            mode.update("")
-
-    @on(Composer.Cancelled)
-    def _cancelled(self, event: Composer.Cancelled) -> None:
-        if self.editing is not None or self.replying is not None:
-            self.editing = self.replying = None
-            self.query_one(Composer).clear()
-            self._show_mode()
-        else:
-            self.query_one(ListView).focus()
-
-    @on(Composer.EditLastWanted)
-    def _edit_last(self, event: Composer.EditLastWanted) -> None:
-        last = self.query_one(MessageView).last_own()
-        if last is None:
-            return
-        self.editing = last
-        composer = self.query_one(Composer)
-        composer.load_text(last.text or "")
-        composer.move_cursor(composer.document.end)
-        self._show_mode()
-
-    @on(Composer.Changed)
-    def _changed(self, event: Composer.Changed) -> None:
-        import time
-
-        if self.chat_id is None or not event.text_area.text:
-            return
-        now = time.monotonic()
-        if now - self._last_typing_sent > TYPING_EVERY_S:
-            self._last_typing_sent = now
-            self.send_typing(self.chat_id)
-
-    @ui_work(group="typing")
-    async def send_typing(self, chat_id: int) -> None:
-        try:
-            await self.messenger.typing(chat_id, True)
-        except MeloError:
-            pass  # typing is best effort
-
-    @on(Composer.Submitted)
-    async def _submitted(self, event: Composer.Submitted) -> None:
-        if self.chat_id is None:
-            self.notify("Open a chat first.", severity="warning")
-            return
-        self._last_typing_sent = 0.0
-        text = event.text.rstrip("\n")
-        if self.editing is not None:
-            target, self.editing = self.editing, None
-            self._show_mode()
-            self.run_action_worker("edit", target.id, text)
-            return
-        command = parse(text)
-        if command is None:
-            reply_to = self.replying.id if self.replying is not None else None
-            self.replying = None
-            self._show_mode()
-            await self.queue_send(self.chat_id, unescape(text), reply_to=reply_to)
-            return
-        await self.run_command(command.name, command.args)
-
-    async def queue_send(self, chat_id: int, text: str, *, reply_to: int | None = None, emote: bool = False) -> None:
-        self.outbox.append(PendingSend(uuid.uuid4().hex, chat_id, text, reply_to, emote))
-        self.flush_outbox()
-
-    @ui_work(exclusive=True, group="outbox")
-    async def flush_outbox(self) -> None:
-        view = self.query_one(MessageView)
-        while self.outbox:
-            item = self.outbox[0]
-            try:
-                message = await self.messenger.send_text(item.chat_id, item.text, reply_to=item.reply_to,
-                                                         txn_id=item.txn_id, emote=item.emote)
-            except ServerUnreachable:
-                if not any(p.txn_id == item.txn_id for p in view.query("PendingItem")):  # type: ignore[attr-defined]
-                    if item.chat_id == view.chat_id:
-                        await view.add_pending(item.txn_id, item.text)
-                    self.notify("Offline: the message will be sent when the server is back.", severity="warning")
-                return
-            except MeloError as exc:
-                self.outbox.pop(0)
-                await view.remove_pending(item.txn_id)
-                self.notify(f"Not sent: {exc}", severity="error")
-                continue
-            self.outbox.pop(0)
-            await view.remove_pending(item.txn_id)
-            await view.add(message)
-            self._after_message(message, own=True)
-
-    def _retry_outbox(self) -> None:
-        if self.outbox:
-            self.flush_outbox()
-
-    async def run_command(self, name: str, args: str) -> None:
-        view = self.query_one(MessageView)
-        assert self.chat_id is not None
-        if name == "me":
-            if args:
-                await self.queue_send(self.chat_id, args, emote=True)
-        elif name == "reply":
-            target = view.last_message(from_others=True) or view.last_message()
-            if target is None:
-                self.notify("Nothing to reply to.", severity="warning")
-            elif args:
-                await self.queue_send(self.chat_id, args, reply_to=target.id)
-            else:
-                self.replying = target
-                self._show_mode()
-        elif name in ("edit", "delete"):
-            target = view.last_own()
-            if target is None:
-                self.notify("You have no message here to change.", severity="warning")
-            elif name == "edit" and not args:
-                self._edit_last(Composer.EditLastWanted())
-            else:
-                self.run_action_worker(name, target.id, args)
-        elif name in ("react", "pin"):
-            target = view.last_message()
-            if target is None:
-                self.notify("No message to act on.", severity="warning")
-            elif name == "react" and not args:
-                self.notify("Usage: /react EMOJI", severity="warning")
-            else:
-                self.run_action_worker(name, target.id, args)
-        elif name == "invite":
-            self.melo.invite(self.chat_id, args or None)
-        elif name == "leave":
-            self.melo.leave(self.chat_id)
-        elif name == "verify":
-            self.melo.verify(args or self._peer() or "")
-        elif name == "call":
-            peer = self._peer()
-            if peer is None:
-                self.notify("/call works in a direct chat: open the DM of the person to call.", severity="error")
-            else:
-                self.melo.start_call(peer, self.chat_id)
-        elif name == "timer":
-            self.change_timer(self.chat_id, args)
-        elif name == "schedule":
-            self.schedule(self.chat_id, args)
-        else:
-            self.notify(f"Unknown command /{clean_line(name, 20)}. Known: "
-                        + " ".join("/" + c for c in COMMANDS), severity="warning")
-
-    @ui_work(group="timer")
-    async def change_timer(self, chat_id: int, args: str) -> None:
-        if not args:
-            self.notify("Usage: /timer DURATION|off (for example /timer 1h)", severity="warning")
-            return
-        try:
-            seconds = timer_seconds(args)
-        except ValueError as exc:
-            self.notify(clean_line(str(exc), 200), severity="warning")
-            return
-        try:
-            await self.messenger.client.set_timer(chat_id, seconds)
-        except MeloError as exc:
-            self.notify(f"/timer failed: {exc}", severity="error")
-            return
-        self.notify(f"Messages disappear {human_duration(seconds)} after sending." if seconds
-                    else "Disappearing messages are off.")
-        self.load_chats()
-
-    @ui_work(group="schedule")
-    async def schedule(self, chat_id: int, args: str) -> None:
-        """/schedule WHEN TEXT sends later; /schedule (or list) shows this chat's; /schedule cancel ID."""
-        head = args.split(maxsplit=1)[0].lower() if args else "list"
-        client = self.messenger.client
-        try:
-            if head == "list":
-                await self._show_scheduled(chat_id)
-            elif head == "cancel":
-                target = args.split(maxsplit=1)[1].strip().lstrip("#") if len(args.split()) > 1 else ""
-                if not target.isdigit():
-                    self.notify("Usage: /schedule cancel ID (the ids are in /schedule)", severity="warning")
-                    return
-                await client.cancel_scheduled(int(target))
-                self.notify(f"Scheduled message {target} cancelled.")
-            else:
-                when, text = split_when(args)
-                try:
-                    send_at = parse_when(when)
-                except ValueError as exc:
-                    self.notify(clean_line(str(exc), 300), severity="warning")
-                    return
-                if not text:
-                    self.notify("Usage: /schedule WHEN TEXT (for example /schedule +10m hello)", severity="warning")
-                    return
-                row = await self.messenger.schedule_text(chat_id, text, send_at)
-                local = row.send_at.astimezone().strftime("%Y-%m-%d %H:%M")
-                self.notify(f"Scheduled message {row.id} for {local}. /schedule cancel {row.id} to cancel.")
-        except MeloError as exc:
-            self.notify(f"/schedule failed: {exc}", severity="error")
-
-    async def _show_scheduled(self, chat_id: int) -> None:
-        rows = [r for r in await self.messenger.list_scheduled() if r.chat_id == chat_id]
-        body = Text()
-        if not rows:
-            body.append("Nothing scheduled in this chat. /schedule WHEN TEXT schedules a message.", style="dim")
-        for row in sorted(rows, key=lambda r: r.send_at):
-            body.append(f"#{row.id}  ", style="bold")
-            body.append(row.send_at.astimezone().strftime("%Y-%m-%d %H:%M") + "  ", style="cyan")
-            if row.e2e is not None:
-                body.append("🔒 ", style="green")
-            if row.text is not None:
-                body.append(clean_line(row.text, 100))
-            else:
-                body.append("end-to-end encrypted; its text is not on this device", style="dim")
-            body.append("\n")
-        self.app.push_screen(InfoScreen("Scheduled messages", body))
-
-    def _peer(self) -> str | None:
-        entry = self.query_one(ChatList).entries.get(self.chat_id or 0)
-        return entry.chat.peer.username if entry and entry.chat.peer else None
-
-    @ui_work(group="actions")
-    async def run_action_worker(self, action: str, message_id: int, args: str) -> None:
-        assert self.chat_id is not None
-        chat_id, view = self.chat_id, self.query_one(MessageView)
-        try:
-            if action == "edit":
-                view.replace_message(await self.messenger.edit_text(chat_id, message_id, args))
-            elif action == "delete":
-                await self.messenger.delete(chat_id, message_id)
-                view.mark_deleted(message_id)
-            elif action == "react":
-                await self.messenger.react(chat_id, message_id, args)
-            elif action == "pin":
-                await self.messenger.pin(chat_id, message_id, unpin=args.lower() in ("off", "un", "unpin"))
-        except MeloError as exc:
-            self.notify(f"/{action} failed: {exc}", severity="error")
 
     # -- live events ------------------------------------------------------------------------------------
     def _after_message(self, message: ev.Message, *, own: bool) -> None:
@@ -537,7 +310,7 @@ class ChatScreen(Screen[None]):
                     self.query_one(TypingIndicator).set_typing(message.sender, False)
                     self.mark_read(message.chat_id, message.seq)
             if not own:
-                self.melo.alert(message, self.chat_title_for(message.chat_id), here=here)
+                self.post_message(self.Alerted(message, self.chat_title_for(message.chat_id), here))
             self._after_message(message, own=own)
         elif isinstance(event, ev.MessageEdited) and event.message is not None:
             if here:
@@ -557,9 +330,12 @@ class ChatScreen(Screen[None]):
         elif isinstance(event, ev.Typing) and here and event.user != self.messenger.username:
             self.query_one(TypingIndicator).set_typing(event.user, event.typing, event.expires_in)
         elif isinstance(event, ev.KeyWarning):
-            warning = Text(f"⚠ {clean_line(event.user, 64)}'s security key changed "
-                           f"({event.reason.replace('_', ' ')}, device {clean_line(event.device_id, 40)}). "
-                           "Verify them with /verify before trusting new messages.", style="bold red")
+            warning = Text(
+                f"⚠ {clean_line(event.user, 64)}'s security key changed "
+                f"({event.reason.replace('_', ' ')}, device {clean_line(event.device_id, 40)}). "
+                "Verify them with /verify before trusting new messages.",
+                style="bold red",
+            )
             await view.add_notice(warning)
             self.notify(warning.plain, severity="warning", timeout=10)
         elif isinstance(event, ev.Presence):
@@ -570,8 +346,12 @@ class ChatScreen(Screen[None]):
         elif isinstance(event, (ev.ChatChanged, ev.MemberChanged, ev.ResyncRequired)):
             if isinstance(event, ev.ChatChanged) and here and "message_ttl_seconds" in event.data:
                 await view.add_notice(timer_notice(event.data.get("by"), event.data.get("message_ttl_seconds")))
-            if isinstance(event, ev.MemberChanged) and event.user == self.messenger.username \
-                    and event.change in ("left", "removed") and here:
+            if (
+                isinstance(event, ev.MemberChanged)
+                and event.user == self.messenger.username
+                and event.change in ("left", "removed")
+                and here
+            ):
                 self.chat_id = None
                 view.chat_id = None
             panel = self.query_one(MemberPanel)
@@ -581,8 +361,6 @@ class ChatScreen(Screen[None]):
                 else:
                     panel.clear()  # we left it (here, or by /leave)
             self.load_chats()
-        elif isinstance(event, ev.ConnectionState) and event.state == "connected":
-            self._retry_outbox()
 
     @ui_work(group="read")
     async def mark_read(self, chat_id: int, seq: int) -> None:

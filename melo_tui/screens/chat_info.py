@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -18,12 +19,12 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from melo_protocol.client import events as ev
-from melo_protocol.client.errors import Forbidden, MeloError
 from melo_protocol.client.rest import MeloClient
 from melo_protocol.wire.chats import ChatKind, ChatOut, MemberOut, Role
-from melo_tui.commands_parse import timer_seconds
+from melo_tui.messages import LiveEvent
 from melo_tui.sanitize import clean_line
 from melo_tui.screens.prompt import PromptScreen
+from melo_tui.slash import timer_seconds
 from melo_tui.widgets.chats.chat_list import chat_title
 from melo_tui.widgets.members import ROLE_STYLE, sorted_members
 from melo_tui.workers import ui_handler, ui_work
@@ -84,6 +85,10 @@ class ChatInfoScreen(ModalScreen[None]):
     def role(self) -> Role | None:
         return self.chat.role if self.chat is not None else None
 
+    @on(LiveEvent)
+    def _live(self, live: LiveEvent) -> None:
+        self.follow(live.event)
+
     def follow(self, event: ev.Event) -> None:
         """A live event while this screen is open: changes to this chat or its members show at once."""
         if event.chat_id != self.chat_id:
@@ -94,14 +99,10 @@ class ChatInfoScreen(ModalScreen[None]):
         elif isinstance(event, ev.ChatChanged | ev.MemberChanged):
             self.action_reload()
 
-    @ui_work(exclusive=True, group="chat-info-load")
+    @ui_work(exclusive=True, group="chat-info-load", what="Loading the chat info")
     async def action_reload(self) -> None:
-        try:
-            chat = await self.client.get_chat(self.chat_id)
-            members = await self.client.list_members(self.chat_id)
-        except MeloError as exc:
-            self._failed("Loading the chat info", exc)
-            return
+        chat = await self.client.get_chat(self.chat_id)
+        members = await self.client.list_members(self.chat_id)
         self.show(chat, members)
 
     def show(self, chat: ChatOut, members: list[MemberOut]) -> None:
@@ -125,8 +126,10 @@ class ChatInfoScreen(ModalScreen[None]):
         text = Text()
         text.append(clean_line(chat_title(chat), 80) + "\n", style="bold")
         text.append(KIND_NAME.get(chat.kind, str(chat.kind)), style="cyan")
-        text.append(" · end-to-end encrypted\n" if chat.e2e else " · not end-to-end encrypted\n",
-                    style="green" if chat.e2e else "yellow")
+        text.append(
+            " · end-to-end encrypted\n" if chat.e2e else " · not end-to-end encrypted\n",
+            style="green" if chat.e2e else "yellow",
+        )
         if chat.description:
             text.append(clean_line(chat.description, 300) + "\n", style="italic")
         rows = [
@@ -142,8 +145,11 @@ class ChatInfoScreen(ModalScreen[None]):
 
     def key_hints(self, chat: ChatOut) -> Text:
         if chat.kind == ChatKind.DIRECT:
-            return Text("t disappearing messages (either of you sets it; a direct chat has no roles or other "
-                        "settings) · Escape closes", style="dim")
+            return Text(
+                "t disappearing messages (either of you sets it; a direct chat has no roles or other "
+                "settings) · Escape closes",
+                style="dim",
+            )
         if chat.role not in MANAGERS:
             return Text("Only owners and admins can change this chat. Escape closes.", style="dim")
         hints = "e edit title/description · s slow mode · t disappearing messages · x remove the selected member"
@@ -166,8 +172,10 @@ class ChatInfoScreen(ModalScreen[None]):
             return False
         if self.chat.kind == ChatKind.DIRECT:
             if not in_direct:
-                self.notify("A direct chat has no roles, title or slow mode; t sets its disappearing messages.",
-                            severity="warning")
+                self.notify(
+                    "A direct chat has no roles, title or slow mode; t sets its disappearing messages.",
+                    severity="warning",
+                )
             return in_direct
         if self.role not in ((Role.OWNER,) if owner_only else MANAGERS):
             who = "the owner" if owner_only else "owners and admins"
@@ -175,48 +183,47 @@ class ChatInfoScreen(ModalScreen[None]):
             return False
         return True
 
-    def _failed(self, what: str, exc: MeloError) -> None:
-        reason = clean_line(exc.message, 200)
-        if isinstance(exc, Forbidden):
-            self.notify(f"{what} was refused: {reason}", severity="warning", markup=False)
-        else:
-            self.notify(f"{what} failed: {reason}", severity="error", markup=False)
-
-    @ui_work(group="chat-info-change")
+    @ui_work(group="chat-info-change", what=lambda what, change, done: what)
     async def apply(self, what: str, change: Callable[[], Awaitable[Any]], done: str) -> None:
-        """Run one change through the SDK; a refusal becomes a notification. Then show the new state."""
+        """Run one change through the SDK (a refusal becomes a notification), then show the new state."""
         try:
             await change()
-        except MeloError as exc:
-            self._failed(what, exc)
-        else:
             self.notify(done, markup=False)
-        self.action_reload()
+        finally:
+            self.action_reload()
 
     def _prompt(self, title: str, fields: list[tuple[str, str]], then: Callable[[dict[str, str]], None]) -> None:
         def submitted(values: dict[str, str] | None) -> None:
             if values is not None:
                 then(values)
+
         self.app.push_screen(PromptScreen(title, fields), submitted)
 
     def action_edit(self) -> None:
         if not self._allowed("edit the title and description"):
             return
-        self._prompt("Edit chat (empty keeps the current value)",
-                     [("title", "Title"), ("description", "Description")], self._edit)
+        self._prompt(
+            "Edit chat (empty keeps the current value)",
+            [("title", "Title"), ("description", "Description")],
+            self._edit,
+        )
 
     def _edit(self, values: dict[str, str]) -> None:
         title, description = values["title"] or None, values["description"] or None
         if title is None and description is None:
             return
-        self.apply("Editing the chat", lambda: self.client.update_chat(self.chat_id, title=title,
-                                                                      description=description), "Chat updated.")
+        self.apply(
+            "Editing the chat",
+            lambda: self.client.update_chat(self.chat_id, title=title, description=description),
+            "Chat updated.",
+        )
 
     def action_slow_mode(self) -> None:
         if not self._allowed("set slow mode"):
             return
-        self._prompt("Slow mode", [("seconds", "Seconds between messages per member (0 turns it off)")],
-                     self._slow_mode)
+        self._prompt(
+            "Slow mode", [("seconds", "Seconds between messages per member (0 turns it off)")], self._slow_mode
+        )
 
     def _slow_mode(self, values: dict[str, str]) -> None:
         try:
@@ -226,14 +233,25 @@ class ChatInfoScreen(ModalScreen[None]):
         if not 0 <= seconds <= 86400:
             self.notify("Slow mode takes whole seconds from 0 to 86400.", severity="warning")
             return
-        self.apply("Setting slow mode", lambda: self.client.update_chat(self.chat_id, slow_mode_seconds=seconds),
-                   f"Slow mode: {duration(seconds)}.")
+        self.apply(
+            "Setting slow mode",
+            lambda: self.client.update_chat(self.chat_id, slow_mode_seconds=seconds),
+            f"Slow mode: {duration(seconds)}.",
+        )
 
     def action_timer(self) -> None:
         if not self._allowed("set disappearing messages", in_direct=True):
             return
-        self._prompt("Disappearing messages", [("duration", "Messages sent from now on disappear after: 30s (at "
-                                                            "least 5s), 10m, 1h, 1d, 1w; off ends it")], self._timer)
+        self._prompt(
+            "Disappearing messages",
+            [
+                (
+                    "duration",
+                    "Messages sent from now on disappear after: 30s (at least 5s), 10m, 1h, 1d, 1w; off ends it",
+                )
+            ],
+            self._timer,
+        )
 
     def _timer(self, values: dict[str, str]) -> None:
         if not values["duration"].strip():
@@ -243,8 +261,11 @@ class ChatInfoScreen(ModalScreen[None]):
         except ValueError as exc:
             self.notify(clean_line(str(exc), 200), severity="warning", markup=False)
             return
-        self.apply("Setting disappearing messages", lambda: self.client.set_timer(self.chat_id, seconds),
-                   f"Disappearing messages: {duration(seconds)}.")
+        self.apply(
+            "Setting disappearing messages",
+            lambda: self.client.set_timer(self.chat_id, seconds),
+            f"Disappearing messages: {duration(seconds)}.",
+        )
 
     def _other_member(self, if_yourself: str) -> MemberOut | None:
         """The selected member, unless it is you (then ``if_yourself`` is shown)."""
@@ -262,11 +283,13 @@ class ChatInfoScreen(ModalScreen[None]):
             return
         name = member.user.username
         if member.role == role:
-            self.notify(f"{clean_line(name, 64)} is already {'an' if role == 'admin' else 'a'} {role}.",
-                        markup=False)
+            self.notify(f"{clean_line(name, 64)} is already {'an' if role == 'admin' else 'a'} {role}.", markup=False)
             return
-        self.apply(f"Making {clean_line(name, 64)} {role}", lambda: self.client.change_role(self.chat_id, name, role),
-                   f"{clean_line(name, 64)} is now {'an' if role == 'admin' else 'a'} {role}.")
+        self.apply(
+            f"Making {clean_line(name, 64)} {role}",
+            lambda: self.client.change_role(self.chat_id, name, role),
+            f"{clean_line(name, 64)} is now {'an' if role == 'admin' else 'a'} {role}.",
+        )
 
     def action_remove(self) -> None:
         if not self._allowed("remove members"):
@@ -276,8 +299,11 @@ class ChatInfoScreen(ModalScreen[None]):
             return
         name = member.user.username
         shown = clean_line(name, 64)
-        self._prompt(f"Remove {shown}?", [("confirm", "Type yes to remove them from the chat")],
-                     lambda v: self._remove(name) if v["confirm"].lower() == "yes" else None)
+        self._prompt(
+            f"Remove {shown}?",
+            [("confirm", "Type yes to remove them from the chat")],
+            lambda v: self._remove(name) if v["confirm"].lower() == "yes" else None,
+        )
 
     def _remove(self, name: str) -> None:
         shown = clean_line(name, 64)

@@ -9,7 +9,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from melo_tui.commands_parse import COMMANDS
+from melo_tui.slash import COMMANDS
 
 KEYS = [
     ("F1, ?", "this help"),

@@ -9,7 +9,6 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from melo_protocol.client.errors import MeloError
 from melo_protocol.client.rest import MeloClient
 from melo_protocol.wire.accounts import SessionOut
 from melo_tui.formatting import Formatting
@@ -44,14 +43,9 @@ class SessionsScreen(Screen[None]):
         table.focus()
         self.action_reload()
 
-    @ui_work(exclusive=True, group="sessions")
+    @ui_work(exclusive=True, group="sessions", what="Listing sessions")
     async def action_reload(self) -> None:
-        try:
-            sessions = await self.client.list_sessions()
-        except MeloError as exc:
-            self.notify(f"Could not list sessions: {exc}", severity="error")
-            return
-        self.show(sessions)
+        self.show(await self.client.list_sessions())
 
     def show(self, sessions: list[SessionOut]) -> None:
         self.sessions = sorted(sessions, key=lambda s: (not s.current, s.created_at))
@@ -83,20 +77,14 @@ class SessionsScreen(Screen[None]):
             return
         self._revoke(session.id)
 
-    @ui_work(exclusive=True, group="sessions")
+    @ui_work(exclusive=True, group="sessions", what="Revoking the session")
     async def _revoke(self, session_id: str) -> None:
-        try:
-            await self.client.revoke_session(session_id)
-            self.notify("Session revoked.")
-            self.show(await self.client.list_sessions())
-        except MeloError as exc:
-            self.notify(f"Could not revoke: {exc}", severity="error")
+        await self.client.revoke_session(session_id)
+        self.notify("Session revoked.")
+        self.show(await self.client.list_sessions())
 
-    @ui_work(exclusive=True, group="sessions")
+    @ui_work(exclusive=True, group="sessions", what="Revoking the other sessions")
     async def action_revoke_others(self) -> None:
-        try:
-            n = await self.client.revoke_other_sessions()
-            self.notify(f"Revoked {n} other session(s).")
-            self.show(await self.client.list_sessions())
-        except MeloError as exc:
-            self.notify(f"Could not revoke: {exc}", severity="error")
+        n = await self.client.revoke_other_sessions()
+        self.notify(f"Revoked {n} other session(s).")
+        self.show(await self.client.list_sessions())

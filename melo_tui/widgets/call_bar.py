@@ -1,6 +1,6 @@
 """The call bar: docked on the chat screen while a call is on (peer, state, timer, mute, level, quality).
 
-It shows any object with the shape of ``melo_protocol.client.calls.Call`` (``CallLike``), so a test can
+It shows any object with the shape of ``melo_protocol.client.call.Call`` (``CallLike``), so a test can
 render it from a fixed state. Keys while it has focus: m toggles mute, h (or Ctrl+H anywhere) hangs up.
 """
 
@@ -11,7 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import Static
 
-from melo_protocol.client.calls import CallQuality
+from melo_protocol.client.call_state import CallQuality
 from melo_tui.sanitize import clean_line
 
 LEVEL_CELLS = 8

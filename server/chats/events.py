@@ -19,6 +19,7 @@ from server.db.models import Chat, ChatEvent
 from server.db.types import utcnow
 from server.messages.views import messages_out
 from server.realtime.bus import BusEvent, LocalBus, RedisBus
+from server.realtime.frames import chat_event_frame
 
 _PENDING = "melo.pending_events"
 MESSAGE_EVENTS = {EventType.MESSAGE_CREATED, EventType.MESSAGE_EDITED}
@@ -70,12 +71,7 @@ async def emit(
 
 
 def event_frame(chat_id: int, seq: int, type_: str, ts: datetime, data: dict[str, Any]) -> str:
-    return json.dumps(
-        {"type": type_, "chat_id": chat_id, "seq": seq, "ts": ts.isoformat(), "data": data},
-        separators=(",", ":"),
-        default=str,
-        ensure_ascii=False,
-    )
+    return chat_event_frame(chat_id, seq, type_, ts, data)
 
 
 async def commit_and_publish(db: AsyncSession, *, bus: LocalBus | RedisBus) -> None:

@@ -294,16 +294,6 @@ async def get_chat(
     return chats[0]
 
 
-async def active_chat_ids(db: AsyncSession, user_id: int) -> list[int]:
-    return list(
-        (
-            await db.scalars(
-                select(ChatMember.chat_id).where(ChatMember.user_id == user_id, ChatMember.left_seq.is_(None))
-            )
-        ).all()
-    )
-
-
 async def users_sharing_chats(db: AsyncSession, user_id: int) -> list[int]:
     mine = select(ChatMember.chat_id).where(ChatMember.user_id == user_id, ChatMember.left_seq.is_(None))
     rows = await db.scalars(

@@ -23,6 +23,7 @@ from server.core.caller import Caller
 from server.core.errors import ApiError
 from server.db.models import DeviceKeys, DeviceSession, FallbackKey, OneTimeKey, ToDeviceMessage, User
 from server.db.types import utcnow
+from server.realtime import frames
 from server.realtime.bus import BusEvent, LocalBus, RedisBus
 
 
@@ -172,7 +173,7 @@ async def claim(
             if int(left) < ONE_TIME_KEYS_LOW_WATER:
                 low.append(device_id)
     for device_id in low:
-        await notify_device(device_id, {"type": "keys.low", "device_id": device_id}, bus=bus)
+        await notify_device(device_id, frames.keys_low_frame(device_id), bus=bus)
     return out, fallback_used
 
 
@@ -255,9 +256,7 @@ def to_device_frame(row: ToDeviceMessage, sender: str) -> str:
 
 
 def to_device_frame_from_out(item: ToDeviceOut) -> str:
-    body = item.model_dump(mode="json")
-    body["message_type"] = body.pop("type")  # "type" names the frame
-    return json.dumps({"type": "to_device", **body}, separators=(",", ":"), ensure_ascii=False)
+    return frames.to_device_frame(item)
 
 
 async def pending(db: AsyncSession, device_id: str, after: int = 0, limit: int = 500) -> list[ToDeviceOut]:
@@ -291,14 +290,14 @@ async def acknowledge(db: AsyncSession, device_id: str, up_to: int, only: set[in
     return int(gone.rowcount)  # type: ignore[attr-defined]
 
 
-async def notify_device(device_id: str, frame: dict[str, Any], *, bus: LocalBus | RedisBus) -> None:
-    await bus.publish(BusEvent(kind="device", frame=json.dumps(frame), session_ids=[device_id]))
+async def notify_device(device_id: str, frame: str, *, bus: LocalBus | RedisBus) -> None:
+    await bus.publish(BusEvent(kind="device", frame=frame, session_ids=[device_id]))
 
 
 async def announce_device_change(db: AsyncSession, user: User, *, bus: LocalBus | RedisBus) -> None:
     """Tell users who share a chat (and the user's own devices) that this user's device list changed."""
     watchers = await users_sharing_chats(db, user.id)
-    frame = json.dumps({"type": "devices.changed", "user": user.username, "user_id": user.id})
+    frame = frames.devices_changed_frame(user.username, user.id)
     await bus.publish(BusEvent(kind="presence", frame=frame, user_ids=[*watchers, user.id]))
 
 
@@ -325,9 +324,3 @@ async def forget_devices(
             user = await db.get(User, user_id)
             if user is not None:
                 await announce_device_change(db, user, bus=bus)
-
-
-async def expire_to_device(db: AsyncSession) -> int:
-    gone = await db.execute(delete(ToDeviceMessage).where(ToDeviceMessage.expires_at <= utcnow()))
-    await db.commit()
-    return int(gone.rowcount)  # type: ignore[attr-defined]

@@ -6,14 +6,32 @@ recovered by the client's resume (or by a connection's gap fill), never by luck.
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
 log = logging.getLogger("melo.bus")
+
+
+class BusHeader(BaseModel):
+    """A bus event between workers, but its frame: one JSON line, then the frame's text as it is sent.
+
+    Short keys (the header goes with every event to every worker); the names say what they hold.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    kind: str = Field(alias="k")
+    chat_id: int | None = Field(alias="c")
+    seq: int | None = Field(alias="s")
+    user_ids: list[int] = Field(alias="u")
+    member_add: list[int] = Field(alias="a")
+    member_remove: list[int] = Field(alias="r")
+    session_ids: list[str] = Field(alias="x")
+    exclude_user: int | None = Field(alias="e")
 
 
 @dataclass
@@ -33,18 +51,18 @@ class BusEvent:
     exclude_user: int | None = None  # typing: not echoed to the typist
 
     def encode(self) -> bytes:
-        header = {
-            "k": self.kind, "c": self.chat_id, "s": self.seq, "u": self.user_ids, "a": self.member_add,
-            "r": self.member_remove, "x": self.session_ids, "e": self.exclude_user,
-        }
-        return json.dumps(header, separators=(",", ":")).encode() + b"\n" + self.frame.encode()
+        header = BusHeader(kind=self.kind, chat_id=self.chat_id, seq=self.seq, user_ids=self.user_ids,
+                           member_add=self.member_add, member_remove=self.member_remove,
+                           session_ids=self.session_ids, exclude_user=self.exclude_user)
+        return header.model_dump_json(by_alias=True).encode() + b"\n" + self.frame.encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> "BusEvent":
         head, _, frame = raw.partition(b"\n")
-        h = json.loads(head)
-        return cls(kind=h["k"], frame=frame.decode(), chat_id=h["c"], seq=h["s"], user_ids=h["u"],
-                   member_add=h["a"], member_remove=h["r"], session_ids=h["x"], exclude_user=h["e"])
+        h = BusHeader.model_validate_json(head)
+        return cls(kind=h.kind, frame=frame.decode(), chat_id=h.chat_id, seq=h.seq, user_ids=h.user_ids,
+                   member_add=h.member_add, member_remove=h.member_remove, session_ids=h.session_ids,
+                   exclude_user=h.exclude_user)
 
 
 Handler = Callable[[BusEvent], None]

@@ -8,6 +8,7 @@ import secrets
 import socket
 import struct
 from collections import deque
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any
 
@@ -24,8 +25,11 @@ from melo_protocol.wire.realtime import (
 )
 from server.chats import events
 from server.core.errors import ApiError
+from server.core.jwt_keys import AccessClaims
 from server.db.models import Chat, ChatMember
 from server.realtime.bus import BusEvent
+from server.realtime.delivery import Action, ChatEvent, DeliveryState, Fill, Membership, Route, Send
+from server.realtime.frames import error_frame, session_revoked_frame, validation_details
 from server.state import AppState
 
 log = logging.getLogger("melo.ws")
@@ -33,18 +37,10 @@ log = logging.getLogger("melo.ws")
 REPLAY_BATCH = 500
 CLOSE_TIMEOUT_S = 1.0  # to hand the close frame to a peer before dropping the transport
 CLOSE_BACKSTOP_S = 5.0  # a closed socket's transport is aborted by then if the peer never finished
-_PART_PREFIXES = ('{"type":"member.left"', '{"type":"member.removed"')
 
-
-def error_frame(code: str, message: str, req_id: str | None = None, details: dict[str, Any] | None = None) -> str:
-    return json.dumps({"type": "error", "id": req_id,
-                       "error": {"code": code, "message": message, "details": details or {}}})
-
-
-def validation_details(exc: ValidationError) -> dict[str, Any]:
-    """Where a frame is invalid and why, never the values (the first ten errors: a frame may hold thousands)."""
-    return {"errors": [{"loc": [str(p) for p in e.get("loc", ())], "type": e.get("type"), "msg": e.get("msg")}
-                       for e in exc.errors()[:10]]}
+# Runs one valid command for a socket; the answer frame (None: no answer). The router injects
+# ``server.realtime.commands.run``: this module does not know the commands.
+CommandRunner = Callable[["Connection", Any], Awaitable[str | None]]
 
 
 class InvalidFrames:
@@ -65,17 +61,19 @@ class InvalidFrames:
 
 
 class Connection:
-    def __init__(self, ws: WebSocket, state: AppState, *, user_id: int, username: str, session_id: str,
-                 device_id: str) -> None:
+    def __init__(self, ws: WebSocket, state: AppState, *, claims: AccessClaims, username: str,
+                 run_command: CommandRunner) -> None:
         self.id = secrets.token_hex(8)
         self.ws = ws
         self.state = state
-        self.user_id = user_id
+        self.claims = claims  # of the token that opened the socket; its session is checked before each command
+        self.user_id = claims.user_id
         self.username = username
-        self.session_id = session_id
-        self.device_id = device_id
-        self.chats: set[int] = set()
-        self.cursor: dict[int, int] = {}
+        self.session_id = claims.session_id
+        self.device_id = claims.device_id
+        self.run_command = run_command
+        self.chats: set[int] = set()  # the chats the hub routes to this socket (the hub keeps it)
+        self.delivery = DeliveryState(claims.user_id)
         self.queue: asyncio.Queue[BusEvent] = asyncio.Queue(maxsize=state.settings.ws_queue_size)
         self.send_lock = asyncio.Lock()
         self.close_requested = asyncio.Event()
@@ -83,9 +81,6 @@ class Connection:
         self.close_reason = ""
         self.finished = asyncio.Event()
         self.invalid_frames: InvalidFrames | None = None  # made at the first one: most sockets never send any
-        self.to_device_sent: set[int] = set()  # to-device ids sent on this socket
-        # chats this socket saw its own removal from: nothing more of them until a member.joined for it
-        self.parted: set[int] = set()
 
     # ---- called by the hub (synchronously, never blocking) ------------------------------------------
     def offer(self, ev: BusEvent) -> None:
@@ -110,79 +105,50 @@ class Connection:
         async with self.send_lock:
             await self.ws.send_text(text)
 
-    async def send_backlog(self, chat_id: int, after: int, up_to: int | None) -> int:
-        """Send stored events of a chat after ``after``; returns the last seq sent (or ``after``).
+    async def apply(self, actions: list[Action]) -> None:
+        """Carry out what the delivery state asked for, in order."""
+        for action in actions:
+            if isinstance(action, Send):
+                await self.send_text(action.frame)
+                if action.live:
+                    self.state.hub.delivered += 1
+            elif isinstance(action, Fill):
+                await self._fill(action)
+            elif isinstance(action, Route):
+                self.state.hub.route(self, action.chat_id)
+            else:
+                self.state.hub.unroute(self, action.chat_id)
 
-        Stops after this user's own removal from the chat (``member.left``/``member.removed``): what
-        follows it is not theirs, even when a lost or late bus message left the socket routed there.
-        """
-        last = after
-        while True:
+    async def _fill(self, fill: Fill) -> None:
+        """Read a chat's stored events for the delivery state, a batch at a time, while it wants them."""
+        after, chat_id = fill.after, fill.chat_id
+        while self.delivery.filling(chat_id):
             async with self.state.sessions() as db:
-                batch = await events.replay(db, chat_id, last, up_to, REPLAY_BATCH, data_keys=self.state.data_keys)
+                batch = await events.replay(db, chat_id, after, fill.up_to, REPLAY_BATCH,
+                                            data_keys=self.state.data_keys)
             for seq, frame in batch:
-                await self.send_text(frame)
-                last = seq
-                if self._is_own_part(frame):
-                    self.part(chat_id)
-                    return last
+                await self.apply(self.delivery.stored_event(chat_id, seq, frame))
+                after = seq
+                if not self.delivery.filling(chat_id):
+                    break
             if len(batch) < REPLAY_BATCH:
-                return last
-
-    def _is_own_part(self, frame: str) -> bool:
-        if not frame.startswith(_PART_PREFIXES):
-            return False
-        user = json.loads(frame).get("data", {}).get("user")
-        return isinstance(user, dict) and user.get("id") == self.user_id
-
-    def part(self, chat_id: int) -> None:
-        """This socket saw its user leave the chat: stop routing and delivering that chat."""
-        self.parted.add(chat_id)
-        self.state.hub.unroute(self, chat_id)
+                break
+        await self.apply(self.delivery.fill_done(chat_id))
 
     async def deliver_loop(self) -> None:
-        """Events in order per chat, exactly once: late duplicates dropped, gaps filled from the DB."""
+        """Events in order per chat, exactly once (the rules are ``DeliveryState``'s)."""
         while True:
             ev = await self.queue.get()
             if ev.kind == "sync":
                 await self.sync()
             elif ev.kind == "chat" and ev.chat_id is not None and ev.seq is not None:
-                await self._deliver_chat_event(ev)
+                chat_event = ChatEvent(ev.chat_id, ev.seq, ev.frame, joins=self.user_id in ev.member_add,
+                                       leaves=self.user_id in ev.member_remove)
+                await self.apply(self.delivery.chat_event(chat_event))
             elif ev.kind == "device" and ev.seq is not None:
-                # ids are unique but may commit out of order: remember which were sent, not the highest
-                if ev.seq not in self.to_device_sent:  # the catch-up may already have sent it
-                    self.to_device_sent.add(ev.seq)
-                    await self.send_text(ev.frame)
+                await self.apply(self.delivery.device_message(ev.seq, ev.frame))
             else:
-                await self.send_text(ev.frame)
-                self.state.hub.delivered += 1
-
-    async def _deliver_chat_event(self, ev: BusEvent) -> None:
-        assert ev.chat_id is not None and ev.seq is not None
-        chat_id, joining = ev.chat_id, self.user_id in ev.member_add
-        if chat_id in self.parted:
-            if not joining:
-                return  # a late copy from before the removal (already sent by a fill) or not ours at all
-            self.parted.discard(chat_id)  # back in: the stream restarts at the join, no fill before it
-        else:
-            last = self.cursor.get(chat_id)
-            if last is not None:
-                if ev.seq <= last:
-                    return
-                if ev.seq > last + 1:  # a bus message went missing or raced: read what lies between
-                    last = await self.send_backlog(chat_id, last, ev.seq - 1)
-                    self.cursor[chat_id] = last
-                    if chat_id in self.parted:
-                        return  # the fill reached our removal; this event is past it
-        self.cursor[chat_id] = ev.seq
-        await self.send_text(ev.frame)
-        self.state.hub.delivered += 1
-        if self.user_id in ev.member_remove:
-            self.part(chat_id)
-        elif joining:
-            # Events after the join that overtook it on the bus found this socket not yet routed to the
-            # chat and were not offered to it: read them now (usually none).
-            self.cursor[chat_id] = await self.send_backlog(chat_id, ev.seq, None)
+                await self.apply([Send(ev.frame, live=True)])
 
     async def sync(self) -> None:
         """After bus messages may have been lost (the bus reconnected): compare every chat of this user
@@ -193,18 +159,9 @@ class Connection:
                 .join(Chat, Chat.id == ChatMember.chat_id)
                 .where(ChatMember.user_id == self.user_id)
             )).all()
-        for r in rows:
-            chat_id, from_join = int(r.chat_id), int(r.joined_seq) - 1
-            if r.left_seq is None and chat_id not in self.chats:  # joined while the bus was away
-                after = from_join if chat_id in self.parted else max(self.cursor.get(chat_id, from_join), from_join)
-                self.parted.discard(chat_id)
-                self.state.hub.route(self, chat_id)
-            elif chat_id in self.parted or chat_id not in self.chats:
-                continue
-            else:
-                after = self.cursor.get(chat_id, from_join)
-            if int(r.last_seq) > after:
-                self.cursor[chat_id] = await self.send_backlog(chat_id, after, r.left_seq)
+        memberships = [Membership(int(r.chat_id), int(r.joined_seq), None if r.left_seq is None else int(r.left_seq),
+                                  int(r.last_seq)) for r in rows]
+        await self.apply(self.delivery.sync(memberships, routed=self.chats))
 
     # ---- receiving ----------------------------------------------------------------------------------
     async def read_loop(self) -> None:
@@ -245,8 +202,6 @@ class Connection:
             self.request_close(CloseCode.BAD_FRAMES, "too many invalid frames")
 
     async def handle_frame(self, raw: str) -> None:
-        from server.realtime import commands
-
         try:
             obj = json.loads(raw)
         except (json.JSONDecodeError, RecursionError):
@@ -270,7 +225,7 @@ class Connection:
             await self.send_text(error_frame(exc.code, exc.message, cmd.id, exc.details))
             return
         try:
-            reply = await commands.run(self, cmd)
+            reply = await self.run_command(self, cmd)
         except ApiError as exc:
             await self.send_text(error_frame(exc.code, exc.message, cmd.id, exc.details))
             return
@@ -287,7 +242,7 @@ class Connection:
     async def close(self) -> None:
         frame = None
         if self.close_code == CloseCode.SESSION_REVOKED:
-            frame = json.dumps({"type": "session.revoked", "reason": self.close_reason})
+            frame = session_revoked_frame(self.close_reason)
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 if frame:

@@ -4,39 +4,56 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from server.realtime.bus import BusEvent
 
-if TYPE_CHECKING:
-    from server.realtime.connection import Connection
-
 log = logging.getLogger("melo.hub")
+
+
+class Socket(Protocol):
+    """What the hub needs of a live socket (``server.realtime.connection.Connection`` is one)."""
+
+    id: str  # this socket's presence entry
+    user_id: int
+    session_id: str
+    device_id: str
+    chats: set[int]  # the chats routed to it: the hub keeps this
+    finished: asyncio.Event
+
+    def offer(self, ev: BusEvent) -> None:
+        """Queue an event without waiting (a socket whose queue is full closes itself)."""
+
+    def revoke(self, reason: str) -> None: ...
+
+    def request_close(self, code: int, reason: str) -> None: ...
+
+    def abort_transport(self) -> None: ...
 
 
 class Hub:
     def __init__(self) -> None:
         self.worker_id = secrets.token_hex(4)
-        self.by_chat: dict[int, set[Connection]] = {}
-        self.by_user: dict[int, set[Connection]] = {}
-        self.by_session: dict[str, set[Connection]] = {}
-        self.by_device: dict[str, set[Connection]] = {}
+        self.by_chat: dict[int, set[Socket]] = {}
+        self.by_user: dict[int, set[Socket]] = {}
+        self.by_session: dict[str, set[Socket]] = {}
+        self.by_device: dict[str, set[Socket]] = {}
         self.delivered = 0
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.by_session.values())
 
-    def connections(self) -> list["Connection"]:
+    def connections(self) -> list[Socket]:
         return [c for conns in self.by_session.values() for c in conns]
 
-    def add(self, conn: "Connection", chat_ids: Iterable[int]) -> None:
+    def add(self, conn: Socket, chat_ids: Iterable[int]) -> None:
         self.by_user.setdefault(conn.user_id, set()).add(conn)
         self.by_session.setdefault(conn.session_id, set()).add(conn)
         self.by_device.setdefault(conn.device_id, set()).add(conn)
         for chat_id in chat_ids:
             self._route(conn, chat_id)
 
-    def remove(self, conn: "Connection") -> None:
+    def remove(self, conn: Socket) -> None:
         for index, key in ((self.by_user, conn.user_id), (self.by_session, conn.session_id),
                            (self.by_device, conn.device_id)):
             conns = index.get(key)  # type: ignore[attr-defined]
@@ -47,17 +64,17 @@ class Hub:
         for chat_id in list(conn.chats):
             self._unroute(conn, chat_id)
 
-    def route(self, conn: "Connection", chat_id: int) -> None:
+    def route(self, conn: Socket, chat_id: int) -> None:
         self._route(conn, chat_id)
 
-    def unroute(self, conn: "Connection", chat_id: int) -> None:
+    def unroute(self, conn: Socket, chat_id: int) -> None:
         self._unroute(conn, chat_id)
 
-    def _route(self, conn: "Connection", chat_id: int) -> None:
+    def _route(self, conn: Socket, chat_id: int) -> None:
         conn.chats.add(chat_id)
         self.by_chat.setdefault(chat_id, set()).add(conn)
 
-    def _unroute(self, conn: "Connection", chat_id: int) -> None:
+    def _unroute(self, conn: Socket, chat_id: int) -> None:
         conn.chats.discard(chat_id)
         conns = self.by_chat.get(chat_id)
         if conns is not None:

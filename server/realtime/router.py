@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
@@ -11,15 +10,26 @@ from pydantic import ValidationError
 from sqlalchemy import or_, select
 from starlette.websockets import WebSocketDisconnect
 
-from melo_protocol.wire import INT64_MAX, PROTOCOL_VERSION, ErrorCode
+from melo_protocol.wire import INT64_MAX, ErrorCode
 from melo_protocol.wire.realtime import AuthCmd, CloseCode
 from server.chats.service import users_sharing_chats
 from server.core.errors import ApiError
 from server.db.models import Chat, ChatMember, User
 from server.db.types import utcnow
 from server.deps import authenticate
+from server.keys.service import pending
+from server.realtime import commands
 from server.realtime.bus import BusEvent
-from server.realtime.connection import Connection, error_frame, validation_details
+from server.realtime.connection import Connection
+from server.realtime.frames import (
+    caught_up_frame,
+    error_frame,
+    presence_frame,
+    ready_frame,
+    resync_required_frame,
+    to_device_frame,
+    validation_details,
+)
 from server.state import AppState
 
 router = APIRouter()
@@ -67,8 +77,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await _refuse(ws, code, exc.code, exc.message)
         return
 
-    conn = Connection(ws, state, user_id=caller.user.id, username=caller.user.username,
-                      session_id=caller.session_id, device_id=caller.claims.device_id)
+    conn = Connection(ws, state, claims=caller.claims, username=caller.user.username, run_command=commands.run)
     try:
         await _serve(state, conn, auth)
     finally:
@@ -81,11 +90,10 @@ async def _serve(state: AppState, conn: Connection, auth: AuthCmd) -> None:
     # (its member.joined is queued, or the membership read sees it and the backlog has it).
     state.hub.add(conn, [])
     try:
-        await conn.send_text(json.dumps({
-            "type": "ready", "protocol": PROTOCOL_VERSION, "user_id": conn.user_id, "username": conn.username,
-            "session_id": conn.session_id, "device_id": conn.device_id,
-            "heartbeat_s": state.settings.ws_heartbeat_s, "idle_timeout_s": state.settings.ws_idle_timeout_s,
-        }))
+        await conn.send_text(ready_frame(
+            user_id=conn.user_id, username=conn.username, session_id=conn.session_id, device_id=conn.device_id,
+            heartbeat_s=state.settings.ws_heartbeat_s, idle_timeout_s=state.settings.ws_idle_timeout_s,
+        ))
         # The backlog can be long and the peer slow: a revocation or shutdown must not wait for it.
         catch_up = asyncio.create_task(_catch_up(state, conn, auth, cursor_in), name="ws-backlog")
         closing = asyncio.create_task(conn.wait_closed(), name="ws-close")
@@ -148,7 +156,7 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
             continue
         if auth.cursor is None:
             if r.left_seq is None:
-                conn.cursor[chat.id] = chat.last_seq  # a fresh client starts from now
+                conn.delivery.start_at(chat.id, chat.last_seq)  # a fresh client starts from now
             continue
         # A cursor past the chat's last event (a client's bug, or a seq from another server) would make
         # every live event look like a duplicate until the chat caught up with it: it means "all of it".
@@ -157,11 +165,11 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
             continue  # it already saw its removal
         if after < chat.purged_seq:
             resync.append(chat.id)
-            conn.cursor[chat.id] = chat.last_seq
+            conn.delivery.start_at(chat.id, chat.last_seq)
             continue
-        conn.cursor[chat.id] = await conn.send_backlog(chat.id, after, r.left_seq)
+        await conn.apply(conn.delivery.resume(chat.id, after, r.left_seq))
     if resync:
-        await conn.send_text(json.dumps({"type": "resync_required", "chat_ids": resync}))
+        await conn.send_text(resync_required_frame(resync))
     # Online before caught_up: a client that saw caught_up counts in presence on every worker (else its
     # other socket closing right then could announce it offline).
     try:
@@ -169,23 +177,19 @@ async def _catch_up(state: AppState, conn: Connection, auth: AuthCmd, cursor_in:
     except Exception as exc:  # presence is best effort; the stream is not
         log.warning("presence update failed: %s", type(exc).__name__)
     await send_pending_to_device(state, conn)
-    await conn.send_text(json.dumps({"type": "caught_up",
-                                     "cursor": {str(k): v for k, v in conn.cursor.items()}}))
+    await conn.send_text(caught_up_frame(conn.delivery.cursor))
 
 
 async def send_pending_to_device(state: AppState, conn: Connection) -> None:
     """To-device messages queued for this device (acknowledged ones are gone), oldest first."""
-    from server.keys.service import pending, to_device_frame_from_out
-
     after = 0
     while True:
         async with state.sessions() as db:
             batch = await pending(db, conn.device_id, after=after, limit=500)
         for item in batch:
             after = item.id
-            if item.id not in conn.to_device_sent:
-                conn.to_device_sent.add(item.id)
-                await conn.send_text(to_device_frame_from_out(item))
+            if item.id not in conn.delivery.to_device_sent:
+                await conn.apply(conn.delivery.device_message(item.id, to_device_frame(item)))
         if len(batch) < 500:
             return
 
@@ -205,8 +209,7 @@ async def _presence_changed(state: AppState, conn: Connection, *, online: bool) 
                 user.last_seen_at = now
                 await db.commit()
         watchers = await users_sharing_chats(db, conn.user_id)
-    frame = json.dumps({"type": "presence", "user": conn.username, "online": online,
-                        "last_seen": None if online else now.isoformat()})
+    frame = presence_frame(conn.username, online, None if online else now)
     await state.bus.publish(BusEvent(kind="presence", frame=frame, user_ids=watchers))
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_settings
-from tests.realtime.conftest import Live, start_live
+from tests.kit.livekit import Live, start_live
 
 
 @asynccontextmanager

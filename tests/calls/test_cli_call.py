@@ -5,9 +5,9 @@ import json
 import os
 from pathlib import Path
 
-from melo_protocol.client.calls import dominant_frequency, read_wav
+from melo_protocol.client.call_media import dominant_frequency, read_wav
 from tests.cli.conftest import PASSWORD, melo_command
-from tests.realtime.conftest import Live
+from tests.kit.livekit import Live
 
 
 def _env(home: Path, server: str) -> dict[str, str]:

@@ -4,9 +4,10 @@ import asyncio
 import time
 from pathlib import Path
 
-from melo_protocol.client.calls import CallState, SilenceTrack, ToneTrack, WavRecorder, dominant_frequency, read_wav
-from tests.calls.callkit import pair
-from tests.realtime.conftest import Live
+from melo_protocol.client.call_media import SilenceTrack, ToneTrack, WavRecorder, dominant_frequency, read_wav
+from melo_protocol.client.call_state import CallState
+from tests.kit.callkit import pair
+from tests.kit.livekit import Live
 
 
 async def _call_with_tone(caller, callee, hz: float, wav: Path) -> float:
@@ -64,8 +65,8 @@ async def test_reject(live: Live, tmp_path: Path) -> None:
 
 async def test_second_incoming_call_gets_busy(live: Live, tmp_path: Path) -> None:
     alice, bob, _ = await pair(live, tmp_path)
-    from tests.calls.callkit import Party
-    from tests.realtime.e2ekit import device
+    from tests.kit.callkit import Party
+    from tests.kit.e2ekit import device
 
     carol_m = await device(live, tmp_path, "carol" + tmp_path.name[-6:].replace("_", ""), "c1", register=True)
     await carol_m.client.create_direct(bob.username)

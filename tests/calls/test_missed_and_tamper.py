@@ -12,17 +12,18 @@ from typing import Any
 
 import httpx
 import pytest
-import websockets
 from sqlalchemy import select
 
 from melo_protocol.client import CredentialStore, NotFound
-from melo_protocol.client.calls import CallError, CallState
+from melo_protocol.client.call_state import CallState
+from melo_protocol.client.errors import CallError
 from melo_protocol.client.messenger import Messenger
 from server.db.models import ToDeviceMessage
-from tests.calls.callkit import Party, chat_events, pair
 from tests.conftest import make_settings
-from tests.realtime.conftest import Live, start_live
-from tests.realtime.e2ekit import device
+from tests.kit.callkit import Party, chat_events, pair
+from tests.kit.e2ekit import device
+from tests.kit.livekit import Live, start_live
+from tests.kit.wskit import connect, recv_frame, send_auth
 
 FAST = {"ring_timeout": 2.0, "offline_timeout": 1.0}
 
@@ -109,10 +110,10 @@ async def test_tampered_invite_fails_to_decrypt_and_never_connects(live: Live, t
     bob: Party | None = None
     # bob's device holds a socket (so he is online and the invite is sent) but never reads it: the invite
     # stays queued, unacknowledged, for when his client runs
-    silent = await websockets.connect(live.server.ws_url)
+    silent = await connect(live.server.ws_url)
     try:
-        await silent.send(json.dumps({"op": "auth", "token": await bob_m.client.access_token()}))
-        assert json.loads(await asyncio.wait_for(silent.recv(), 10))["type"] == "ready"
+        await send_auth(silent, await bob_m.client.access_token())
+        assert (await recv_frame(silent, 10))["type"] == "ready"
         call = await alice.calls.start(bob_m.username)
         async with live.server.state.sessions() as db:  # the relay alters the queued invite
             row = (await db.scalars(select(ToDeviceMessage).where(

@@ -75,7 +75,7 @@ def test_every_sdk_error_comes_back_as_itself() -> None:
     """An action's error crosses the socket as its SDK type, so the CLI prints the same code and message and
     exits with the same status as when it runs the action itself (exit codes are the CLI's to decide)."""
     from melo_protocol.client import errors as e
-    from melo_protocol.client.messenger import E2EError, ProfileInUse
+    from melo_protocol.client.errors import E2EError, ProfileInUse
 
     for exc in [
         e.NotFound(404, "chat_not_found", "no such chat", {"chat_id": 7}),

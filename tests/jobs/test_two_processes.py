@@ -26,7 +26,7 @@ from server.db.models import ServerState
 from server.db.types import utcnow
 from tests.conftest import RUN_ID, RUN_SECRET
 from tests.live import LiveServer, running_server, stop_server
-from tests.realtime.test_cluster import Node, User, call, register
+from tests.server.realtime.test_cluster import Node, User, call, register
 
 TIMEOUT_S = 30.0
 FAST_JOBS = {"retention": 1, "cleanup": 1, "key_rotation": 1}

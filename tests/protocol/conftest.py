@@ -1,4 +1,5 @@
-"""SDK tests: a live server per run, and a credential store in the test's own home."""
+"""SDK tests: a live server per run (a ``melo-server`` process), the app in-process for tests that also read
+the server's state (``live``, ``live_backends``), and a credential store in the test's own home."""
 
 import itertools
 import secrets
@@ -9,6 +10,7 @@ import httpx
 import pytest
 
 from melo_protocol.client import CredentialStore, MeloClient
+from tests.kit.livekit import live, live_backends  # noqa: F401  (the fixtures, re-exported)
 from tests.live import LiveServer, live_server_fixture
 
 live_server = live_server_fixture(scope="session", name="sdk-live")

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from melo_protocol.crypto import (
     CryptoMachine,
-    CryptoStore,
     DecryptionError,
     IdentityChanged,
     InvalidDeviceKeys,
@@ -22,6 +21,7 @@ from melo_protocol.crypto import (
     ReplayedMessage,
     RoomKeyReceived,
     RotationPolicy,
+    SqliteCryptoStore,
     TrustState,
     UndecryptableToDevice,
 )
@@ -84,8 +84,14 @@ class Server:
     def send_to_device(self, sender: CryptoMachine, messages: list[Any]) -> None:
         for m in messages:
             self.inbox.setdefault((m.user_id, m.device_id), []).append(
-                {"id": next(self._ids), "type": m.type, "sender_id": sender.user_id,
-                 "sender_device": sender.device_id, "content": m.content})
+                {
+                    "id": next(self._ids),
+                    "type": m.type,
+                    "sender_id": sender.user_id,
+                    "sender_device": sender.device_id,
+                    "content": m.content,
+                }
+            )
 
     def sync(self, machine: CryptoMachine) -> list[Any]:
         return machine.receive_to_device(self.inbox.pop((machine.user_id, machine.device_id), []))
@@ -103,9 +109,15 @@ class Server:
         return message_id
 
 
-def new_device(tmp_path: Path, server: Server, user_id: int, device_id: str, clock: Clock | None = None,
-               rotation: RotationPolicy | None = None) -> CryptoMachine:
-    store = CryptoStore(tmp_path / f"{user_id}-{device_id}", KEY)
+def new_device(
+    tmp_path: Path,
+    server: Server,
+    user_id: int,
+    device_id: str,
+    clock: Clock | None = None,
+    rotation: RotationPolicy | None = None,
+) -> CryptoMachine:
+    store = SqliteCryptoStore(tmp_path / f"{user_id}-{device_id}", KEY)
     machine = CryptoMachine.open(store, user_id, device_id, clock=clock or Clock(), rotation=rotation)
     server.machines.append(machine)
     server.upload(machine)
@@ -302,7 +314,7 @@ def test_blocked_device_gets_nothing_and_bad_device_keys_are_ignored(tmp_path: P
 
 
 def test_keys_for_upload_tops_up_and_publishes_device_keys_once(tmp_path: Path) -> None:
-    machine = CryptoMachine.open(CryptoStore(tmp_path, KEY), 1, "DEV")
+    machine = CryptoMachine.open(SqliteCryptoStore(tmp_path, KEY), 1, "DEV")
     body = machine.keys_for_upload(0)
     assert body is not None
     assert set(body) == {"device_keys", "one_time_keys", "fallback_key"}
@@ -313,7 +325,7 @@ def test_keys_for_upload_tops_up_and_publishes_device_keys_once(tmp_path: Path) 
     assert body is not None and set(body) == {"one_time_keys"} and len(body["one_time_keys"]) == 5
     # a restart before mark_keys_uploaded still has the private halves of what was handed out
     machine.store.close()
-    reopened = CryptoMachine.open(CryptoStore(tmp_path, KEY), 1, "DEV")
+    reopened = CryptoMachine.open(SqliteCryptoStore(tmp_path, KEY), 1, "DEV")
     assert reopened.account.one_time_keys() == body["one_time_keys"]
     reopened.close()
 
@@ -342,7 +354,8 @@ def test_to_device_payloads_and_reshare(tmp_path: Path, server: Server) -> None:
     server.send_to_device(alice, [alice.encrypt_to_device(4, "D4", "m.call.invite", {"sdp": "v=0"})])
     payloads = server.sync(dave)
     assert [(p.type, p.content, p.sender_user_id, p.sender_device_known) for p in payloads] == [
-        ("m.call.invite", {"sdp": "v=0"}, 1, False)]
+        ("m.call.invite", {"sdp": "v=0"}, 1, False)
+    ]
     envelopes = dict(server.messages[1])
     with pytest.raises(DecryptionError):
         dave.decrypt_chat_message(1, envelopes[ids[1]], ids[1])
@@ -368,8 +381,9 @@ def chat_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cry
 
 @settings(max_examples=50, deadline=None)
 @given(pick=st.integers(min_value=0, max_value=19), new_id=st.text(min_size=1, max_size=10))
-def test_any_replay_under_another_id_is_rejected(chat_history: tuple[CryptoMachine, list[tuple[str, Any]]],
-                                                 pick: int, new_id: str) -> None:
+def test_any_replay_under_another_id_is_rejected(
+    chat_history: tuple[CryptoMachine, list[tuple[str, Any]]], pick: int, new_id: str
+) -> None:
     bob, history = chat_history
     message_id, envelope = history[pick]
     if new_id == message_id:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from melo_protocol.crypto import CryptoStore, DecryptionError, DeviceAccount, SignatureError
+from melo_protocol.crypto import DecryptionError, DeviceAccount, SignatureError, SqliteCryptoStore
 from melo_protocol.crypto.olm import OlmSessions, PeerDevice, b64decode, b64encode
 from melo_protocol.crypto.store import DeviceRecord
 
@@ -20,7 +20,7 @@ KEY = b"\x01" * 32
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-OPENED: list[CryptoStore] = []
+OPENED: list[SqliteCryptoStore] = []
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -31,7 +31,7 @@ def _close_stores() -> Iterator[None]:
 
 
 def make_device(directory: Path, user_id: int, device_id: str) -> OlmSessions:
-    store = CryptoStore(directory / f"{user_id}-{device_id}", KEY)
+    store = SqliteCryptoStore(directory / f"{user_id}-{device_id}", KEY)
     OPENED.append(store)
     store.save_account(DeviceAccount(user_id, device_id))
     return OlmSessions(store)
@@ -116,7 +116,7 @@ def test_pre_key_session_is_committed_with_the_spent_one_time_key(tmp_path: Path
     envelope = alice.encrypt(peer_of(bob), "m.test", {"n": 1})
     assert bob.decrypt(envelope).content == {"n": 1}
     bob.store.close()
-    reopened = OlmSessions(CryptoStore(tmp_path / "2-B", KEY))
+    reopened = OlmSessions(SqliteCryptoStore(tmp_path / "2-B", KEY))
     OPENED.append(reopened.store)
     assert reopened.account.inner.one_time_keys == {}
     assert reopened.has_session(alice.account.curve25519)
@@ -153,7 +153,7 @@ def test_recipient_and_sender_bindings(tmp_path: Path) -> None:
 def test_claimed_key_signature_is_checked(tmp_path: Path) -> None:
     alice, bob = make_device(tmp_path, 1, "A"), make_device(tmp_path, 2, "B")
     claimed = claim_one(bob)
-    (key_id, signed), = claimed.items()
+    ((key_id, signed),) = claimed.items()
     forged = {key_id: {**signed, "key": alice.account.curve25519}}
     with pytest.raises(SignatureError):
         alice.create_outbound_session(peer_of(bob), forged)
@@ -173,7 +173,8 @@ def test_fallback_key_sessions(tmp_path: Path) -> None:
     for sender in (alice, carol):
         sender.create_outbound_session(peer_of(bob), fallback)
         assert bob.decrypt(sender.encrypt(peer_of(bob), "m.test", {"from": sender.account.user_id})).content == {
-            "from": sender.account.user_id}
+            "from": sender.account.user_id
+        }
 
 
 def test_malformed_envelopes_are_decryption_errors(pair: tuple[OlmSessions, OlmSessions]) -> None:
@@ -183,12 +184,21 @@ def test_malformed_envelopes_are_decryption_errors(pair: tuple[OlmSessions, OlmS
         {},
         {"algorithm": "m.megolm.v1.aes-sha2"},
         {"algorithm": "m.olm.v1.curve25519-aes-sha2", "sender_key": "x", "ciphertext": {}},
-        {"algorithm": "m.olm.v1.curve25519-aes-sha2", "sender_key": "x",
-         "ciphertext": {curve: {"type": 1, "body": "!!"}}},
-        {"algorithm": "m.olm.v1.curve25519-aes-sha2", "sender_key": "x",
-         "ciphertext": {curve: {"type": 7, "body": base64.b64encode(b"abc").decode()}}},
-        {"algorithm": "m.olm.v1.curve25519-aes-sha2", "sender_key": "x",
-         "ciphertext": {curve: {"type": 1, "body": base64.b64encode(b"\x03abc").decode()}}},
+        {
+            "algorithm": "m.olm.v1.curve25519-aes-sha2",
+            "sender_key": "x",
+            "ciphertext": {curve: {"type": 1, "body": "!!"}},
+        },
+        {
+            "algorithm": "m.olm.v1.curve25519-aes-sha2",
+            "sender_key": "x",
+            "ciphertext": {curve: {"type": 7, "body": base64.b64encode(b"abc").decode()}},
+        },
+        {
+            "algorithm": "m.olm.v1.curve25519-aes-sha2",
+            "sender_key": "x",
+            "ciphertext": {curve: {"type": 1, "body": base64.b64encode(b"\x03abc").decode()}},
+        },
     ]
     for envelope in bad:
         with pytest.raises(DecryptionError):

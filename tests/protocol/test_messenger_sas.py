@@ -10,9 +10,9 @@ from melo_protocol.client import CredentialStore, MeloClient
 from melo_protocol.client import events as ev
 from melo_protocol.client.messenger import Messenger
 from melo_protocol.crypto import SasState
+from tests.kit.e2ekit import close_all, next_of
 from tests.live import LiveServer
 from tests.protocol.conftest import PASSWORD, new_username
-from tests.realtime.e2ekit import close_all, next_of
 
 
 async def _device(server: LiveServer, home: Path, name: str) -> Messenger:

@@ -6,7 +6,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from melo_protocol.client import api
 from melo_protocol.client.errors import BadRequest
-from melo_protocol.client.rest import _build
+from melo_protocol.client.transport import build_request
 from melo_protocol.wire.chats import ReactionKey
 
 KEY = TypeAdapter(ReactionKey)
@@ -40,10 +40,10 @@ def test_every_emoji_of_the_data_set_is_accepted() -> None:
 
 
 def test_the_sdk_refuses_before_sending_and_says_why() -> None:
-    request = _build(api.react, 3, 4, emoji="❤")
+    request = build_request(api.react, 3, 4, emoji="❤")
     assert request.path == "/v1/chats/3/messages/4/reactions/%E2%9D%A4%EF%B8%8F"
     with pytest.raises(BadRequest) as info:
-        _build(api.react, 3, 4, emoji="notanemoji")
+        build_request(api.react, 3, 4, emoji="notanemoji")
     assert info.value.code == "validation_error"
     assert str(info.value) == "a reaction is one emoji, e.g. 👍 (validation_error)"
     assert "notanemoji" not in str(info.value)  # values never reach messages

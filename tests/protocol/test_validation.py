@@ -8,7 +8,7 @@ from pydantic import BaseModel, ValidationError
 
 from melo_protocol.client import api
 from melo_protocol.client.errors import BadRequest, error_from_response
-from melo_protocol.client.rest import _build
+from melo_protocol.client.transport import build_request
 from melo_protocol.client.validation import describe_errors, duration_words
 from melo_protocol.wire import RegistrationTokenCreate
 from melo_protocol.wire.chats import (
@@ -83,7 +83,7 @@ def test_server_422_is_said_in_words_from_its_limits() -> None:
 
 def test_sdk_request_builder_says_it_in_words() -> None:
     with pytest.raises(BadRequest) as caught:
-        _build(api.set_timer, 7, 3)
+        build_request(api.set_timer, 7, 3)
     assert caught.value.message == "timer too short: 3 seconds, at least 5 seconds"
     assert caught.value.details == {"fields": ["seconds"]}
 

@@ -16,13 +16,12 @@ from typing import Any
 import h11
 import httpx
 import pytest
-import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from melo_protocol.wire.realtime import MAX_FRAME_BYTES
 from tests.faults import FAULT_MESSAGE, FAULTY_USERNAME
+from tests.kit.wskit import closed_code, connect
 from tests.live import LiveServer, running_server
-from tests.realtime.test_bad_frames import closed_with
 
 TIMEOUT_S = 15.0
 
@@ -157,14 +156,14 @@ async def test_an_oversize_auth_frame_is_refused_from_its_header(server: LiveSer
     ws_url = server.url.replace("http://", "ws://") + "/v1/ws"
     # Ten unauthenticated sockets announce 15 MiB auth frames and send only their first KiB: each is closed
     # with 1009 although the server could not have read the frame (most of it was never sent).
-    sockets = [await websockets.connect(ws_url, ping_interval=None) for _ in range(10)]
+    sockets = [await connect(ws_url) for _ in range(10)]
     for ws in sockets:
         ws.transport.write(frame_header(15 * 1024 * 1024) + b"x" * 1024)
-    assert await asyncio.gather(*(closed_with(ws, TIMEOUT_S) for ws in sockets)) == [1009] * 10
+    assert await asyncio.gather(*(closed_code(ws, TIMEOUT_S) for ws in sockets)) == [1009] * 10
     # a frame one byte over the limit, sent in full, is refused the same way
-    async with websockets.connect(ws_url, ping_interval=None) as ws:
+    async with connect(ws_url) as ws:
         await ws.send(json.dumps({"op": "auth", "token": "x" * MAX_FRAME_BYTES, "cursor": None}))
-        assert await closed_with(ws, TIMEOUT_S) == 1009
+        assert await closed_code(ws, TIMEOUT_S) == 1009
     # the server goes on
     async with httpx.AsyncClient(base_url=server.url) as http:
         assert (await http.get("/healthz")).status_code == 200

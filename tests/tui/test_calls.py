@@ -13,15 +13,17 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from melo_protocol.client.calls import Call, CallState, SilenceTrack
+from melo_protocol.client.call import Call
+from melo_protocol.client.call_media import SilenceTrack
+from melo_protocol.client.call_state import CallState
 from melo_tui.app import MeloApp
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.incoming_call import IncomingCallScreen
 from melo_tui.widgets.call_bar import CallBar
-from tests.calls.callkit import Party
 from tests.calls.conftest import postgres_live
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import device
+from tests.kit.callkit import Party
+from tests.kit.e2ekit import device
+from tests.kit.livekit import Live
 from tests.tui.tuikit import SIZE, login, make_app, type_text, unique, wait_for
 
 

@@ -10,16 +10,17 @@ from textual.pilot import Pilot
 from melo_protocol.client import CredentialStore, MeloClient
 from melo_protocol.client import events as ev
 from melo_protocol.client.errors import SessionRevoked
-from melo_tui.app import MeloApp, quiet_media
+from melo_tui.app import MeloApp
 from melo_tui.backend import Backend
+from melo_tui.media import quiet_media
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.login import LoginScreen
 from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.conversation.composer import Composer
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
 from melo_tui.widgets.conversation.pinned_banner import PinnedBanner
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import close_all, device, next_of
+from tests.kit.e2ekit import close_all, device, next_of
+from tests.kit.livekit import Live
 from tests.tui.tuikit import PASSWORD, SIZE, info_shown, login, message_texts, prompt_ready, type_text, unique, wait_for
 
 
@@ -53,8 +54,11 @@ async def test_invite_at_registration_ticks_pins_timer_schedule_and_alerts(live:
     async def record(title: str, body: str) -> None:
         desktop.append((title, body))
 
-    app = MeloApp(Backend(CredentialStore(tmp_path / "alice-home", "tui"), server_url=live.server.url),
-                  call_media=quiet_media, desktop_notify=record)
+    app = MeloApp(
+        Backend(CredentialStore(tmp_path / "alice-home", "tui"), server_url=live.server.url),
+        call_media=quiet_media,
+        desktop_notify=record,
+    )
     bob = await device(live, tmp_path / "bob-home", bob_name, "bob", register=True)
     group = await bob.client.create_chat("group", "Plans")
     invite = await bob.client.create_invite(group.id)
@@ -75,32 +79,40 @@ async def test_invite_at_registration_ticks_pins_timer_schedule_and_alerts(live:
             await send_line(pilot, app, "hello plans")
             got = (await received).message
             assert got.text == "hello plans"
-            await wait_for(pilot, lambda: (i := own_item(app, "hello plans")) is not None and i.rendering.delivered,
-                           what="delivered tick")
+            await wait_for(
+                pilot,
+                lambda: (i := own_item(app, "hello plans")) is not None and i.rendering.delivered,
+                what="delivered tick",
+            )
             item = own_item(app, "hello plans")
             assert item is not None and not item.rendering.read and "✓✓" in item.rendered.plain
             await bob.mark_read(group.id, got.seq)
-            await wait_for(pilot, lambda: (i := own_item(app, "hello plans")) is not None and i.rendering.read,
-                           what="read tick")
+            await wait_for(
+                pilot, lambda: (i := own_item(app, "hello plans")) is not None and i.rendering.read, what="read tick"
+            )
 
             # the pinned banner follows pins made elsewhere
             banner = screen.query_one(PinnedBanner)
             assert not banner.display
             await bob.pin(group.id, got.id)
-            await wait_for(pilot, lambda: banner.display and f"📌 {alice}: hello plans" in banner.rendered.plain,
-                           what="the pinned banner")
+            await wait_for(
+                pilot,
+                lambda: banner.display and f"📌 {alice}: hello plans" in banner.rendered.plain,
+                what="the pinned banner",
+            )
             await bob.pin(group.id, got.id, unpin=True)
             await wait_for(pilot, lambda: not banner.display, what="the banner gone after unpinning")
 
             # the owner sets a disappearing timer: a notice and the title; a plain member may not
             await bob.client.set_timer(group.id, 3600)
             notice = f"{bob_name} set messages to disappear 1h after sending"
-            await wait_for(pilot, lambda: any(notice in str(n.render()) for n in screen.query(".notice")),
-                           what="the timer notice")
+            await wait_for(
+                pilot, lambda: any(notice in str(n.render()) for n in screen.query(".notice")), what="the timer notice"
+            )
             title = screen.query_one("#chat-title")
             await wait_for(pilot, lambda: "⏱ 1h" in str(title.render()), what="timer title")
             await send_line(pilot, app, "/timer 30m")
-            await wait_for(pilot, lambda: notified(app, "/timer failed"), what="the refusal")
+            await wait_for(pilot, lambda: notified(app, "/timer was refused"), what="the refusal")
             assert (await bob.client.get_chat(group.id)).message_ttl_seconds == 3600
             await send_line(pilot, app, "/timer soon")
             await wait_for(pilot, lambda: notified(app, "invalid duration"), what="the usage message")
@@ -128,8 +140,11 @@ async def test_invite_at_registration_ticks_pins_timer_schedule_and_alerts(live:
             await wait_for(pilot, lambda: desktop, what="a desktop notification")
             assert desktop[0] == (f"Melo · {bob_name}", f"New message from {bob_name}")
             chats = screen.query_one(ChatList)  # the new DM's dot: the server says bob is online
-            await wait_for(pilot, lambda: (e := chats.entries.get(dm.id)) is not None and e.online is True,
-                           what="bob's presence dot")
+            await wait_for(
+                pilot,
+                lambda: (e := chats.entries.get(dm.id)) is not None and e.online is True,
+                what="bob's presence dot",
+            )
             await bob.send_text(group.id, f"@{alice} look at this")
             await wait_for(pilot, lambda: len(desktop) == 2, what="the mention notification")
             assert desktop[1] == ("Melo · Plans", f"{bob_name} mentioned you")
@@ -152,14 +167,20 @@ async def test_switch_profile_between_accounts_and_to_a_new_one(live: Live, tmp_
     try:
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="auto-login")
-            await wait_for(pilot, lambda: app.screen.status == f"{names['work']} · connected",  # type: ignore[attr-defined]
-                           what="work connected")
+            await wait_for(
+                pilot,
+                lambda: app.screen.status == f"{names['work']} · connected",  # type: ignore[attr-defined]
+                what="work connected",
+            )
             app.action_switch_profile()
             await wait_for(pilot, lambda: app.screen.query("#prompt-box Input"), what="the profile prompt")
             await type_text(pilot, "personal")
             await pilot.press("enter")
-            await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen)
-                           and app.screen.status == f"{names['personal']} · connected", what="personal connected")
+            await wait_for(
+                pilot,
+                lambda: isinstance(app.screen, ChatScreen) and app.screen.status == f"{names['personal']} · connected",
+                what="personal connected",
+            )
             assert app.backend.store.profile == "personal" and app.backend.username == names["personal"]
             assert len([s for s in app.screen_stack if isinstance(s, ChatScreen)]) == 1
             app.switch_profile("fresh")

@@ -18,8 +18,8 @@ from melo_protocol.client.messenger import Messenger
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
 from tests.cli.conftest import melo_command
+from tests.kit.e2ekit import next_of
 from tests.live import LiveServer
-from tests.realtime.e2ekit import next_of
 from tests.tui.tuikit import PASSWORD, SIZE, login, make_app, unique, wait_for
 
 PROFILE = "tui"

@@ -9,8 +9,8 @@ from melo_tui.screens.chat import ChatScreen
 from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.conversation.message_view import MessageItem
 from melo_tui.widgets.conversation.typing_indicator import TypingIndicator
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import close_all, device, next_of
+from tests.kit.e2ekit import close_all, device, next_of
+from tests.kit.livekit import Live
 from tests.tui.tuikit import SIZE, login, make_app, message_texts, screen_shows, type_text, unique, wait_for
 
 

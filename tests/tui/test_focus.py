@@ -13,8 +13,8 @@ from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.conversation.composer import Composer
 from melo_tui.widgets.conversation.message_view import MessageView
 from melo_tui.widgets.members import MemberPanel
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import close_all, device
+from tests.kit.e2ekit import close_all, device
+from tests.kit.livekit import Live
 from tests.tui.tuikit import SIZE, login, make_app, unique, wait_for
 
 

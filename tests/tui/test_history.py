@@ -10,8 +10,8 @@ from melo_protocol.client.events import Message
 from melo_tui.formatting import FIXED
 from melo_tui.screens.chat import HISTORY_PAGE, ChatScreen
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import close_all, device
+from tests.kit.e2ekit import close_all, device
+from tests.kit.livekit import Live
 from tests.tui.tuikit import SIZE, login, make_app, message_texts, unique, wait_for
 
 

@@ -20,8 +20,8 @@ from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.chat_info import ChatInfoScreen
 from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.members import MemberPanel
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import PASSWORD
+from tests.kit.e2ekit import PASSWORD
+from tests.kit.livekit import Live
 from tests.tui.tuikit import SIZE, login, make_app, prompt_ready, type_text, unique, wait_for
 
 

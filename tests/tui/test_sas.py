@@ -19,8 +19,8 @@ from melo_tui.screens.pick_device import PickDeviceScreen
 from melo_tui.screens.sas import SasScreen
 from melo_tui.screens.sas_request import SasRequestScreen
 from melo_tui.screens.verify import VerifyScreen
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import close_all, device, next_of
+from tests.kit.e2ekit import close_all, device, next_of
+from tests.kit.livekit import Live
 from tests.tui.tuikit import SIZE, login, make_app, prompt_ready, type_text, unique, wait_for
 
 

@@ -18,7 +18,7 @@ from textual.widgets import DataTable
 import melo_tui
 from melo_protocol.client import CredentialStore, MeloClient
 from melo_protocol.client import events as ev
-from melo_protocol.client.calls import CallQuality, CallState
+from melo_protocol.client.call_state import CallQuality, CallState
 from melo_protocol.client.messenger import Messenger
 from melo_protocol.crypto import PartyIdentity, safety_number, safety_qr
 from melo_protocol.crypto.sas import EMOJI
@@ -32,8 +32,8 @@ from melo_tui.screens.verify import VerifyScreen
 from melo_tui.widgets.call_bar import CallBar
 from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
+from tests.kit.e2ekit import PASSWORD, next_of
 from tests.live import LiveServer
-from tests.realtime.e2ekit import PASSWORD, next_of
 from tests.tui.tuikit import SIZE, make_app, wait_for
 
 ALICE, BOB = "alice", "bob"

@@ -16,8 +16,8 @@ import pytest
 from melo_protocol.client import CredentialStore, MeloClient
 from melo_protocol.client import events as ev
 from melo_protocol.client.messenger import Messenger
+from tests.kit.e2ekit import PASSWORD, next_of
 from tests.live import LiveServer
-from tests.realtime.e2ekit import PASSWORD, next_of
 from tests.tui.tuikit import unique
 
 REQUIRE = os.environ.get("MELO_TEST_REQUIRE_SERVICES") == "1"

@@ -7,9 +7,10 @@ from pathlib import Path
 from textual.pilot import Pilot
 
 from melo_protocol.client import CredentialStore
-from melo_tui.app import MeloApp, quiet_media
+from melo_tui.app import MeloApp
 from melo_tui.backend import Backend
 from melo_tui.formatting import Formatting
+from melo_tui.media import quiet_media
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
 
@@ -17,14 +18,15 @@ PASSWORD = "correct horse battery"
 SIZE = (120, 40)
 
 
-def make_app(home: Path, server_url: str | None, profile: str = "tui",
-             formatting: Formatting | None = None) -> MeloApp:
-    return MeloApp(Backend(CredentialStore(home, profile), server_url=server_url), formatting=formatting,
-                   call_media=quiet_media)  # no audio devices in tests
+def make_app(home: Path, server_url: str | None, profile: str = "tui", formatting: Formatting | None = None) -> MeloApp:
+    return MeloApp(
+        Backend(CredentialStore(home, profile), server_url=server_url), formatting=formatting, call_media=quiet_media
+    )  # no audio devices in tests
 
 
-async def wait_for(pilot: Pilot[None], condition: Callable[[], object], timeout: float = 15.0,
-                   what: str = "condition") -> None:
+async def wait_for(
+    pilot: Pilot[None], condition: Callable[[], object], timeout: float = 15.0, what: str = "condition"
+) -> None:
     """Let the app run until ``condition()`` holds; fail after ``timeout`` seconds."""
     try:
         async with asyncio.timeout(timeout):

@@ -1,0 +1,1 @@
+"""Helpers shared by the test packages: live servers, raw sockets, chats, SDK devices, calls."""
