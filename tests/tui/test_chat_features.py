@@ -11,7 +11,6 @@ from melo_protocol.client import CredentialStore, MeloClient
 from melo_protocol.client import events as ev
 from melo_protocol.client.errors import SessionRevoked
 from melo_tui.app import MeloApp
-from melo_tui.backend import Backend
 from melo_tui.media import quiet_media
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.login import LoginScreen
@@ -21,7 +20,18 @@ from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
 from melo_tui.widgets.conversation.pinned_banner import PinnedBanner
 from tests.realtime.conftest import Live
 from tests.realtime.e2ekit import close_all, device, next_of
-from tests.tui.tuikit import PASSWORD, SIZE, info_shown, login, message_texts, prompt_ready, type_text, unique, wait_for
+from tests.tui.tuikit import (
+    PASSWORD,
+    SIZE,
+    home_backends,
+    info_shown,
+    login,
+    message_texts,
+    prompt_ready,
+    type_text,
+    unique,
+    wait_for,
+)
 
 
 def own_item(app: MeloApp, text: str) -> MessageItem | None:
@@ -55,7 +65,8 @@ async def test_invite_at_registration_ticks_pins_timer_schedule_and_alerts(live:
         desktop.append((title, body))
 
     app = MeloApp(
-        Backend(CredentialStore(tmp_path / "alice-home", "tui"), server_url=live.server.url),
+        home_backends(tmp_path / "alice-home", live.server.url),
+        "tui",
         call_media=quiet_media,
         desktop_notify=record,
     )
@@ -163,7 +174,7 @@ async def test_switch_profile_between_accounts_and_to_a_new_one(live: Live, tmp_
         async with MeloClient(live.server.url, store=store) as client:
             names[profile] = unique(profile[:4])
             await client.register(names[profile], PASSWORD, device_name="tui")
-    app = MeloApp(Backend(CredentialStore(home, "work")), call_media=quiet_media)
+    app = MeloApp(home_backends(home), "work", call_media=quiet_media)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="auto-login")
@@ -205,7 +216,7 @@ async def test_admin_actions_and_new_dm_and_channel_from_the_palette(live: Live,
         await db.commit()
     victim = await device(live, tmp_path / "victim-home", unique("mal"), "v", register=True)
     troll = await live.user("troll")
-    app = MeloApp(Backend(CredentialStore(home, "admin")), call_media=quiet_media)
+    app = MeloApp(home_backends(home), "admin", call_media=quiet_media)
 
     async def fill(*values: str) -> None:
         await wait_for(pilot, lambda: prompt_ready(app), what="a prompt")
@@ -264,7 +275,7 @@ async def test_notifications_never_interpret_markup(tmp_path: Path) -> None:
     """Notifications quote server errors, usernames and titles: "[/]" would be a markup error, "[b]" bold."""
     from textual.widgets._toast import Toast
 
-    app = MeloApp(Backend(CredentialStore(tmp_path, "tui"), server_url="http://127.0.0.1:9"), call_media=quiet_media)
+    app = MeloApp(home_backends(tmp_path, "http://127.0.0.1:9"), "tui", call_media=quiet_media)
     text = "Could not load chats: [/] [b]chat[/b] [link=http://x]y[/link]"
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen), what="the login screen")

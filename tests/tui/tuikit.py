@@ -7,6 +7,7 @@ from pathlib import Path
 from textual.pilot import Pilot
 
 from melo_protocol.client import CredentialStore
+from melo_tui.actions.base import BackendFactory
 from melo_tui.app import MeloApp
 from melo_tui.backend import Backend
 from melo_tui.formatting import Formatting
@@ -18,9 +19,18 @@ PASSWORD = "correct horse battery"
 SIZE = (120, 40)
 
 
+def home_backends(home: Path, server_url: str | None = None) -> BackendFactory:
+    """The backends of the profiles of ``home`` (as ``melo-tui`` makes them), on ``server_url``."""
+
+    def make(profile: str) -> Backend:
+        return Backend(CredentialStore(home, profile), server_url=server_url)
+
+    return make
+
+
 def make_app(home: Path, server_url: str | None, profile: str = "tui", formatting: Formatting | None = None) -> MeloApp:
     return MeloApp(
-        Backend(CredentialStore(home, profile), server_url=server_url), formatting=formatting, call_media=quiet_media
+        home_backends(home, server_url), profile, formatting=formatting, call_media=quiet_media
     )  # no audio devices in tests
 
 
