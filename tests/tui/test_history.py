@@ -1,4 +1,4 @@
-"""Older history on scroll-up against a live server, and how each message state is shown."""
+"""Older history on scroll-up (on a fake server), and how each message state is shown."""
 
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,22 +10,22 @@ from melo_protocol.client.events import Message
 from melo_tui.formatting import FIXED
 from melo_tui.screens.chat import HISTORY_PAGE, ChatScreen
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
-from tests.realtime.conftest import Live
-from tests.realtime.e2ekit import close_all, device
-from tests.tui.tuikit import SIZE, login, make_app, message_texts, unique, wait_for
+from tests.tui.fake_backend import FakeServer
+from tests.tui.tuikit import SIZE, fake_app, login, message_texts, wait_for
 
 
-async def test_older_history_loads_on_scroll_up_and_key_warnings_show(live: Live, tmp_path: Path) -> None:
-    me, peer = unique("reader"), unique("writer")
-    app = make_app(tmp_path / "home", live.server.url)
-    writer = await device(live, tmp_path / "w-home", peer, "w", register=True)
+async def test_older_history_loads_on_scroll_up_and_key_warnings_show(tmp_path: Path) -> None:
+    me, peer = "reader", "writer"
+    world = FakeServer()
+    world.user(peer)
+    app = fake_app(tmp_path / "home", world)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await login(pilot, me, register=True)
-            group = await writer.client.create_chat("group", "long story", [me])
+            group = world.create_chat(peer, "group", "long story", [me])
             total = HISTORY_PAGE + 15
             for i in range(total):
-                await writer.send_text(group.id, f"line {i}")
+                world.send(peer, group.id, f"line {i}")
             screen = app.screen
             assert isinstance(screen, ChatScreen)
             await wait_for(pilot, lambda: group.id in screen.query_one("#chat-list").entries,  # type: ignore[attr-defined]
@@ -53,7 +53,6 @@ async def test_older_history_loads_on_scroll_up_and_key_warnings_show(live: Live
             assert any("security key changed" in str(n.message) for n in app._notifications)
     finally:
         await app.backend.close()
-        await close_all(writer)
 
 
 class ViewApp(App[None]):
