@@ -90,6 +90,10 @@ class FakeServer:
         self.users[username] = user
         return user
 
+    def add_session(self, username: str, device_name: str) -> None:
+        """``username`` logs in on another device."""
+        self.users[username].sessions.append(FakeSession(f"s{next(self._ids)}", device_name))
+
     def push(self, username: str, event: ev.Event) -> None:
         """Deliver ``event`` on every live stream of ``username``."""
         for queue in self.users[username].streams:
@@ -200,6 +204,10 @@ class FakeClient:
         self._manager(chat)
         chat.invites.append(code := f"INVITE{chat_id}X{len(chat.invites)}")
         return InviteOut(code=code, chat_id=chat_id, created_at=NOON, uses=0, revoked=False)
+
+    async def list_invites(self, chat_id: int) -> list[InviteOut]:
+        chat = self.server.chat_of(self.username, chat_id)
+        return [InviteOut(code=c, chat_id=chat_id, created_at=NOON, uses=0, revoked=False) for c in chat.invites]
 
     async def join_invite(self, code: str) -> ChatOut:
         chat = next((c for c in self.server.chats.values() if code in c.invites), None)
