@@ -11,6 +11,7 @@ from melo_protocol.client import CredentialStore, MeloClient
 from melo_protocol.client import events as ev
 from melo_protocol.client.errors import SessionRevoked
 from melo_tui.app import MeloApp
+from melo_tui.backend import Backend
 from melo_tui.media import quiet_media
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.login import LoginScreen
@@ -20,6 +21,7 @@ from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
 from melo_tui.widgets.conversation.pinned_banner import PinnedBanner
 from tests.realtime.conftest import Live
 from tests.realtime.e2ekit import close_all, device, next_of
+from tests.tui.fake_backend import FakeBackend, FakeServer
 from tests.tui.tuikit import (
     PASSWORD,
     SIZE,
@@ -166,15 +168,20 @@ async def test_invite_at_registration_ticks_pins_timer_schedule_and_alerts(live:
         await close_all(bob)
 
 
-async def test_switch_profile_between_accounts_and_to_a_new_one(live: Live, tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    names = {}
-    for profile in ("work", "personal"):
-        store = CredentialStore(home, profile)
-        async with MeloClient(live.server.url, store=store) as client:
-            names[profile] = unique(profile[:4])
-            await client.register(names[profile], PASSWORD, device_name="tui")
-    app = MeloApp(home_backends(home), "work", call_media=quiet_media)
+async def test_switch_profile_between_accounts_and_to_a_new_one(tmp_path: Path) -> None:
+    world = FakeServer()
+    names = {"work": "wo", "personal": "pe"}
+    for name in names.values():
+        world.user(name)
+    made: list[str] = []  # the profiles the app asked its backend factory for
+
+    def backends(profile: str) -> Backend:
+        made.append(profile)
+        known = profile in names  # a new profile has no server yet: its login form offers the last one's
+        return FakeBackend(world, CredentialStore(tmp_path / "home", profile), logged_in_as=names.get(profile),
+                           server_url="https://melo.example" if known else None)
+
+    app = MeloApp(backends, "work", call_media=quiet_media)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="auto-login")
@@ -197,7 +204,8 @@ async def test_switch_profile_between_accounts_and_to_a_new_one(live: Live, tmp_
             app.switch_profile("fresh")
             await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen), what="a new profile logs in")
             assert app.backend.store.profile == "fresh" and app.backend.messenger is None
-            assert app.screen.query_one("#server").value == live.server.url  # type: ignore[attr-defined]
+            assert app.screen.query_one("#server").value == "https://melo.example"  # type: ignore[attr-defined]
+            assert made == ["work", "personal", "fresh"]  # every backend from the injected factory
     finally:
         await app.backend.close()
 
