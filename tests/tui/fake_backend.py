@@ -246,6 +246,23 @@ class FakeClient:
         self.server._to_members(chat, ev.ChatChanged(chat_id=chat_id, change="updated", data=dict(changes)))
         return await self.get_chat(chat_id)
 
+    async def change_role(self, chat_id: int, username: str, role: str) -> None:
+        chat = self.server.chat_of(self.username, chat_id)
+        if chat.members[self.username] != Role.OWNER:
+            raise Forbidden(403, "chat_admin_required", "only the owner changes roles")
+        chat.members[username] = Role(role)
+        self.server._to_members(chat, ev.MemberChanged(chat_id=chat_id, change="role_changed", user=username,
+                                                       role=role, by=self.username))
+
+    async def remove_member(self, chat_id: int, username: str) -> None:
+        chat = self.server.chat_of(self.username, chat_id)
+        self._manager(chat)
+        if chat.members.get(username) == Role.OWNER:
+            raise Forbidden(403, "chat_admin_required", "the owner cannot be removed")
+        self.server._to_members(chat, ev.MemberChanged(chat_id=chat_id, change="removed", user=username,
+                                                       by=self.username))
+        del chat.members[username]
+
     async def list_sessions(self) -> list[SessionOut]:
         user = self.server.users[self.username]
         return [SessionOut(id=s.id, device_id=f"D{s.id}", device_name=s.device_name, created_at=NOON,

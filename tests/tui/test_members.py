@@ -1,7 +1,9 @@
-"""The member panel (F2) and the chat info screen (F3), under Pilot against a live server.
+"""The member panel (F2) and the chat info screen (F3), under Pilot.
 
-The TUI user is alice; the other members are SDK clients. Presence comes from the peer's SDK stream
-connecting and closing; every management action is checked against the server through the SDK.
+The TUI user is alice. In the first test the other members are SDK clients of a live server: presence
+comes from the peer's SDK stream connecting and closing, and every management action is checked against
+the server through the SDK. The others run on a fake server, whose rules (who may manage) are the real
+server's.
 """
 
 from collections.abc import AsyncIterator
@@ -22,7 +24,8 @@ from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.members import MemberPanel
 from tests.realtime.conftest import Live
 from tests.realtime.e2ekit import PASSWORD
-from tests.tui.tuikit import SIZE, login, make_app, prompt_ready, type_text, unique, wait_for
+from tests.tui.fake_backend import FakeClient, FakeServer
+from tests.tui.tuikit import SIZE, fake_app, login, make_app, prompt_ready, type_text, unique, wait_for
 
 
 async def _registered(live: Live, home: Path, username: str) -> MeloClient:
@@ -170,17 +173,19 @@ class InBobsGroup:
     pilot: Any
     screen: ChatScreen
     alice: str
-    bob: MeloClient
+    bob: FakeClient
     bob_name: str
     group: ChatOut
 
 
 @asynccontextmanager
-async def in_bobs_group(live: Live, tmp_path: Path, title: str | None) -> AsyncIterator[InBobsGroup]:
-    """alice in bob's group ``title`` (None: in bob's direct chat with her), open."""
-    alice, bob_name = unique("alice"), unique("bob")
-    app = make_app(tmp_path / "alice-home", live.server.url)
-    bob = await _registered(live, tmp_path / "bob-home", bob_name)
+async def in_bobs_group(tmp_path: Path, title: str | None) -> AsyncIterator[InBobsGroup]:
+    """alice in bob's group ``title`` (None: in bob's direct chat with her), open; on a fake server."""
+    alice, bob_name = "alice", "bob"
+    world = FakeServer()
+    world.user(bob_name)
+    app = fake_app(tmp_path / "alice-home", world)
+    bob = FakeClient(world, bob_name)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await login(pilot, alice, register=True)
@@ -194,11 +199,10 @@ async def in_bobs_group(live: Live, tmp_path: Path, title: str | None) -> AsyncI
             yield InBobsGroup(app, pilot, screen, alice, bob, bob_name, group)
     finally:
         await app.backend.close()
-        await bob.aclose()
 
 
-async def test_chat_info_refuses_management_politely_for_non_admins(live: Live, tmp_path: Path) -> None:
-    async with in_bobs_group(live, tmp_path, "bob's club") as g:
+async def test_chat_info_refuses_management_politely_for_non_admins(tmp_path: Path) -> None:
+    async with in_bobs_group(tmp_path, "bob's club") as g:
         app, pilot, screen, alice, bob, bob_name, group = g.app, g.pilot, g.screen, g.alice, g.bob, g.bob_name, g.group
 
         # the palette's "Chat info" opens it too
@@ -257,8 +261,8 @@ async def test_chat_info_refuses_management_politely_for_non_admins(live: Live, 
         assert {m.user.username for m in await bob.list_members(group.id)} == {bob_name}
 
 
-async def test_chat_info_follows_a_removal_from_the_chat(live: Live, tmp_path: Path) -> None:
-    async with in_bobs_group(live, tmp_path, "a short stay") as g:
+async def test_chat_info_follows_a_removal_from_the_chat(tmp_path: Path) -> None:
+    async with in_bobs_group(tmp_path, "a short stay") as g:
         app, pilot, screen = g.app, g.pilot, g.screen
         await pilot.press("f3")
         await wait_for(pilot, lambda: "Your role:" in _info_text(app), what="chat info")
@@ -267,9 +271,9 @@ async def test_chat_info_follows_a_removal_from_the_chat(live: Live, tmp_path: P
         assert _notified(app, "You are no longer a member of this chat.")
 
 
-async def test_chat_info_of_a_direct_chat_sets_its_disappearing_messages(live: Live, tmp_path: Path) -> None:
+async def test_chat_info_of_a_direct_chat_sets_its_disappearing_messages(tmp_path: Path) -> None:
     """A DM has one setting, the timer, which either person sets: chat info shows it and sets it."""
-    async with in_bobs_group(live, tmp_path, None) as g:
+    async with in_bobs_group(tmp_path, None) as g:
         app, pilot, bob, dm = g.app, g.pilot, g.bob, g.group
         await pilot.press("f3")
         await wait_for(pilot, lambda: "Your role:" in _info_text(app), what="chat info")
