@@ -123,16 +123,27 @@ class FakeServer:
             self.push(name, ev.MemberChanged(chat_id=chat_id, user=name, change="joined"))
         return chat
 
-    def send(self, sender: str, chat_id: int, text: str, *, reply_to: int | None = None,
-             emote: bool = False) -> ev.Message:
+    def send(
+        self, sender: str, chat_id: int, text: str, *, reply_to: int | None = None, emote: bool = False
+    ) -> ev.Message:
         """``sender`` sends ``text``: stored, and a MessageReceived for every other member."""
         chat = self.chat_of(sender, chat_id)
         if chat.kind == ChatKind.CHANNEL and chat.members[sender] == Role.MEMBER:
             raise Forbidden(403, "channel_read_only", "only admins post in this channel")
         seq = len(chat.messages) + 1
         device = self.users[sender].device_id if chat.e2e else None
-        message = ev.Message(next(self._ids), chat_id, seq, sender, device, text, "ok", self.now(),
-                             reply_to=reply_to, kind="emote" if emote else "text")
+        message = ev.Message(
+            next(self._ids),
+            chat_id,
+            seq,
+            sender,
+            device,
+            text,
+            "ok",
+            self.now(),
+            reply_to=reply_to,
+            kind="emote" if emote else "text",
+        )
         chat.messages.append(message)
         chat.read[sender] = seq
         self._to_members(chat, ev.MessageReceived(chat_id=chat_id, seq=seq, message=message), but=sender)
@@ -146,20 +157,44 @@ class FakeServer:
         last = chat.messages[-1] if chat.messages else None
         peer = next((n for n in chat.members if n != username), None) if chat.kind == ChatKind.DIRECT else None
         return ChatOut(
-            id=chat.id, kind=chat.kind, title=chat.title, description=chat.description, e2e=chat.e2e,
-            slow_mode_seconds=chat.slow_mode_seconds, message_ttl_seconds=chat.message_ttl_seconds,
-            created_at=chat.created_at, role=chat.members[username], member_count=len(chat.members),
+            id=chat.id,
+            kind=chat.kind,
+            title=chat.title,
+            description=chat.description,
+            e2e=chat.e2e,
+            slow_mode_seconds=chat.slow_mode_seconds,
+            message_ttl_seconds=chat.message_ttl_seconds,
+            created_at=chat.created_at,
+            role=chat.members[username],
+            member_count=len(chat.members),
             last_seq=last.seq if last else 0,
             unread_count=sum(1 for m in chat.messages if m.seq > chat.read.get(username, 0)),
             peer=UserRef(id=self.users[peer].id, username=peer, online=False) if peer else None,
-            last_message=None if last is None else MessageOut(
-                id=last.id, chat_id=chat.id, seq=last.seq, sender=last.sender, sender_id=self.users[last.sender].id,
-                text=None if chat.e2e else last.text, e2e={"v": 1} if chat.e2e else None, created_at=last.created_at),
+            last_message=None
+            if last is None
+            else MessageOut(
+                id=last.id,
+                chat_id=chat.id,
+                seq=last.seq,
+                sender=last.sender,
+                sender_id=self.users[last.sender].id,
+                text=None if chat.e2e else last.text,
+                e2e={"v": 1} if chat.e2e else None,
+                created_at=last.created_at,
+            ),
         )
 
     def members_out(self, chat: FakeChat) -> list[MemberOut]:
-        return [MemberOut(user=self.ref(name), role=role, joined_at=NOON, read_seq=chat.read.get(name, 0),
-                          delivered_seq=chat.read.get(name, 0)) for name, role in chat.members.items()]
+        return [
+            MemberOut(
+                user=self.ref(name),
+                role=role,
+                joined_at=NOON,
+                read_seq=chat.read.get(name, 0),
+                delivered_seq=chat.read.get(name, 0),
+            )
+            for name, role in chat.members.items()
+        ]
 
 
 @dataclass
@@ -251,23 +286,35 @@ class FakeClient:
         if chat.members[self.username] != Role.OWNER:
             raise Forbidden(403, "chat_admin_required", "only the owner changes roles")
         chat.members[username] = Role(role)
-        self.server._to_members(chat, ev.MemberChanged(chat_id=chat_id, change="role_changed", user=username,
-                                                       role=role, by=self.username))
+        self.server._to_members(
+            chat, ev.MemberChanged(chat_id=chat_id, change="role_changed", user=username, role=role, by=self.username)
+        )
 
     async def remove_member(self, chat_id: int, username: str) -> None:
         chat = self.server.chat_of(self.username, chat_id)
         self._manager(chat)
         if chat.members.get(username) == Role.OWNER:
             raise Forbidden(403, "chat_admin_required", "the owner cannot be removed")
-        self.server._to_members(chat, ev.MemberChanged(chat_id=chat_id, change="removed", user=username,
-                                                       by=self.username))
+        self.server._to_members(
+            chat, ev.MemberChanged(chat_id=chat_id, change="removed", user=username, by=self.username)
+        )
         del chat.members[username]
 
     async def list_sessions(self) -> list[SessionOut]:
         user = self.server.users[self.username]
-        return [SessionOut(id=s.id, device_id=f"D{s.id}", device_name=s.device_name, created_at=NOON,
-                           last_seen_at=NOON, ip="127.0.0.1", user_agent="melo-sdk/0.1.0", current=i == 0)
-                for i, s in enumerate(user.sessions)]
+        return [
+            SessionOut(
+                id=s.id,
+                device_id=f"D{s.id}",
+                device_name=s.device_name,
+                created_at=NOON,
+                last_seen_at=NOON,
+                ip="127.0.0.1",
+                user_agent="melo-sdk/0.1.0",
+                current=i == 0,
+            )
+            for i, s in enumerate(user.sessions)
+        ]
 
     async def revoke_session(self, session_id: str) -> None:
         user = self.server.users[self.username]
@@ -311,8 +358,7 @@ class FakeMessenger:
             yield await self._events.get()
 
     async def history(self, chat_id: int, *, before: int | None = None, limit: int = 50) -> list[ev.Message]:
-        messages = [m for m in self.server.chat_of(self.username, chat_id).messages
-                    if before is None or m.seq < before]
+        messages = [m for m in self.server.chat_of(self.username, chat_id).messages if before is None or m.seq < before]
         return [self._seen(m) for m in messages[-limit:]]
 
     def _seen(self, message: ev.Message) -> ev.Message:
@@ -321,8 +367,9 @@ class FakeMessenger:
             return message
         return ev.Message(**{**message.__dict__, "verified": True})
 
-    async def send_text(self, chat_id: int, text: str, *, reply_to: int | None = None, txn_id: str | None = None,
-                        emote: bool = False) -> ev.Message:
+    async def send_text(
+        self, chat_id: int, text: str, *, reply_to: int | None = None, txn_id: str | None = None, emote: bool = False
+    ) -> ev.Message:
         return self._seen(self.server.send(self.username, chat_id, text, reply_to=reply_to, emote=emote))
 
     def _message(self, chat_id: int, message_id: int) -> ev.Message:
@@ -342,20 +389,24 @@ class FakeMessenger:
         message = self._message(chat_id, message_id)
         message.status, message.text = "deleted", None
         chat = self.server.chats[chat_id]
-        self.server._to_members(chat, ev.MessageDeleted(chat_id=chat_id, message_id=message_id, by=self.username),
-                                but=self.username)
+        self.server._to_members(
+            chat, ev.MessageDeleted(chat_id=chat_id, message_id=message_id, by=self.username), but=self.username
+        )
 
     async def react(self, chat_id: int, message_id: int, emoji: str) -> None:
         message = self._message(chat_id, message_id)
         message.reactions.setdefault(emoji, []).append(self.username)
-        self.server._to_members(self.server.chats[chat_id], ev.ReactionChanged(
-            chat_id=chat_id, message_id=message_id, user=self.username, emoji=emoji, added=True))
+        self.server._to_members(
+            self.server.chats[chat_id],
+            ev.ReactionChanged(chat_id=chat_id, message_id=message_id, user=self.username, emoji=emoji, added=True),
+        )
 
     async def pin(self, chat_id: int, message_id: int, *, unpin: bool = False) -> None:
         message = self._message(chat_id, message_id)
         message.pinned = not unpin
-        self.server._to_members(self.server.chats[chat_id], ev.PinChanged(
-            chat_id=chat_id, message_id=message_id, pinned=not unpin))
+        self.server._to_members(
+            self.server.chats[chat_id], ev.PinChanged(chat_id=chat_id, message_id=message_id, pinned=not unpin)
+        )
 
     async def pins(self, chat_id: int) -> list[ev.Message]:
         return [m for m in self.server.chat_of(self.username, chat_id).messages if m.pinned]
@@ -366,8 +417,7 @@ class FakeMessenger:
 
     async def typing(self, chat_id: int, typing: bool) -> None:
         chat = self.server.chat_of(self.username, chat_id)
-        self.server._to_members(chat, ev.Typing(chat_id=chat_id, user=self.username, typing=typing),
-                                but=self.username)
+        self.server._to_members(chat, ev.Typing(chat_id=chat_id, user=self.username, typing=typing), but=self.username)
 
     async def safety_number(self, username: str) -> tuple[str, str]:
         if username not in self.server.users:
@@ -378,8 +428,14 @@ class FakeMessenger:
         return list(self.server.scheduled)
 
     async def schedule_text(self, chat_id: int, text: str, send_at: datetime) -> ScheduledOut:
-        row = ScheduledOut(id=next(self.server._ids), chat_id=chat_id, txn_id="t", send_at=send_at,
-                           created_at=self.server.now(), text=text)
+        row = ScheduledOut(
+            id=next(self.server._ids),
+            chat_id=chat_id,
+            txn_id="t",
+            send_at=send_at,
+            created_at=self.server.now(),
+            text=text,
+        )
         self.server.scheduled.append(row)
         return row
 
@@ -392,8 +448,14 @@ class FakeMessenger:
 class FakeBackend(Backend):
     """A ``Backend`` whose logins open a ``FakeMessenger``; ``logged_in_as`` makes the profile auto-login."""
 
-    def __init__(self, server: FakeServer, store: CredentialStore, *, logged_in_as: str | None = None,
-                 server_url: str | None = "https://melo.example") -> None:
+    def __init__(
+        self,
+        server: FakeServer,
+        store: CredentialStore,
+        *,
+        logged_in_as: str | None = None,
+        server_url: str | None = "https://melo.example",
+    ) -> None:
         super().__init__(store, server_url=server_url)
         self.server = server
         self.logged_in_as = logged_in_as

@@ -178,8 +178,12 @@ async def test_switch_profile_between_accounts_and_to_a_new_one(tmp_path: Path) 
     def backends(profile: str) -> Backend:
         made.append(profile)
         known = profile in names  # a new profile has no server yet: its login form offers the last one's
-        return FakeBackend(world, CredentialStore(tmp_path / "home", profile), logged_in_as=names.get(profile),
-                           server_url="https://melo.example" if known else None)
+        return FakeBackend(
+            world,
+            CredentialStore(tmp_path / "home", profile),
+            logged_in_as=names.get(profile),
+            server_url="https://melo.example" if known else None,
+        )
 
     app = MeloApp(backends, "work", call_media=quiet_media)
     try:

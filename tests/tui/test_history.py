@@ -28,15 +28,21 @@ async def test_older_history_loads_on_scroll_up_and_key_warnings_show(tmp_path: 
                 world.send(peer, group.id, f"line {i}")
             screen = app.screen
             assert isinstance(screen, ChatScreen)
-            await wait_for(pilot, lambda: group.id in screen.query_one("#chat-list").entries,  # type: ignore[attr-defined]
-                           what="the group")
+            await wait_for(
+                pilot,
+                lambda: group.id in screen.query_one("#chat-list").entries,  # type: ignore[attr-defined]
+                what="the group",
+            )
             screen.open_chat(group.id)
             view = screen.query_one(MessageView)
             await wait_for(pilot, lambda: len(view.query(MessageItem)) == HISTORY_PAGE, what="the first page")
             assert message_texts(app)[-1].endswith("line 64  unverified") or "line 64" in message_texts(app)[-1]
             await wait_for(pilot, lambda: screen.query_one("#composer").has_focus, what="composer focused")
-            await wait_for(pilot, lambda: view.max_scroll_y > 0 and view.scroll_y == view.max_scroll_y,
-                           what="the newest message at the bottom")
+            await wait_for(
+                pilot,
+                lambda: view.max_scroll_y > 0 and view.scroll_y == view.max_scroll_y,
+                what="the newest message at the bottom",
+            )
             view.focus()
             await pilot.press("home")  # to the top of what is loaded: older history follows
             await wait_for(pilot, lambda: len(view.query(MessageItem)) == total, what="older history")
@@ -61,8 +67,16 @@ class ViewApp(App[None]):
 
 
 def msg(i: int, **kw: object) -> Message:
-    base = {"id": i, "chat_id": 1, "seq": i, "sender": "bob", "sender_device": "D", "text": f"text {i}",
-            "status": "ok", "created_at": datetime(2024, 1, 1, 12, 0, tzinfo=UTC)}
+    base = {
+        "id": i,
+        "chat_id": 1,
+        "seq": i,
+        "sender": "bob",
+        "sender_device": "D",
+        "text": f"text {i}",
+        "status": "ok",
+        "created_at": datetime(2024, 1, 1, 12, 0, tzinfo=UTC),
+    }
     base.update(kw)
     return Message(**base)  # type: ignore[arg-type]
 
@@ -71,15 +85,19 @@ async def test_message_states_are_shown() -> None:
     app = ViewApp()
     async with app.run_test(size=SIZE) as pilot:
         view = app.query_one(MessageView)
-        await view.show_chat(1, [
-            msg(1, text="original"),
-            msg(2, status="waiting_for_key", text=None),
-            msg(3, status="undecryptable", text=None),
-            msg(4, status="deleted", text=None),
-            msg(5, text="answer", reply_to=1, sender="me", edited_at=datetime(2024, 1, 1, tzinfo=UTC)),
-            msg(6, text="waves", kind="emote"),
-            msg(7, text="pinned one", pinned=True, reactions={"👍": ["a", "b"]}),
-        ], complete=True)
+        await view.show_chat(
+            1,
+            [
+                msg(1, text="original"),
+                msg(2, status="waiting_for_key", text=None),
+                msg(3, status="undecryptable", text=None),
+                msg(4, status="deleted", text=None),
+                msg(5, text="answer", reply_to=1, sender="me", edited_at=datetime(2024, 1, 1, tzinfo=UTC)),
+                msg(6, text="waves", kind="emote"),
+                msg(7, text="pinned one", pinned=True, reactions={"👍": ["a", "b"]}),
+            ],
+            complete=True,
+        )
         await pilot.pause()
         texts = [i.rendered.plain for i in view.query(MessageItem)]
         assert "waiting for the key" in texts[1]
@@ -105,8 +123,9 @@ async def test_mentions_are_highlighted_and_j_k_move_in_the_chat_list() -> None:
     app = ViewApp()
     async with app.run_test(size=SIZE) as pilot:
         view = app.query_one(MessageView)
-        await view.show_chat(1, [msg(1, text="hey @me look"), msg(2, text="[@me] is not a mention of @mex")],
-                             complete=True)
+        await view.show_chat(
+            1, [msg(1, text="hey @me look"), msg(2, text="[@me] is not a mention of @mex")], complete=True
+        )
         first, second = (view.items[1].rendered, view.items[2].rendered)
         assert any(span.style == "bold reverse yellow" for span in first.spans)
         assert "[@me]" in second.plain  # literal, never markup
@@ -116,8 +135,10 @@ async def test_mentions_are_highlighted_and_j_k_move_in_the_chat_list() -> None:
             yield ChatList()
 
     now = datetime(2024, 1, 1, tzinfo=UTC)
-    chats = [ChatOut(id=i, kind="group", title=f"g{i}", e2e=True, created_at=now, member_count=2, last_seq=0)
-             for i in (1, 2, 3)]
+    chats = [
+        ChatOut(id=i, kind="group", title=f"g{i}", e2e=True, created_at=now, member_count=2, last_seq=0)
+        for i in (1, 2, 3)
+    ]
     list_app = ListApp()
     async with list_app.run_test(size=SIZE) as pilot:
         chat_list = list_app.query_one(ChatList)

@@ -60,8 +60,11 @@ async def _conversation_open(pilot: Pilot[Any]) -> ChatScreen:
     await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="auto-login")
     screen = app.screen
     assert isinstance(screen, ChatScreen)
-    await wait_for(pilot, lambda: screen.status == f"{ALICE} · connected" and len(screen.query("ChatRow")) == 2,
-                   what="connected with chats")
+    await wait_for(
+        pilot,
+        lambda: screen.status == f"{ALICE} · connected" and len(screen.query("ChatRow")) == 2,
+        what="connected with chats",
+    )
     await pilot.press("down", "down")  # to the DM: the newest chat (the group) is first
     await pilot.press("enter")
     view = screen.query_one(MessageView)
@@ -104,8 +107,11 @@ def test_sessions_screen(snap_compare: Any, tmp_path: Path) -> None:
         await wait_for(pilot, lambda: len(screen.sessions) == 2, what="two sessions")
         table = screen.query_one(DataTable)
         # the table sizes its columns to new rows on idle; the picture waits for that, or it is truncated
-        await wait_for(pilot, lambda: table.ordered_columns[0].content_width >= len("● this device"),
-                       what="columns sized to the rows")
+        await wait_for(
+            pilot,
+            lambda: table.ordered_columns[0].content_width >= len("● this device"),
+            what="columns sized to the rows",
+        )
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
@@ -135,17 +141,24 @@ def test_chat_info_screen(snap_compare: Any, tmp_path: Path) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="auto-login")
         screen = app.screen
         assert isinstance(screen, ChatScreen)
-        await wait_for(pilot, lambda: screen.status == f"{ALICE} · connected" and len(screen.query("ChatRow")) == 2,
-                       what="connected with chats")
+        await wait_for(
+            pilot,
+            lambda: screen.status == f"{ALICE} · connected" and len(screen.query("ChatRow")) == 2,
+            what="connected with chats",
+        )
         # the group "Melo team" (bob owns it, alice is a member), by the filter: list order and focus vary
         await pilot.click("#chat-filter")
         await pilot.press(*"melo", "enter")
         group = next(e.chat.id for e in screen.query_one(ChatList).entries.values() if e.title == "Melo team")
-        await wait_for(pilot, lambda: screen.chat_id == group and screen.query_one("#composer").has_focus,
-                       what="the group open")
+        await wait_for(
+            pilot, lambda: screen.chat_id == group and screen.query_one("#composer").has_focus, what="the group open"
+        )
         await pilot.press("f3")
-        await wait_for(pilot, lambda: isinstance(app.screen, ChatInfoScreen) and len(app.screen.members) == 2,
-                       what="chat info with its members")
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ChatInfoScreen) and len(app.screen.members) == 2,
+            what="chat info with its members",
+        )
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
@@ -192,8 +205,9 @@ class SasApp(App[None]):
 
     def on_mount(self) -> None:
         screen = SasScreen("bob", "PHONE", "t1", lambda _match: None)
-        screen.show("keys_exchanged", emoji=[EMOJI[i] for i in (0, 11, 22, 33, 44, 55, 63)],
-                    decimals=(1234, 5678, 4321))
+        screen.show(
+            "keys_exchanged", emoji=[EMOJI[i] for i in (0, 11, 22, 33, 44, 55, 63)], decimals=(1234, 5678, 4321)
+        )
         self.push_screen(screen)
 
 

@@ -37,8 +37,9 @@ def make_app(home: Path, server_url: str | None, profile: str = "tui", formattin
     )  # no audio devices in tests
 
 
-def fake_app(home: Path, world: FakeServer, profile: str = "tui", *, logged_in_as: str | None = None,
-             **options: Any) -> MeloApp:
+def fake_app(
+    home: Path, world: FakeServer, profile: str = "tui", *, logged_in_as: str | None = None, **options: Any
+) -> MeloApp:
     """The app on a ``FakeServer`` (no network): logged in as ``logged_in_as``, or at the login screen."""
     backends = fake_backends(world, home, {profile: logged_in_as} if logged_in_as else None)
     return MeloApp(backends, profile, call_media=quiet_media, **options)
