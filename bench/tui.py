@@ -66,7 +66,7 @@ async def first_paint_hello() -> float:
 
 
 async def first_paint_melo(home: Path, url: str) -> float:
-    app = MeloApp(Backend(CredentialStore(home, "bench")), formatting=FIXED)
+    app = MeloApp(lambda profile: Backend(CredentialStore(home, profile)), "bench", formatting=FIXED)
     t0 = time.perf_counter()
     async with app.run_test(size=SIZE) as pilot:
         await _until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.query("ChatRow"))
