@@ -46,10 +46,20 @@ class LogApp(App[None]):
 
 def history(n: int) -> list[Message]:
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    return [Message(id=i, chat_id=1, seq=i, sender="me" if i % 3 else "bob", sender_device="D",
-                    text=f"message number {i} with some [bold]text[/] to wrap " * (1 + i % 4), status="ok",
-                    created_at=start + timedelta(minutes=i), reactions={"👍": ["x"]} if i % 10 == 0 else {})
-            for i in range(1, n + 1)]
+    return [
+        Message(
+            id=i,
+            chat_id=1,
+            seq=i,
+            sender="me" if i % 3 else "bob",
+            sender_device="D",
+            text=f"message number {i} with some [bold]text[/] to wrap " * (1 + i % 4),
+            status="ok",
+            created_at=start + timedelta(minutes=i),
+            reactions={"👍": ["x"]} if i % 10 == 0 else {},
+        )
+        for i in range(1, n + 1)
+    ]
 
 
 async def _until(pilot: object, cond: object) -> None:
@@ -66,7 +76,7 @@ async def first_paint_hello() -> float:
 
 
 async def first_paint_melo(home: Path, url: str) -> float:
-    app = MeloApp(Backend(CredentialStore(home, "bench")), formatting=FIXED)
+    app = MeloApp(lambda profile: Backend(CredentialStore(home, profile)), "bench", formatting=FIXED)
     t0 = time.perf_counter()
     async with app.run_test(size=SIZE) as pilot:
         await _until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.query("ChatRow"))
@@ -114,8 +124,9 @@ def _ms(values: list[float]) -> str:
 
 async def measure() -> list[tuple[str, ...]]:
     os.environ.setdefault("MELO_KEYRING", "file")
-    rows: list[tuple[str, ...]] = [("measure", f"ms (median of {RUNS}; last row 1 run)", "widgets mounted",
-                                    "beside it")]
+    rows: list[tuple[str, ...]] = [
+        ("measure", f"ms (median of {RUNS}; last row 1 run)", "widgets mounted", "beside it")
+    ]
     messages = history(HISTORY)
     with tempfile.TemporaryDirectory(prefix="melo-bench-tui-") as tmp, melo_server(tmp + "/server") as server:
         url = f"http://127.0.0.1:{server.port}"
@@ -124,16 +135,34 @@ async def measure() -> list[tuple[str, ...]]:
         hello = [await first_paint_hello() for _ in range(RUNS)]
         melo = [await first_paint_melo(home, url) for _ in range(RUNS)]
     rows.append(("first paint: bare Textual app (one Static)", _ms(hello), "1", "peer"))
-    rows.append(("first paint: melo-tui auto-login → chat list", _ms(melo), "-",
-                 f"{statistics.median(melo) / statistics.median(hello):.1f}× bare"))
+    rows.append(
+        (
+            "first paint: melo-tui auto-login → chat list",
+            _ms(melo),
+            "-",
+            f"{statistics.median(melo) / statistics.median(hello):.1f}× bare",
+        )
+    )
     logs = [await render_log(messages) for _ in range(RUNS)]
     window = [await render_history(messages, all_of_it=False) for _ in range(RUNS)]
     full = [await render_history(messages, all_of_it=True) for _ in range(1)]
     rows.append((f"{HISTORY:,} lines into a bare Textual Log", _ms(logs), "1", "peer"))
-    rows.append((f"{HISTORY:,}-message history, newest window shown", _ms([w[0] for w in window]),
-                 str(window[0][1]), f"{statistics.median([w[0] for w in window]) / statistics.median(logs):.1f}× Log"))
-    rows.append((f"{HISTORY:,}-message history, scrolled up to the first", _ms([f[0] for f in full]),
-                 str(full[0][1]), f"{statistics.median([f[0] for f in full]) / statistics.median(logs):.1f}× Log"))
+    rows.append(
+        (
+            f"{HISTORY:,}-message history, newest window shown",
+            _ms([w[0] for w in window]),
+            str(window[0][1]),
+            f"{statistics.median([w[0] for w in window]) / statistics.median(logs):.1f}× Log",
+        )
+    )
+    rows.append(
+        (
+            f"{HISTORY:,}-message history, scrolled up to the first",
+            _ms([f[0] for f in full]),
+            str(full[0][1]),
+            f"{statistics.median([f[0] for f in full]) / statistics.median(logs):.1f}× Log",
+        )
+    )
     return rows
 
 

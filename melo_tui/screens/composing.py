@@ -175,8 +175,8 @@ class ComposingScreen(Screen[None]):
                 await view.remove_pending(item.txn_id)
                 report(self, "Sending", exc)
                 continue
+            await view.remove_pending(item.txn_id)  # first: an empty outbox means nothing shows as pending
             self.outbox.pop(0)
-            await view.remove_pending(item.txn_id)
             await view.add(message)
             self._after_message(message, own=True)
 
