@@ -36,7 +36,12 @@ def test_every_websocket_frame_is_documented() -> None:
 
     text = DOC.read_text()
     ops = [m.model_fields["op"].annotation for m in get_args(get_args(realtime.ClientCommand)[0])]
-    server_types = [m.model_fields["type"].default for m in get_args(get_args(realtime.ServerFrame)[0])]
+    # a frame's type is its Literal annotation: one value, or (chat events) every event type it carries
+    server_types = [
+        str(getattr(t, "value", t))
+        for m in get_args(get_args(realtime.ServerFrame)[0])
+        for t in get_args(m.model_fields["type"].annotation)
+    ]
     event_types = [e.value for e in realtime.EventType]
     names = [get_args(op)[0] for op in ops] + server_types + event_types
     assert len(names) > 20
