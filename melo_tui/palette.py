@@ -2,21 +2,18 @@
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from melo_tui.actions import PALETTE
-
-if TYPE_CHECKING:
-    from melo_tui.app import MeloApp
+from melo_tui.actions.base import AppBase
 
 Action = tuple[str, str, Callable[[], object]]
 
 
 class PaletteCommands(Provider):
     def _actions(self) -> list[Action]:
-        app: MeloApp = self.app  # type: ignore[assignment]
+        app: AppBase = self.app  # type: ignore[assignment]  # the palette is MeloApp's, made of AppBase
         if app.backend.messenger is None:
             return []
         return [

@@ -6,18 +6,36 @@ A verification the other side ends (cancel, mismatch, failed key check) closes i
 notice; one the user ends here stays on screen with its outcome until Escape.
 """
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from textual.notifications import SeverityLevel
+from textual.screen import Screen
 
 from melo_protocol.client import events as ev
 from melo_protocol.client.errors import MeloError
 from melo_protocol.crypto import SasState, SasVerification
+from melo_tui.backend import Backend
 from melo_tui.sanitize import clean_line
 from melo_tui.screens.pick_device import PickDeviceScreen
 from melo_tui.screens.sas import SasScreen
 from melo_tui.screens.sas_request import SasRequestScreen
 
-if TYPE_CHECKING:
-    from melo_tui.app import MeloApp
+
+class SasHost(Protocol):
+    """What the flow needs of the app (``MeloApp`` is one): its backend, and Textual's notification,
+    worker and screen calls. Typed here so that the flow does not import the app that holds it."""
+
+    backend: Backend
+
+    def notify(self, message: str, *, severity: SeverityLevel = ..., timeout: float | None = ...) -> None: ...
+
+    def run_worker(self, work: Coroutine[Any, Any, Any], *, group: str = ...) -> Any: ...
+
+    def push_screen(self, screen: Screen[Any], callback: Callable[[Any], Any] | None = ...) -> Any: ...
+
+    async def push_screen_wait(self, screen: Screen[Any]) -> Any: ...
+
 
 CODES_SHOWN = (SasState.KEYS_EXCHANGED, SasState.CONFIRMED, SasState.VERIFIED)
 PEER_ENDED = {
@@ -27,7 +45,7 @@ PEER_ENDED = {
 
 
 class SasFlow:
-    def __init__(self, app: "MeloApp") -> None:
+    def __init__(self, app: SasHost) -> None:
         self.app = app
         self.screens: dict[str, SasScreen] = {}  # transaction id → its open screen
         self.requests: dict[str, SasRequestScreen] = {}  # transaction id → its accept/decline modal
@@ -72,8 +90,7 @@ class SasFlow:
     def _open(self, username: str, sas: SasVerification) -> None:
         txn = sas.transaction_id
         self.verifications[txn] = sas
-        screen = SasScreen(username, sas.their[1], txn, lambda match: self._decided(txn, match),
-                           state=sas.state.value)
+        screen = SasScreen(username, sas.their[1], txn, lambda match: self._decided(txn, match), state=sas.state.value)
         self.screens[txn] = screen
         self._show(screen, sas)
         self.app.push_screen(screen, lambda _: self._closed(txn))
@@ -92,6 +109,7 @@ class SasFlow:
             self.requests.pop(txn, None)
             if accept is not None:
                 self.app.run_worker(self._answer(event.user, txn, accept), group="sas")
+
         self.app.push_screen(modal, answered)
 
     async def _answer(self, username: str, txn: str, accept: bool) -> None:

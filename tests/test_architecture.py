@@ -12,12 +12,12 @@ is a module, else to ``pkg``. The rules, one test each:
 - no product module is over 500 lines;
 - no ``json.dumps`` in ``server/realtime``: frames are built from the ``melo_protocol.wire.realtime`` models.
 
-``KNOWN_VIOLATIONS`` lists what broke a rule when the rule was written. It can only shrink: a violation not
-in it fails, and so does an entry that no longer happens (remove it from the list when you fix it).
+No rule has exceptions: the violations found when the rules were written (a cycle through the server's
+state, services and sockets; another through the TUI's app and its actions; five modules over the limit;
+frames built with ``json.dumps``) were fixed, not listed.
 """
 
 import ast
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -33,35 +33,6 @@ FORBIDDEN_PACKAGES = {
     "melo_protocol": frozenset({"server", "melo_cli", "melo_tui"}),
     "server": frozenset({"melo_cli", "melo_tui"}),
 }
-
-# What broke the rules on the day this test was written (issue 13). Fix one, then remove its entry here: the
-# tests fail while a listed violation no longer happens, so the list only ever gets shorter.
-KNOWN_VIOLATIONS: dict[str, frozenset[frozenset[str]] | frozenset[str]] = {
-    # import cycles, each one strongly connected component of the module graph
-    "cycles": frozenset(
-        {
-            # the actions, the palette and the SAS flow reach back into the app (TYPE_CHECKING imports of
-            # MeloApp); issue 13, "The TUI"
-            frozenset(
-                {
-                    "melo_tui.actions.admin",
-                    "melo_tui.actions.base",
-                    "melo_tui.actions.calls",
-                    "melo_tui.actions.chats",
-                    "melo_tui.actions.profiles",
-                    "melo_tui.app",
-                    "melo_tui.palette",
-                    "melo_tui.sas_flow",
-                }
-            ),
-        }
-    ),
-    # modules over MAX_LINES lines
-    "long_modules": frozenset(),
-    # modules under server/realtime that call json.dumps
-    "json_dumps": frozenset(),
-}
-
 
 # -- the checker ------------------------------------------------------------------------------------------
 
@@ -268,30 +239,13 @@ def product() -> Graph:
     return scan(REPO, PACKAGES, dumps_under="server.realtime")
 
 
-def check_known(
-    rule: str, found: dict[frozenset[str] | str, str], known: frozenset[frozenset[str]] | frozenset[str] | None = None
-) -> None:
-    """Fail on a violation that is not in KNOWN_VIOLATIONS[rule], and on an entry that no longer happens."""
-    known = KNOWN_VIOLATIONS[rule] if known is None else known
-    new = [text for key, text in found.items() if key not in known]
-    gone = [key for key in known if key not in found]
-    problems = [*new]
-    for key in sorted(gone, key=str):
-        shown = sorted(key) if isinstance(key, frozenset) else key
-        problems.append(f"{shown} no longer breaks this rule: remove it from KNOWN_VIOLATIONS[{rule!r}]")
-    assert not problems, "\n\n".join(problems)
+def no_violations(found: dict[str, str]) -> None:
+    assert not found, "\n\n".join(found.values())
 
 
 def test_no_import_cycles() -> None:
     graph = product()
-    found: dict[frozenset[str] | str, str] = {}
-    for component in cycles(graph):
-        text = describe_cycle(graph, component)
-        shrunk = [k for k in KNOWN_VIOLATIONS["cycles"] if isinstance(k, frozenset) and component < k]
-        if shrunk:
-            text += "\n  (a known cycle got smaller: replace its entry in KNOWN_VIOLATIONS['cycles'] with this one)"
-        found[component] = text
-    check_known("cycles", found)
+    no_violations({",".join(sorted(c)): describe_cycle(graph, c) for c in cycles(graph)})
 
 
 def test_melo_protocol_imports_no_app() -> None:
@@ -308,22 +262,22 @@ def test_clients_use_the_sdk_not_its_libraries(package: str) -> None:
 
 
 def test_no_module_over_the_line_limit() -> None:
-    found: dict[frozenset[str] | str, str] = {
+    found = {
         m.name: f"{m.path.relative_to(REPO)} has {m.lines} lines (the limit is {MAX_LINES})"
         for m in product().modules.values()
         if m.lines > MAX_LINES
     }
-    check_known("long_modules", found)
+    no_violations(found)
 
 
 def test_no_json_dumps_in_server_realtime() -> None:
-    found: dict[frozenset[str] | str, str] = {
+    found = {
         m.name: f"{m.path.relative_to(REPO)} calls json.dumps on lines {m.json_dumps_lines}: build the frame from "
         "its melo_protocol.wire.realtime model"
         for m in product().importers("server.realtime")
         if m.json_dumps_lines
     }
-    check_known("json_dumps", found)
+    no_violations(found)
 
 
 # -- the checker on a planted tree ------------------------------------------------------------------------
@@ -403,16 +357,3 @@ def test_the_product_scan_is_complete() -> None:
     assert {m.path for m in graph.modules.values()} == files
     assert all(target in graph.modules for out in graph.edges.values() for target in out)
     assert "melo_protocol.wire.realtime" in graph.edges["server.realtime.connection"]
-
-
-def test_the_allowlist_only_shrinks() -> None:
-    known = frozenset({"app.long", "app.fixed"})
-    both = {"app.long": "app/long.py has 501 lines", "app.fixed": "app/fixed.py has 502 lines"}
-    check_known("long_modules", both, known)  # exactly the listed ones: fine
-    with pytest.raises(
-        AssertionError,
-        match=re.escape("app.fixed no longer breaks this rule: remove it from KNOWN_VIOLATIONS['long_modules']"),
-    ):
-        check_known("long_modules", {"app.long": both["app.long"]}, known)
-    with pytest.raises(AssertionError, match=re.escape("app/new.py has 600 lines")):
-        check_known("long_modules", {**both, "app.new": "app/new.py has 600 lines"}, known)
