@@ -1,4 +1,5 @@
-"""``MeloApp``: the Textual application. It gets its backend (SDK objects) injected.
+"""``MeloApp``: the Textual application. It gets its backends (SDK objects) injected: a factory that makes
+the backend of a profile, called at start and on every profile switch.
 
 The app owns what outlives a screen: login/auto-login, the live event loop (a worker that forwards
 typed SDK events to the screens as messages), and what the chat screen asks for. Its palette, admin,
@@ -17,10 +18,10 @@ from melo_protocol.client import events as ev
 from melo_protocol.client.call_manager import CallManager
 from melo_protocol.client.errors import MeloError, ProfileInUse
 from melo_tui.actions.admin import AdminActions
+from melo_tui.actions.base import BackendFactory
 from melo_tui.actions.calls import CallActions
 from melo_tui.actions.chats import ChatActions
 from melo_tui.actions.profiles import ProfileActions
-from melo_tui.backend import Backend
 from melo_tui.errors import reason_of
 from melo_tui.formatting import Formatting
 from melo_tui.media import CallMedia, Notifier, device_media
@@ -49,7 +50,8 @@ class MeloApp(ChatActions, AdminActions, ProfileActions, CallActions):
 
     def __init__(
         self,
-        backend: Backend,
+        backends: BackendFactory,
+        profile: str,
         *,
         formatting: Formatting | None = None,
         call_media: CallMedia = device_media,
@@ -57,7 +59,8 @@ class MeloApp(ChatActions, AdminActions, ProfileActions, CallActions):
         desktop_notify: Notifier | None = None,
     ) -> None:
         super().__init__()
-        self.backend = backend
+        self.backends = backends
+        self.backend = backends(profile)  # ValueError for a profile name that cannot be
         self.formatting = formatting or Formatting()
         self.connection_state = "offline"
         self.call_media = call_media

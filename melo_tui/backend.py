@@ -45,9 +45,8 @@ class Backend:
 
     def has_stored_login(self) -> bool:
         creds = self.store.load()
-        return creds is not None and (
-            self.server_url is None or creds.server_url.rstrip("/") == self.server_url.rstrip("/")
-        )
+        return creds is not None and (self.server_url is None or
+                                      creds.server_url.rstrip("/") == self.server_url.rstrip("/"))
 
     def _client(self, server_url: str | None) -> MeloClient:
         client = self.client_factory(server_url, self.store)

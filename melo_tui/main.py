@@ -25,14 +25,19 @@ def run(argv: list[str] | None = None) -> None:
     from melo_tui.media import desktop_notifier
 
     warnings: list[str] = []  # stderr would scribble over the screen: the app shows them as notifications
-    try:
-        store = CredentialStore(profile=args.profile, warn=warnings.append)
-    except ValueError as exc:
-        print(f"melo-tui: {exc}", file=sys.stderr)
-        sys.exit(2)
+
+    def backends(profile: str) -> Backend:
+        """A profile's backend; --server is for the profile the app starts with (its first run)."""
+        store = CredentialStore(profile=profile, warn=warnings.append)
+        return Backend(store, server_url=args.server if profile == args.profile else None, warnings=warnings)
+
     notifier = desktop_notifier() if args.notify == "desktop" else None
     if args.notify == "desktop" and notifier is None:
         warnings.append("Desktop notifications need notify-send (libnotify-bin); the terminal bell rings instead.")
-    app = MeloApp(Backend(store, server_url=args.server, warnings=warnings), desktop_notify=notifier)
+    try:
+        app = MeloApp(backends, args.profile, desktop_notify=notifier)
+    except ValueError as exc:  # not a profile name
+        print(f"melo-tui: {exc}", file=sys.stderr)
+        sys.exit(2)
     app.run()
     sys.exit(app.return_code or 0)

@@ -72,7 +72,8 @@ class SasFlow:
     def _open(self, username: str, sas: SasVerification) -> None:
         txn = sas.transaction_id
         self.verifications[txn] = sas
-        screen = SasScreen(username, sas.their[1], txn, lambda match: self._decided(txn, match), state=sas.state.value)
+        screen = SasScreen(username, sas.their[1], txn, lambda match: self._decided(txn, match),
+                           state=sas.state.value)
         self.screens[txn] = screen
         self._show(screen, sas)
         self.app.push_screen(screen, lambda _: self._closed(txn))
@@ -91,7 +92,6 @@ class SasFlow:
             self.requests.pop(txn, None)
             if accept is not None:
                 self.app.run_worker(self._answer(event.user, txn, accept), group="sas")
-
         self.app.push_screen(modal, answered)
 
     async def _answer(self, username: str, txn: str, accept: bool) -> None:

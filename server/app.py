@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from melo_protocol import __version__
 from melo_protocol.wire.realtime import CloseCode
@@ -21,6 +22,7 @@ from server.core.background import finish
 from server.core.data_keys import DataKeyRing
 from server.core.errors import install_error_handlers
 from server.core.jwt_keys import JwtKeyRing
+from server.core.live_sessions import LiveSessions
 from server.core.logging import RequestContextMiddleware
 from server.core.metrics import Metrics
 from server.core.openapi_integers import keep_integer_bounds_exact
@@ -50,20 +52,30 @@ log = logging.getLogger("melo.app")
 class BroadcastRevocations:
     """The revocation store, and a bus message so every worker closes that session's sockets now."""
 
-    def __init__(self, store: RevocationStore, bus: LocalBus | RedisBus) -> None:
+    def __init__(
+        self,
+        store: RevocationStore,
+        bus: LocalBus | RedisBus,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        live_sessions: LiveSessions,
+    ) -> None:
         self._store = store
         self._bus = bus
-        self.state: AppState | None = None
+        self._sessions = sessions
+        self._live_sessions = live_sessions
+        # off while the app loads the recent revocations at start: those sessions ended before
+        self.forget_ended = False
 
     async def revoke(self, session_ids: Iterable[str]) -> None:
         ids = list(session_ids)
         await self._store.revoke(ids)
-        if self.state is not None:
-            self.state.live_sessions.forget(ids)
+        if self.forget_ended:
+            self._live_sessions.forget(ids)
         await self._bus.publish(BusEvent(kind="revoke", session_ids=ids))
-        if self.state is not None:
+        if self.forget_ended:
             # the device of an ended session leaves the key directory, and its contacts hear of it
-            await forget_devices(ids, sessions=self.state.sessions, bus=self.state.bus)
+            await forget_devices(ids, sessions=self._sessions, bus=self._bus)
 
     async def is_revoked(self, session_id: str) -> bool:
         return await self._store.is_revoked(session_id)
@@ -91,6 +103,8 @@ async def open_state(settings: Settings) -> AppState:
         else MemoryRevocations(revocation_ttl)
     )
     bus = RedisBus(redis, settings.redis_prefix) if redis is not None else LocalBus()
+    live_sessions = LiveSessions()
+    revocations = BroadcastRevocations(store, bus, sessions=sessions, live_sessions=live_sessions)
     state = AppState(
         settings=settings,
         engine=engine,
@@ -100,19 +114,20 @@ async def open_state(settings: Settings) -> AppState:
         keys=keys,
         passwords=Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism),
         limiter=RateLimiter(settings.redis_url, settings.redis_prefix),
-        revocations=BroadcastRevocations(store, bus),
+        revocations=revocations,
         data_keys=DataKeyRing(sessions, box),
         bus=bus,
         hub=Hub(),
         presence=RedisPresence(redis, settings.redis_prefix) if redis is not None else MemoryPresence(),
         ws_limiter=RateLimiter(None, settings.redis_prefix),
+        live_sessions=live_sessions,
     )
     await keys.ensure()
     await state.data_keys.ensure()
     await auth_service.load_recent_revocations(
         sessions=state.sessions, revocations=state.revocations, access_ttl_s=settings.access_token_ttl_seconds
     )
-    state.revocations.state = state  # type: ignore[attr-defined]  # from now on revocations forget devices
+    revocations.forget_ended = True  # from now on a revocation forgets the session and its device
     return state
 
 

@@ -10,13 +10,19 @@ from typing import Annotated, NoReturn
 import typer
 
 # Never print a traceback's local variables: create-admin holds a password in one.
-app = typer.Typer(help="Melo server commands (run on the server host).", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="Melo server commands (run on the server host).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
 keys_app = typer.Typer(help="Signing and data keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file", exists=True,
-                                                dir_okay=False, envvar="MELO_CONFIG_FILE")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML settings file", exists=True, dir_okay=False, envvar="MELO_CONFIG_FILE"),
+]
 
 
 def _settings(config: Path | None, **overrides: object):  # type: ignore[no-untyped-def]
@@ -61,8 +67,7 @@ def run(
     from server.asgi import uvicorn_options
     from server.core.logging import configure_logging
 
-    settings = _settings(config, host=host, port=port, workers=workers,
-                         migrate_on_start=False if no_migrate else None)
+    settings = _settings(config, host=host, port=port, workers=workers, migrate_on_start=False if no_migrate else None)
     configure_logging(settings.log_level, settings.log_json)
     asyncio.run(_prepare(settings))
     # Workers rebuild the same settings from the environment; the parent already migrated.
@@ -78,11 +83,21 @@ def run(
         os.environ.pop("MELO_CONFIG_FILE", None)
     # a log line like every other (stderr is one JSON object a line), not a bare print
     logging.getLogger("melo.server").info(
-        "melo-server listening on http://%s:%s (data: %s, database: %s, bus: %s)", settings.host, settings.port,
-        settings.data_dir, settings.effective_database_url.split("://")[0],
-        "redis" if settings.redis_url else "in-process")
-    uvicorn.run("server.asgi:make_app", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, **uvicorn_options(settings))
+        "melo-server listening on http://%s:%s (data: %s, database: %s, bus: %s)",
+        settings.host,
+        settings.port,
+        settings.data_dir,
+        settings.effective_database_url.split("://")[0],
+        "redis" if settings.redis_url else "in-process",
+    )
+    uvicorn.run(
+        "server.asgi:make_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        **uvicorn_options(settings),
+    )
 
 
 @app.command()
@@ -125,8 +140,10 @@ def _has_account(settings, name: str) -> bool:  # type: ignore[no-untyped-def]  
 def create_admin(
     username: str,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
-    reset_password: Annotated[bool, typer.Option(
-        "--reset-password", help="the user exists: replace their password and revoke all their sessions")] = False,
+    reset_password: Annotated[
+        bool,
+        typer.Option("--reset-password", help="the user exists: replace their password and revoke all their sessions"),
+    ] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Make USERNAME an admin, creating the account if there is none.
@@ -155,7 +172,14 @@ def create_admin(
         await upgrade_async(settings.effective_database_url)
         state = await open_state(settings)
         try:
-            return await create_admin_on_host(state, name, password, replace_password=reset_password)
+            return await create_admin_on_host(
+                name,
+                password,
+                replace_password=reset_password,
+                sessions=state.sessions,
+                passwords=state.passwords,
+                revocations=state.revocations,
+            )
         finally:
             await close_state(state)
 
@@ -174,8 +198,11 @@ def create_admin(
             if problem:  # checked before anything exists, so a refusal leaves no database behind
                 fail(problem)
         elif password_stdin:
-            typer.echo(f"melo-server: {name} has an account: their password is kept (--reset-password "
-                       "replaces it); stdin was not read", err=True)
+            typer.echo(
+                f"melo-server: {name} has an account: their password is kept (--reset-password "
+                "replaces it); stdin was not read",
+                err=True,
+            )
         done = asyncio.run(go(name, password))
     except ApiError as exc:
         fail(exc.message)
@@ -184,8 +211,11 @@ def create_admin(
     if done["created"]:
         typer.echo(f"admin {done['username']} created (id {done['id']})", err=True)
     elif done["password_replaced"]:
-        typer.echo(f"admin {done['username']} ready (id {done['id']}): password replaced, "
-                   f"{done['sessions_revoked']} session(s) revoked", err=True)
+        typer.echo(
+            f"admin {done['username']} ready (id {done['id']}): password replaced, "
+            f"{done['sessions_revoked']} session(s) revoked",
+            err=True,
+        )
     else:
         was = "was already" if done["was_admin"] else "is now"
         typer.echo(f"{done['username']} {was} an admin (id {done['id']}); password and sessions kept", err=True)
@@ -216,8 +246,11 @@ def keys_rotate(
                 row = await state.keys.rotate()
                 assert row.activates_at is not None
                 details.update(jwt=row.kid, activates_at=row.activates_at.isoformat())
-                typer.echo(f"new JWT signing key {row.kid} is published; servers sign with it from "
-                           f"{row.activates_at:%Y-%m-%d %H:%M:%S} UTC", err=True)
+                typer.echo(
+                    f"new JWT signing key {row.kid} is published; servers sign with it from "
+                    f"{row.activates_at:%Y-%m-%d %H:%M:%S} UTC",
+                    err=True,
+                )
             if data:
                 data_row = await state.data_keys.rotate()
                 details["data"] = data_row.kid
@@ -229,7 +262,7 @@ def keys_rotate(
 
         try:
             if kinds:
-                await audited(state, None, "keys.rotate", kinds, rotate, details)
+                await audited(None, "keys.rotate", kinds, rotate, details, sessions=state.sessions)
         finally:
             await close_state(state)
 

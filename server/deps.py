@@ -2,7 +2,6 @@
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from melo_protocol.wire import ErrorCode
 from server.auth.service import account_closed
+from server.core.caller import Caller
 from server.core.errors import ApiError
 from server.core.jwt_keys import AccessClaims
 from server.db.models import DeviceSession, User
@@ -42,16 +42,6 @@ def client_ip(request: Request, state: AppState) -> str:
         if fwd:
             return fwd.split(",")[0].strip()[:64]
     return request.client.host if request.client else "unknown"
-
-
-@dataclass
-class Caller:
-    user: User
-    claims: AccessClaims
-
-    @property
-    def session_id(self) -> str:
-        return self.claims.session_id
 
 
 # The one place routes get their token from: as a dependency, it also puts the bearer scheme in the

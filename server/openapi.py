@@ -7,8 +7,9 @@ and the codes it may carry:
 - derived from the route itself: its token dependency (``bearer_scheme``, which also puts the bearer
   security requirement on it) → 401 and the per-user rate limit 429; the admin dependency → 403; a JSON
   body → 400 ``malformed_json`` and 413; any parameter or body → 422 ``validation_error``;
-- the domain refusals of each route, from ``ROUTE_ERRORS`` below, which mirrors the services' ``ApiError``
-  raises (tests/server/test_openapi.py holds the table to what the server really answers).
+- the domain refusals of each route, from ``REFUSALS`` below, which mirrors the services' ``ApiError``
+  raises (tests/server/test_openapi.py holds the table to what the server really answers); each code
+  under its status in ``melo_protocol.wire.errors.HTTP_STATUS``, or another one ``ALSO_ANSWERED`` lists.
 
 Other answers with the route's own body (an existing DM is 200, a new one 201; /readyz 503) are in
 ``OTHER_ANSWERS``.
@@ -22,6 +23,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from melo_protocol.wire import ErrorCode, ErrorResponse
+from melo_protocol.wire.errors import ALSO_ANSWERED, HTTP_STATUS
 from server.deps import bearer_scheme, get_admin
 
 E = ErrorCode
@@ -44,97 +46,156 @@ HEADERS: dict[int, dict[str, Any]] = {
     429: {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
 }
 
-TOKEN_ERRORS: dict[int, Codes] = {
-    401: (E.UNAUTHENTICATED, E.INVALID_TOKEN, E.TOKEN_EXPIRED, E.SESSION_REVOKED, E.ACCOUNT_BANNED,
-          E.ACCOUNT_DEACTIVATED),
-    429: (E.RATE_LIMITED,),
-}
-ADMIN_ERRORS: dict[int, Codes] = {403: (E.ADMIN_REQUIRED,)}
-JSON_BODY_ERRORS: dict[int, Codes] = {400: (E.MALFORMED_JSON,), 413: (E.PAYLOAD_TOO_LARGE,)}
-RAW_BODY_ERRORS: dict[int, Codes] = {413: (E.PAYLOAD_TOO_LARGE,)}
-PARAMETER_ERRORS: dict[int, Codes] = {422: (E.VALIDATION_ERROR,)}
+# A refusal: a code, answered with its status in ``HTTP_STATUS``, or (status, code) for one of the other
+# statuses ``ALSO_ANSWERED`` lists for that code.
+Refusal = ErrorCode | tuple[int, ErrorCode]
+
+
+def by_status(refusals: Iterable[Refusal]) -> dict[int, Codes]:
+    """Refusals grouped by the status they are answered with."""
+    out: dict[int, list[ErrorCode]] = {}
+    for refusal in refusals:
+        status, code = refusal if isinstance(refusal, tuple) else (HTTP_STATUS[refusal], refusal)
+        if status != HTTP_STATUS[code] and status not in ALSO_ANSWERED.get(code, ()):
+            raise ValueError(f"{code.value} is never answered with {status}")
+        out.setdefault(status, []).append(code)
+    return {status: tuple(codes) for status, codes in out.items()}
+
+
+TOKEN_ERRORS = by_status(
+    (
+        E.UNAUTHENTICATED,
+        E.INVALID_TOKEN,
+        E.TOKEN_EXPIRED,
+        E.SESSION_REVOKED,
+        E.ACCOUNT_BANNED,
+        E.ACCOUNT_DEACTIVATED,
+        E.RATE_LIMITED,
+    )
+)
+ADMIN_ERRORS = by_status((E.ADMIN_REQUIRED,))
+JSON_BODY_ERRORS = by_status((E.MALFORMED_JSON, E.PAYLOAD_TOO_LARGE))
+RAW_BODY_ERRORS = by_status((E.PAYLOAD_TOO_LARGE,))
+PARAMETER_ERRORS = by_status((E.VALIDATION_ERROR,))
 
 # Refusals of one route's own logic (services and routers), by (method, OpenAPI path).
 CHAT = (E.CHAT_NOT_FOUND,)
-CHAT_ADMIN = {404: CHAT, 403: (E.CHAT_ADMIN_REQUIRED,)}
-MESSAGE = {404: (E.CHAT_NOT_FOUND, E.MESSAGE_NOT_FOUND)}
+CHAT_ADMIN = (*CHAT, E.CHAT_ADMIN_REQUIRED)
+MESSAGE = (E.CHAT_NOT_FOUND, E.MESSAGE_NOT_FOUND)
 CONTENT = (E.E2E_REQUIRED, E.E2E_NOT_ALLOWED)
-ADMIN_USER = {404: (E.USER_NOT_FOUND,)}
-MEMBER_TARGET = {404: (E.CHAT_NOT_FOUND, E.USER_NOT_FOUND, E.NOT_A_MEMBER), 409: (E.WRONG_CHAT_KIND,)}
-ROUTE_ERRORS: dict[tuple[str, str], dict[int, Codes]] = {
-    ("POST", "/v1/auth/register"): {
-        400: (E.INVALID_USERNAME, E.WEAK_PASSWORD),
-        403: (E.REGISTRATION_CLOSED, E.REGISTRATION_TOKEN_REQUIRED, E.REGISTRATION_TOKEN_INVALID),
-        409: (E.USERNAME_TAKEN,), 429: (E.RATE_LIMITED,)},
-    ("POST", "/v1/auth/login"): {401: (E.INVALID_CREDENTIALS,), 403: (E.ACCOUNT_BANNED, E.ACCOUNT_DEACTIVATED),
-                                 429: (E.RATE_LIMITED,)},
-    ("POST", "/v1/auth/refresh"): {401: (E.INVALID_TOKEN, E.SESSION_REVOKED, E.REFRESH_TOKEN_REUSED,
-                                         E.ACCOUNT_BANNED, E.ACCOUNT_DEACTIVATED),
-                                   403: (E.ACCOUNT_BANNED, E.ACCOUNT_DEACTIVATED)},
-    ("DELETE", "/v1/sessions/{session_id}"): {404: (E.SESSION_NOT_FOUND,)},
-    ("PATCH", "/v1/account/profile"): {400: (E.VALIDATION_ERROR,)},
-    ("POST", "/v1/account/password"): {400: (E.WEAK_PASSWORD,), 403: (E.INVALID_CREDENTIALS,)},
-    ("PUT", "/v1/account/avatar"): {400: (E.INVALID_IMAGE,), 415: (E.UNSUPPORTED_MEDIA_TYPE,)},
-    ("GET", "/v1/users/{username}"): {404: (E.USER_NOT_FOUND,)},
-    ("GET", "/v1/users/{username}/avatar"): {404: (E.USER_NOT_FOUND, E.AVATAR_NOT_SET)},
+ADMIN_USER = (E.USER_NOT_FOUND,)
+MEMBER_TARGET = (E.CHAT_NOT_FOUND, E.USER_NOT_FOUND, E.NOT_A_MEMBER, E.WRONG_CHAT_KIND)
+CHECKED_VALUE = (400, E.VALIDATION_ERROR)  # a value the route checks itself
+REFUSALS: dict[tuple[str, str], tuple[Refusal, ...]] = {
+    ("POST", "/v1/auth/register"): (
+        E.INVALID_USERNAME,
+        E.WEAK_PASSWORD,
+        E.REGISTRATION_CLOSED,
+        E.REGISTRATION_TOKEN_REQUIRED,
+        E.REGISTRATION_TOKEN_INVALID,
+        E.USERNAME_TAKEN,
+        E.RATE_LIMITED,
+    ),
+    ("POST", "/v1/auth/login"): (
+        E.INVALID_CREDENTIALS,
+        (403, E.ACCOUNT_BANNED),
+        (403, E.ACCOUNT_DEACTIVATED),
+        E.RATE_LIMITED,
+    ),
+    ("POST", "/v1/auth/refresh"): (
+        E.INVALID_TOKEN,
+        E.SESSION_REVOKED,
+        E.REFRESH_TOKEN_REUSED,
+        E.ACCOUNT_BANNED,
+        E.ACCOUNT_DEACTIVATED,
+        (403, E.ACCOUNT_BANNED),
+        (403, E.ACCOUNT_DEACTIVATED),
+    ),
+    ("DELETE", "/v1/sessions/{session_id}"): (E.SESSION_NOT_FOUND,),
+    ("PATCH", "/v1/account/profile"): (CHECKED_VALUE,),
+    ("POST", "/v1/account/password"): (E.WEAK_PASSWORD, (403, E.INVALID_CREDENTIALS)),
+    ("PUT", "/v1/account/avatar"): (E.INVALID_IMAGE, E.UNSUPPORTED_MEDIA_TYPE),
+    ("GET", "/v1/users/{username}"): (E.USER_NOT_FOUND,),
+    ("GET", "/v1/users/{username}/avatar"): (E.USER_NOT_FOUND, E.AVATAR_NOT_SET),
     # admin
     ("GET", "/v1/admin/users/{username}"): ADMIN_USER,
-    ("POST", "/v1/admin/users/{username}/ban"): {**ADMIN_USER, 400: (E.CANNOT_TARGET_SELF, E.VALIDATION_ERROR)},
+    ("POST", "/v1/admin/users/{username}/ban"): (*ADMIN_USER, E.CANNOT_TARGET_SELF, CHECKED_VALUE),
     ("POST", "/v1/admin/users/{username}/unban"): ADMIN_USER,
-    ("POST", "/v1/admin/users/{username}/deactivate"): {**ADMIN_USER, 400: (E.CANNOT_TARGET_SELF,)},
-    ("POST", "/v1/admin/users/{username}/reset-password"): {**ADMIN_USER, 400: (E.WEAK_PASSWORD,)},
+    ("POST", "/v1/admin/users/{username}/deactivate"): (*ADMIN_USER, E.CANNOT_TARGET_SELF),
+    ("POST", "/v1/admin/users/{username}/reset-password"): (*ADMIN_USER, E.WEAK_PASSWORD),
     ("POST", "/v1/admin/users/{username}/promote"): ADMIN_USER,
-    ("POST", "/v1/admin/users/{username}/demote"): {**ADMIN_USER, 400: (E.CANNOT_TARGET_SELF,)},
+    ("POST", "/v1/admin/users/{username}/demote"): (*ADMIN_USER, E.CANNOT_TARGET_SELF),
     ("POST", "/v1/admin/users/{username}/sessions/revoke-all"): ADMIN_USER,
-    ("DELETE", "/v1/admin/registration-tokens/{token}"): {404: (E.TOKEN_NOT_FOUND,)},
-    ("PUT", "/v1/admin/chats/{chat_id}/retention"): {404: CHAT},
+    ("DELETE", "/v1/admin/registration-tokens/{token}"): (E.TOKEN_NOT_FOUND,),
+    ("PUT", "/v1/admin/chats/{chat_id}/retention"): CHAT,
     # chats
-    ("POST", "/v1/chats/direct"): {400: (E.CANNOT_DM_SELF,), 404: (E.USER_NOT_FOUND,)},
-    ("POST", "/v1/chats"): {400: (E.GROUP_FULL,), 404: (E.USER_NOT_FOUND,)},
-    ("GET", "/v1/chats/{chat_id}"): {404: CHAT},
-    ("PATCH", "/v1/chats/{chat_id}"): {**CHAT_ADMIN, 409: (E.WRONG_CHAT_KIND,)},
-    ("GET", "/v1/chats/{chat_id}/members"): {404: CHAT},
-    ("POST", "/v1/chats/{chat_id}/members"): {
-        **CHAT_ADMIN, 404: (E.CHAT_NOT_FOUND, E.USER_NOT_FOUND),
-        409: (E.WRONG_CHAT_KIND, E.ALREADY_MEMBER, E.GROUP_FULL)},
-    ("DELETE", "/v1/chats/{chat_id}/members/{username}"): {
-        **MEMBER_TARGET, 403: (E.CHAT_ADMIN_REQUIRED, E.FORBIDDEN), 400: (E.CANNOT_TARGET_SELF,)},
-    ("PUT", "/v1/chats/{chat_id}/members/{username}/role"): {
-        **MEMBER_TARGET, 403: (E.CHAT_ADMIN_REQUIRED,), 400: (E.CANNOT_TARGET_SELF, E.VALIDATION_ERROR)},
-    ("POST", "/v1/chats/{chat_id}/leave"): {404: CHAT, 409: (E.WRONG_CHAT_KIND, E.LAST_OWNER)},
-    ("POST", "/v1/chats/{chat_id}/transfer"): {
-        **MEMBER_TARGET, 403: (E.CHAT_ADMIN_REQUIRED,), 400: (E.CANNOT_TARGET_SELF,)},
-    ("POST", "/v1/chats/{chat_id}/invites"): {**CHAT_ADMIN, 409: (E.WRONG_CHAT_KIND,)},
+    ("POST", "/v1/chats/direct"): (E.CANNOT_DM_SELF, E.USER_NOT_FOUND),
+    ("POST", "/v1/chats"): ((400, E.GROUP_FULL), E.USER_NOT_FOUND),
+    ("GET", "/v1/chats/{chat_id}"): CHAT,
+    ("PATCH", "/v1/chats/{chat_id}"): (*CHAT_ADMIN, E.WRONG_CHAT_KIND),
+    ("GET", "/v1/chats/{chat_id}/members"): CHAT,
+    ("POST", "/v1/chats/{chat_id}/members"): (
+        *CHAT_ADMIN,
+        E.USER_NOT_FOUND,
+        E.WRONG_CHAT_KIND,
+        E.ALREADY_MEMBER,
+        E.GROUP_FULL,
+    ),
+    ("DELETE", "/v1/chats/{chat_id}/members/{username}"): (
+        *MEMBER_TARGET,
+        E.CHAT_ADMIN_REQUIRED,
+        E.FORBIDDEN,
+        E.CANNOT_TARGET_SELF,
+    ),
+    ("PUT", "/v1/chats/{chat_id}/members/{username}/role"): (
+        *MEMBER_TARGET,
+        E.CHAT_ADMIN_REQUIRED,
+        E.CANNOT_TARGET_SELF,
+        CHECKED_VALUE,
+    ),
+    ("POST", "/v1/chats/{chat_id}/leave"): (*CHAT, E.WRONG_CHAT_KIND, E.LAST_OWNER),
+    ("POST", "/v1/chats/{chat_id}/transfer"): (*MEMBER_TARGET, E.CHAT_ADMIN_REQUIRED, E.CANNOT_TARGET_SELF),
+    ("POST", "/v1/chats/{chat_id}/invites"): (*CHAT_ADMIN, E.WRONG_CHAT_KIND),
     ("GET", "/v1/chats/{chat_id}/invites"): CHAT_ADMIN,
-    ("DELETE", "/v1/invites/{code}"): {404: (E.INVITE_NOT_FOUND,), 403: (E.CHAT_ADMIN_REQUIRED,)},
-    ("POST", "/v1/invites/{code}/join"): {404: (E.INVITE_INVALID,), 409: (E.ALREADY_MEMBER, E.GROUP_FULL)},
+    ("DELETE", "/v1/invites/{code}"): (E.INVITE_NOT_FOUND, E.CHAT_ADMIN_REQUIRED),
+    ("POST", "/v1/invites/{code}/join"): (E.INVITE_INVALID, E.ALREADY_MEMBER, E.GROUP_FULL),
     # messages
-    ("POST", "/v1/chats/{chat_id}/messages"): {
-        404: CHAT, 403: (E.CHANNEL_READ_ONLY,), 400: (*CONTENT, E.REPLY_NOT_FOUND), 409: (E.RECIPIENTS_CHANGED,),
-        429: (E.SLOW_MODE,)},
-    ("GET", "/v1/chats/{chat_id}/messages"): {404: CHAT},
-    ("PATCH", "/v1/chats/{chat_id}/messages/{message_id}"): {**MESSAGE, 403: (E.NOT_AUTHOR,), 400: CONTENT,
-                                                             409: (E.RECIPIENTS_CHANGED,)},
-    ("DELETE", "/v1/chats/{chat_id}/messages/{message_id}"): {**MESSAGE, 403: (E.NOT_AUTHOR,)},
+    ("POST", "/v1/chats/{chat_id}/messages"): (
+        *CHAT,
+        E.CHANNEL_READ_ONLY,
+        *CONTENT,
+        E.REPLY_NOT_FOUND,
+        E.RECIPIENTS_CHANGED,
+        E.SLOW_MODE,
+    ),
+    ("GET", "/v1/chats/{chat_id}/messages"): CHAT,
+    ("PATCH", "/v1/chats/{chat_id}/messages/{message_id}"): (*MESSAGE, E.NOT_AUTHOR, *CONTENT, E.RECIPIENTS_CHANGED),
+    ("DELETE", "/v1/chats/{chat_id}/messages/{message_id}"): (*MESSAGE, E.NOT_AUTHOR),
     ("PUT", "/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}"): MESSAGE,
     ("DELETE", "/v1/chats/{chat_id}/messages/{message_id}/reactions/{emoji}"): MESSAGE,
-    ("GET", "/v1/chats/{chat_id}/pins"): {404: CHAT},
-    ("POST", "/v1/chats/{chat_id}/pins"): {**MESSAGE, 403: (E.CHAT_ADMIN_REQUIRED,)},
-    ("DELETE", "/v1/chats/{chat_id}/pins/{message_id}"): {**MESSAGE, 403: (E.CHAT_ADMIN_REQUIRED,)},
-    ("POST", "/v1/chats/{chat_id}/read"): {404: CHAT},
-    ("POST", "/v1/chats/{chat_id}/calls/missed"): {404: CHAT},
-    # scheduled messages and timers
-    ("POST", "/v1/chats/{chat_id}/scheduled"): {
-        404: CHAT, 403: (E.CHANNEL_READ_ONLY,), 400: (*CONTENT, E.VALIDATION_ERROR), 409: (E.VALIDATION_ERROR,)},
-    ("DELETE", "/v1/scheduled/{scheduled_id}"): {404: (E.NOT_FOUND,)},
+    ("GET", "/v1/chats/{chat_id}/pins"): CHAT,
+    ("POST", "/v1/chats/{chat_id}/pins"): (*MESSAGE, E.CHAT_ADMIN_REQUIRED),
+    ("DELETE", "/v1/chats/{chat_id}/pins/{message_id}"): (*MESSAGE, E.CHAT_ADMIN_REQUIRED),
+    ("POST", "/v1/chats/{chat_id}/read"): CHAT,
+    ("POST", "/v1/chats/{chat_id}/calls/missed"): CHAT,
+    # scheduled messages and timers: a limit reached or a txn_id taken is 409 validation_error
+    ("POST", "/v1/chats/{chat_id}/scheduled"): (
+        *CHAT,
+        E.CHANNEL_READ_ONLY,
+        *CONTENT,
+        CHECKED_VALUE,
+        (409, E.VALIDATION_ERROR),
+    ),
+    ("DELETE", "/v1/scheduled/{scheduled_id}"): (E.NOT_FOUND,),
     ("PUT", "/v1/chats/{chat_id}/timer"): CHAT_ADMIN,
-    # end-to-end keys
-    ("POST", "/v1/keys/upload"): {400: (E.INVALID_KEYS,), 409: (E.INVALID_KEYS,)},
-    ("POST", "/v1/to-device"): {404: (E.USER_NOT_FOUND,)},
-    # web push
-    ("POST", "/v1/push/subscriptions"): {400: (E.VALIDATION_ERROR,), 409: (E.VALIDATION_ERROR,)},
-    ("DELETE", "/v1/push/subscriptions/{subscription_id}"): {404: (E.NOT_FOUND,)},
+    # end-to-end keys: other identity keys for a device, or a concurrent upload, is 409 invalid_keys
+    ("POST", "/v1/keys/upload"): (E.INVALID_KEYS, (409, E.INVALID_KEYS)),
+    ("POST", "/v1/to-device"): (E.USER_NOT_FOUND,),
+    # web push: a device's subscription limit reached is 409 validation_error
+    ("POST", "/v1/push/subscriptions"): (CHECKED_VALUE, (409, E.VALIDATION_ERROR)),
+    ("DELETE", "/v1/push/subscriptions/{subscription_id}"): (E.NOT_FOUND,),
 }
+ROUTE_ERRORS: dict[tuple[str, str], dict[int, Codes]] = {key: by_status(r) for key, r in REFUSALS.items()}
 
 # Answers besides the route's declared status that carry the route's own body, not the error shape.
 OTHER_ANSWERS: dict[tuple[str, str], dict[int, str]] = {

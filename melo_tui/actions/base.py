@@ -24,6 +24,7 @@ BackendFactory = Callable[[str], Backend]  # a profile's name → its backend (n
 
 
 class AppBase(App[None]):
+    backends: BackendFactory
     backend: Backend
     formatting: Formatting
     connection_state: str

@@ -1,7 +1,6 @@
 """Switching profile: another account of this home, in the same app."""
 
 from melo_tui.actions.base import AppBase
-from melo_tui.backend import Backend
 from melo_tui.screens.login import LoginScreen
 from melo_tui.workers import ui_work
 
@@ -19,8 +18,8 @@ class ProfileActions(AppBase):
         if not profile or profile == self.backend.store.profile:
             return
         try:
-            store = self.backend.store.for_profile(profile)
-        except ValueError as exc:
+            new = self.backends(profile)
+        except ValueError as exc:  # not a profile name
             self.notify(f"Cannot switch: {exc}", severity="error")
             return
         self.workers.cancel_group(self, "events")
@@ -30,7 +29,7 @@ class ProfileActions(AppBase):
         await self._close_calls()
         old = self.backend
         await old.close()
-        self.backend = Backend(store, client_factory=old.client_factory, live=old.live, warnings=old.warnings)
+        self.backend = new
         self.connection_state = "offline"
         while len(self.screen_stack) > 1:
             await self.pop_screen()
@@ -38,4 +37,4 @@ class ProfileActions(AppBase):
         if self.backend.has_stored_login():
             self.auto_login()
         else:
-            self.push_screen(LoginScreen(store.stored_server() or old.default_server))
+            self.push_screen(LoginScreen(new.store.stored_server() or new.server_url or old.default_server))

@@ -17,15 +17,8 @@ from melo_tui.workers import ui_handler
 
 class LoginScreen(Screen[None]):
     class Submitted(Message):
-        def __init__(
-            self,
-            server: str,
-            username: str,
-            password: str,
-            token: str | None,
-            register: bool,
-            invite: str | None = None,
-        ) -> None:
+        def __init__(self, server: str, username: str, password: str, token: str | None, register: bool,
+                     invite: str | None = None) -> None:
             super().__init__()
             self.server, self.username, self.password = server, username, password
             self.token, self.register, self.invite = token, register, invite
@@ -41,12 +34,10 @@ class LoginScreen(Screen[None]):
             yield self._field(Input(self.server_url, id="server"), "Server")
             yield self._field(Input(id="username", placeholder="username"), "Username")
             yield self._field(Input(id="password", password=True, placeholder="password"), "Password")
-            yield self._field(
-                Input(id="token", placeholder="only to register, when the server asks for one"), "Registration token"
-            )
-            yield self._field(
-                Input(id="invite", placeholder="optional: a chat's invite code, joined once you are in"), "Invite code"
-            )
+            yield self._field(Input(id="token", placeholder="only to register, when the server asks for one"),
+                              "Registration token")
+            yield self._field(Input(id="invite", placeholder="optional: a chat's invite code, joined once you are in"),
+                              "Invite code")
             with Horizontal(id="login-buttons"):
                 yield Button("Log in", id="login", variant="primary")
                 yield Button("Register", id="register")
@@ -66,16 +57,8 @@ class LoginScreen(Screen[None]):
         if not value["server"].strip() or not value["username"].strip() or not value["password"]:
             self.notify("Server, username and password are needed.", severity="warning")
             return
-        self.post_message(
-            self.Submitted(
-                value["server"].strip(),
-                value["username"].strip(),
-                value["password"],
-                value["token"].strip() or None,
-                register,
-                value["invite"].strip() or None,
-            )
-        )
+        self.post_message(self.Submitted(value["server"].strip(), value["username"].strip(), value["password"],
+                                         value["token"].strip() or None, register, value["invite"].strip() or None))
 
     @on(Input.Submitted)
     def _enter(self, event: Input.Submitted) -> None:

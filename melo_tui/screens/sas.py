@@ -49,15 +49,8 @@ class SasScreen(ModalScreen[None]):
         Binding("escape", "cancel", "Cancel", id="sas.cancel"),
     ]
 
-    def __init__(
-        self,
-        username: str,
-        device_id: str,
-        transaction_id: str,
-        decide: Callable[[bool | None], None],
-        *,
-        state: str = "started",
-    ) -> None:
+    def __init__(self, username: str, device_id: str, transaction_id: str, decide: Callable[[bool | None], None],
+                 *, state: str = "started") -> None:
         super().__init__()
         self.username, self.device_id, self.transaction_id = username, device_id, transaction_id
         self.peer = clean_line(username, 64)
@@ -88,14 +81,8 @@ class SasScreen(ModalScreen[None]):
         self._refresh_widgets()
 
     # -- updates from the flow -----------------------------------------------------------------------------
-    def show(
-        self,
-        state: str,
-        *,
-        cancel_code: str | None = None,
-        emoji: Sequence[tuple[str, str]] | None = None,
-        decimals: tuple[int, int, int] | None = None,
-    ) -> None:
+    def show(self, state: str, *, cancel_code: str | None = None, emoji: Sequence[tuple[str, str]] | None = None,
+             decimals: tuple[int, int, int] | None = None) -> None:
         self.state, self.cancel_code = state, cancel_code
         if emoji is not None:
             self.emoji = list(emoji)

@@ -42,7 +42,7 @@ async def list_users(
     async def run() -> AdminUserList:
         return AdminUserList(users=await service.list_users(db, search, limit, offset))
 
-    return await service.audited(state, caller, "users.list", search, run)
+    return await service.audited(caller, "users.list", search, run, sessions=state.sessions)
 
 
 @router.get("/users/{username}")
@@ -50,7 +50,7 @@ async def show_user(username: str, caller: AdminCaller, state: StateDep, db: DbS
     async def run() -> AdminUserDetail:
         return await service.user_detail(db, await service.find_user(db, username))
 
-    return await service.audited(state, caller, "users.show", username, run)
+    return await service.audited(caller, "users.show", username, run, sessions=state.sessions)
 
 
 @router.post("/users/{username}/ban")
@@ -59,10 +59,10 @@ async def ban_user(
 ) -> AdminUserSummary:
     async def run() -> AdminUserSummary:
         user = await service.find_user(db, username)
-        await service.ban(state, db, caller, user, body.reason)
+        await service.ban(db, caller, user, body.reason, revocations=state.revocations)
         return service.summary(user)
 
-    return await service.audited(state, caller, "users.ban", username, run, {"reason": body.reason})
+    return await service.audited(caller, "users.ban", username, run, {"reason": body.reason}, sessions=state.sessions)
 
 
 @router.post("/users/{username}/unban")
@@ -72,17 +72,17 @@ async def unban_user(username: str, caller: AdminCaller, state: StateDep, db: Db
         await service.unban(db, user)
         return service.summary(user)
 
-    return await service.audited(state, caller, "users.unban", username, run)
+    return await service.audited(caller, "users.unban", username, run, sessions=state.sessions)
 
 
 @router.post("/users/{username}/deactivate")
 async def deactivate_user(username: str, caller: AdminCaller, state: StateDep, db: DbSession) -> AdminUserSummary:
     async def run() -> AdminUserSummary:
         user = await service.find_user(db, username)
-        await service.deactivate(state, db, caller, user)
+        await service.deactivate(db, caller, user, revocations=state.revocations)
         return service.summary(user)
 
-    return await service.audited(state, caller, "users.deactivate", username, run)
+    return await service.audited(caller, "users.deactivate", username, run, sessions=state.sessions)
 
 
 @router.post("/users/{username}/reset-password")
@@ -91,10 +91,12 @@ async def reset_password(
 ) -> AdminPasswordResetOut:
     async def run() -> AdminPasswordResetOut:
         user = await service.find_user(db, username)
-        generated, revoked = await service.reset_password(state, db, user, body.new_password)
+        generated, revoked = await service.reset_password(
+            db, user, body.new_password, passwords=state.passwords, revocations=state.revocations
+        )
         return AdminPasswordResetOut(username=user.username, temporary_password=generated, sessions_revoked=revoked)
 
-    return await service.audited(state, caller, "users.reset_password", username, run)
+    return await service.audited(caller, "users.reset_password", username, run, sessions=state.sessions)
 
 
 @router.post("/users/{username}/promote")
@@ -104,7 +106,7 @@ async def promote(username: str, caller: AdminCaller, state: StateDep, db: DbSes
         await service.set_admin(db, caller, user, True)
         return service.summary(user)
 
-    return await service.audited(state, caller, "users.promote", username, run)
+    return await service.audited(caller, "users.promote", username, run, sessions=state.sessions)
 
 
 @router.post("/users/{username}/demote")
@@ -114,7 +116,7 @@ async def demote(username: str, caller: AdminCaller, state: StateDep, db: DbSess
         await service.set_admin(db, caller, user, False)
         return service.summary(user)
 
-    return await service.audited(state, caller, "users.demote", username, run)
+    return await service.audited(caller, "users.demote", username, run, sessions=state.sessions)
 
 
 @router.post("/users/{username}/sessions/revoke-all")
@@ -127,7 +129,7 @@ async def revoke_user_sessions(username: str, caller: AdminCaller, state: StateD
             )
         }
 
-    return await service.audited(state, caller, "sessions.revoke_all", username, run)
+    return await service.audited(caller, "sessions.revoke_all", username, run, sessions=state.sessions)
 
 
 @router.get("/registration")
@@ -137,7 +139,7 @@ async def get_registration(caller: AdminCaller, state: StateDep, db: DbSession) 
             mode=await accounts_service.registration_mode(db, default=state.settings.registration_mode)
         )
 
-    return await service.audited(state, caller, "registration.show", None, run)
+    return await service.audited(caller, "registration.show", None, run, sessions=state.sessions)
 
 
 @router.put("/registration")
@@ -148,7 +150,7 @@ async def set_registration(
         await accounts_service.set_registration_mode(db, body.mode)
         return body
 
-    return await service.audited(state, caller, "registration.set", body.mode.value, run)
+    return await service.audited(caller, "registration.set", body.mode.value, run, sessions=state.sessions)
 
 
 @router.post("/registration-tokens", status_code=201)
@@ -158,7 +160,7 @@ async def create_token(
     async def run() -> RegistrationTokenOut:
         return await service.create_token(db, caller, body)
 
-    return await service.audited(state, caller, "tokens.create", None, run, body.model_dump())
+    return await service.audited(caller, "tokens.create", None, run, body.model_dump(), sessions=state.sessions)
 
 
 @router.get("/registration-tokens")
@@ -166,7 +168,7 @@ async def list_tokens(caller: AdminCaller, state: StateDep, db: DbSession) -> Re
     async def run() -> RegistrationTokenList:
         return RegistrationTokenList(tokens=await service.list_tokens(db))
 
-    return await service.audited(state, caller, "tokens.list", None, run)
+    return await service.audited(caller, "tokens.list", None, run, sessions=state.sessions)
 
 
 @router.delete("/registration-tokens/{token}")
@@ -174,7 +176,7 @@ async def revoke_token(token: str, caller: AdminCaller, state: StateDep, db: DbS
     async def run() -> RegistrationTokenOut:
         return await service.revoke_token(db, token)
 
-    return await service.audited(state, caller, "tokens.revoke", token[:8] + "…", run)
+    return await service.audited(caller, "tokens.revoke", token[:8] + "…", run, sessions=state.sessions)
 
 
 @router.get("/stats")
@@ -182,7 +184,7 @@ async def stats(caller: AdminCaller, state: StateDep, db: DbSession) -> StatsOut
     async def run() -> StatsOut:
         return await service.stats(db)
 
-    return await service.audited(state, caller, "stats.show", None, run)
+    return await service.audited(caller, "stats.show", None, run, sessions=state.sessions)
 
 
 @router.get("/audit")
@@ -197,7 +199,7 @@ async def audit(
     async def run() -> AuditList:
         return AuditList(entries=await service.audit_entries(db, limit, action))
 
-    return await service.audited(state, caller, "audit.show", None, run)
+    return await service.audited(caller, "audit.show", None, run, sessions=state.sessions)
 
 
 @router.get("/keys")
@@ -206,7 +208,7 @@ async def list_keys(caller: AdminCaller, state: StateDep) -> AdminKeyList:
         vapid_kid = state.push.vapid.kid if state.push is not None else None
         return AdminKeyList(keys=service.key_list(await state.keys.list_keys(), state.data_keys.active_kid, vapid_kid))
 
-    return await service.audited(state, caller, "keys.list", None, run)
+    return await service.audited(caller, "keys.list", None, run, sessions=state.sessions)
 
 
 @router.post("/keys/rotate")
@@ -227,4 +229,4 @@ async def rotate_keys(body: KeyRotateRequest, caller: AdminCaller, state: StateD
         return KeyRotateResult(rotated=rotated, reencrypt_pending=pending)
 
     kinds = ",".join(k for k, on in (("jwt", body.jwt), ("data", body.data)) if on)
-    return await service.audited(state, caller, "keys.rotate", kinds or None, run)
+    return await service.audited(caller, "keys.rotate", kinds or None, run, sessions=state.sessions)

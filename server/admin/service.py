@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from melo_protocol.wire import (
     AdminKeyOut,
@@ -21,13 +21,14 @@ from melo_protocol.wire import (
 )
 from server.accounts.service import check_text, plausible_registration_token
 from server.auth import service as auth_service
+from server.core.caller import Caller
 from server.core.errors import ApiError
 from server.core.jwt_keys import signing_kid
+from server.core.passwords import Passwords
+from server.core.revocation import RevocationStore
 from server.core.secrets import shareable_code
 from server.db.models import AuditLog, DeviceSession, Message, RegistrationToken, SigningKey, User
 from server.db.types import utcnow
-from server.deps import Caller
-from server.state import AppState
 
 T = TypeVar("T")
 # The actor of commands run on the server host (``melo-server create-admin``, ``keys rotate``): no user
@@ -36,12 +37,13 @@ HOST_ACTOR = "host"
 
 
 async def audited(
-    state: AppState,
     caller: Caller | None,
     action: str,
     target: str | None,
     fn: Callable[[], Awaitable[T]],
     details: dict[str, Any] | None = None,
+    *,
+    sessions: async_sessionmaker[AsyncSession],
 ) -> T:
     """Run an admin action and record it (actor, action, target, time, outcome) in its own transaction.
 
@@ -57,7 +59,7 @@ async def audited(
         outcome = "error"
         raise
     finally:
-        async with state.sessions() as audit_db:
+        async with sessions() as audit_db:
             audit_db.add(
                 AuditLog(
                     actor_id=caller.user.id if caller is not None else None,
@@ -119,13 +121,13 @@ async def user_detail(db: AsyncSession, user: User) -> AdminUserDetail:
     )
 
 
-async def ban(state: AppState, db: AsyncSession, caller: Caller, user: User, reason: str | None) -> int:
+async def ban(db: AsyncSession, caller: Caller, user: User, reason: str | None, *, revocations: RevocationStore) -> int:
     _not_self(caller, user)
     reason = (check_text(reason, "reason", multiline=True) or None) if reason is not None else None
     user.banned_at = utcnow()
     user.ban_reason = reason
     await db.commit()
-    return await auth_service.revoke_user_sessions(db, user.id, reason="banned", revocations=state.revocations)
+    return await auth_service.revoke_user_sessions(db, user.id, reason="banned", revocations=revocations)
 
 
 async def unban(db: AsyncSession, user: User) -> None:
@@ -134,15 +136,15 @@ async def unban(db: AsyncSession, user: User) -> None:
     await db.commit()
 
 
-async def deactivate(state: AppState, db: AsyncSession, caller: Caller, user: User) -> int:
+async def deactivate(db: AsyncSession, caller: Caller, user: User, *, revocations: RevocationStore) -> int:
     _not_self(caller, user)
     user.deactivated_at = utcnow()
     await db.commit()
-    return await auth_service.revoke_user_sessions(db, user.id, reason="deactivated", revocations=state.revocations)
+    return await auth_service.revoke_user_sessions(db, user.id, reason="deactivated", revocations=revocations)
 
 
 async def reset_password(
-    state: AppState, db: AsyncSession, user: User, new_password: str | None
+    db: AsyncSession, user: User, new_password: str | None, *, passwords: Passwords, revocations: RevocationStore
 ) -> tuple[str | None, int]:
     from server.core.passwords import password_problem
 
@@ -152,16 +154,20 @@ async def reset_password(
     problem = password_problem(new_password, user.username)
     if problem:
         raise ApiError(ErrorCode.WEAK_PASSWORD, problem)
-    user.password_hash = await state.passwords.hash(new_password)
+    user.password_hash = await passwords.hash(new_password)
     await db.commit()
-    revoked = await auth_service.revoke_user_sessions(
-        db, user.id, reason="password_reset", revocations=state.revocations
-    )
+    revoked = await auth_service.revoke_user_sessions(db, user.id, reason="password_reset", revocations=revocations)
     return generated, revoked
 
 
 async def create_admin_on_host(
-    state: AppState, username: str, password: str | None, *, replace_password: bool
+    username: str,
+    password: str | None,
+    *,
+    replace_password: bool,
+    sessions: async_sessionmaker[AsyncSession],
+    passwords: Passwords,
+    revocations: RevocationStore,
 ) -> dict[str, Any]:
     """``melo-server create-admin``: make ``username`` an admin, creating the account if needed.
 
@@ -175,19 +181,19 @@ async def create_admin_on_host(
     details: dict[str, Any] = {}
 
     async def run() -> dict[str, Any]:
-        async with state.sessions() as db:
+        async with sessions() as db:
             user = (await db.scalars(select(User).where(User.username == name))).first()
             created = user is None
             replaced = False
             if user is None:
                 if password is None:
                     raise ApiError(ErrorCode.VALIDATION_ERROR, "a new account needs a password", status=400)
-                user = User(username=name, password_hash=await state.passwords.hash(password), created_at=utcnow())
+                user = User(username=name, password_hash=await passwords.hash(password), created_at=utcnow())
                 db.add(user)
             elif replace_password:
                 if password is None:
                     raise ApiError(ErrorCode.VALIDATION_ERROR, "replacing a password needs the new one", status=400)
-                user.password_hash = await state.passwords.hash(password)
+                user.password_hash = await passwords.hash(password)
                 replaced = True
             elif password is not None:
                 # the password was asked for a new account, but someone registered the name meanwhile
@@ -200,12 +206,12 @@ async def create_admin_on_host(
             revoked = 0
             if replaced:
                 revoked = await auth_service.revoke_user_sessions(
-                    db, user.id, reason="password_reset", revocations=state.revocations
+                    db, user.id, reason="password_reset", revocations=revocations
                 )
             details.update(created=created, was_admin=was_admin, password_replaced=replaced, sessions_revoked=revoked)
             return {"id": user.id, "username": user.username, **details}
 
-    return await audited(state, None, "users.create_admin", name, run, details)
+    return await audited(None, "users.create_admin", name, run, details, sessions=sessions)
 
 
 async def set_admin(db: AsyncSession, caller: Caller, user: User, admin: bool) -> None:

@@ -13,8 +13,8 @@ from melo_protocol.wire.realtime import EventType
 from server.chats import events
 from server.chats.service import load_member
 from server.config import Settings
+from server.core.caller import Caller
 from server.db.types import utcnow
-from server.deps import Caller
 from server.realtime.bus import LocalBus, RedisBus
 
 

@@ -40,10 +40,13 @@ class LiveSessions:
         if cached is not None and cached[2] > now:
             user_id, device_id = cached[0], cached[1]
         else:
-            row = (await db.execute(
-                select(DeviceSession.user_id, DeviceSession.device_id, DeviceSession.revoked_at)
-                .where(DeviceSession.id == claims.session_id)
-            )).first()
+            row = (
+                await db.execute(
+                    select(DeviceSession.user_id, DeviceSession.device_id, DeviceSession.revoked_at).where(
+                        DeviceSession.id == claims.session_id
+                    )
+                )
+            ).first()
             if row is None:
                 raise unauthorized(ErrorCode.INVALID_TOKEN, "this access token names no session")
             if row.revoked_at is not None:

@@ -50,7 +50,9 @@ async def set_retention(chat_id: Id, body: RetentionRequest, caller: AdminCaller
             state.sessions, chat_id, body.days, default_days=state.settings.retention_days
         )
 
-    return await admin_service.audited(state, caller, "retention.set", f"chat:{chat_id}", run, {"days": body.days})
+    return await admin_service.audited(
+        caller, "retention.set", f"chat:{chat_id}", run, {"days": body.days}, sessions=state.sessions
+    )
 
 
 @router.post("/v1/admin/retention/run", response_model=RetentionRun)
@@ -61,4 +63,4 @@ async def run_retention(caller: AdminCaller, state: StateDep) -> RetentionRun:
     async def run() -> RetentionRun:
         return RetentionRun(purged=await jobs.run_now("retention"))
 
-    return await admin_service.audited(state, caller, "retention.run", None, run)
+    return await admin_service.audited(caller, "retention.run", None, run, sessions=state.sessions)

@@ -14,11 +14,11 @@ from melo_protocol.wire.jobs import MAX_SCHEDULE_AHEAD, RetentionOut, ScheduledO
 from melo_protocol.wire.realtime import EventType
 from server.chats import events
 from server.chats.service import load_member
+from server.core.caller import Caller
 from server.core.errors import ApiError
 from server.core.secrets import SecretBox
 from server.db.models import Chat, ScheduledMessage, User
 from server.db.types import utcnow
-from server.deps import Caller
 from server.jobs.tasks import scheduled_context
 from server.messages.service import check_post
 from server.realtime.bus import LocalBus, RedisBus

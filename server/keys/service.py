@@ -19,10 +19,10 @@ from melo_protocol.wire.keys import (
     ToDeviceOut,
 )
 from server.chats.service import users_sharing_chats
+from server.core.caller import Caller
 from server.core.errors import ApiError
 from server.db.models import DeviceKeys, DeviceSession, FallbackKey, OneTimeKey, ToDeviceMessage, User
 from server.db.types import utcnow
-from server.deps import Caller
 from server.realtime import frames
 from server.realtime.bus import BusEvent, LocalBus, RedisBus
 

@@ -22,11 +22,11 @@ from melo_protocol.wire.keys import recipient_devices_digest
 from melo_protocol.wire.realtime import EventType
 from server.chats import events
 from server.chats.service import ADMIN_ROLES, load_member
+from server.core.caller import Caller
 from server.core.data_keys import DataKeyRing
 from server.core.errors import ApiError
 from server.db.models import Chat, ChatMember, DeviceKeys, Message, MessageTxn, Reaction, User
 from server.db.types import utcnow
-from server.deps import Caller
 from server.messages.views import message_out, page_out, reactions_for
 from server.push.service import PushService
 from server.realtime.bus import LocalBus, RedisBus

@@ -21,7 +21,19 @@ from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
 from melo_tui.widgets.conversation.pinned_banner import PinnedBanner
 from tests.kit.e2ekit import close_all, device, next_of
 from tests.kit.livekit import Live
-from tests.tui.tuikit import PASSWORD, SIZE, info_shown, login, message_texts, prompt_ready, type_text, unique, wait_for
+from tests.tui.fake_backend import FakeBackend, FakeServer
+from tests.tui.tuikit import (
+    PASSWORD,
+    SIZE,
+    home_backends,
+    info_shown,
+    login,
+    message_texts,
+    prompt_ready,
+    type_text,
+    unique,
+    wait_for,
+)
 
 
 def own_item(app: MeloApp, text: str) -> MessageItem | None:
@@ -55,7 +67,8 @@ async def test_invite_at_registration_ticks_pins_timer_schedule_and_alerts(live:
         desktop.append((title, body))
 
     app = MeloApp(
-        Backend(CredentialStore(tmp_path / "alice-home", "tui"), server_url=live.server.url),
+        home_backends(tmp_path / "alice-home", live.server.url),
+        "tui",
         call_media=quiet_media,
         desktop_notify=record,
     )
@@ -155,15 +168,24 @@ async def test_invite_at_registration_ticks_pins_timer_schedule_and_alerts(live:
         await close_all(bob)
 
 
-async def test_switch_profile_between_accounts_and_to_a_new_one(live: Live, tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    names = {}
-    for profile in ("work", "personal"):
-        store = CredentialStore(home, profile)
-        async with MeloClient(live.server.url, store=store) as client:
-            names[profile] = unique(profile[:4])
-            await client.register(names[profile], PASSWORD, device_name="tui")
-    app = MeloApp(Backend(CredentialStore(home, "work")), call_media=quiet_media)
+async def test_switch_profile_between_accounts_and_to_a_new_one(tmp_path: Path) -> None:
+    world = FakeServer()
+    names = {"work": "wo", "personal": "pe"}
+    for name in names.values():
+        world.user(name)
+    made: list[str] = []  # the profiles the app asked its backend factory for
+
+    def backends(profile: str) -> Backend:
+        made.append(profile)
+        known = profile in names  # a new profile has no server yet: its login form offers the last one's
+        return FakeBackend(
+            world,
+            CredentialStore(tmp_path / "home", profile),
+            logged_in_as=names.get(profile),
+            server_url="https://melo.example" if known else None,
+        )
+
+    app = MeloApp(backends, "work", call_media=quiet_media)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="auto-login")
@@ -186,7 +208,8 @@ async def test_switch_profile_between_accounts_and_to_a_new_one(live: Live, tmp_
             app.switch_profile("fresh")
             await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen), what="a new profile logs in")
             assert app.backend.store.profile == "fresh" and app.backend.messenger is None
-            assert app.screen.query_one("#server").value == live.server.url  # type: ignore[attr-defined]
+            assert app.screen.query_one("#server").value == "https://melo.example"  # type: ignore[attr-defined]
+            assert made == ["work", "personal", "fresh"]  # every backend from the injected factory
     finally:
         await app.backend.close()
 
@@ -205,7 +228,7 @@ async def test_admin_actions_and_new_dm_and_channel_from_the_palette(live: Live,
         await db.commit()
     victim = await device(live, tmp_path / "victim-home", unique("mal"), "v", register=True)
     troll = await live.user("troll")
-    app = MeloApp(Backend(CredentialStore(home, "admin")), call_media=quiet_media)
+    app = MeloApp(home_backends(home), "admin", call_media=quiet_media)
 
     async def fill(*values: str) -> None:
         await wait_for(pilot, lambda: prompt_ready(app), what="a prompt")
@@ -264,7 +287,7 @@ async def test_notifications_never_interpret_markup(tmp_path: Path) -> None:
     """Notifications quote server errors, usernames and titles: "[/]" would be a markup error, "[b]" bold."""
     from textual.widgets._toast import Toast
 
-    app = MeloApp(Backend(CredentialStore(tmp_path, "tui"), server_url="http://127.0.0.1:9"), call_media=quiet_media)
+    app = MeloApp(home_backends(tmp_path, "http://127.0.0.1:9"), "tui", call_media=quiet_media)
     text = "Could not load chats: [/] [b]chat[/b] [link=http://x]y[/link]"
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen), what="the login screen")

@@ -13,22 +13,22 @@ from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.conversation.composer import Composer
 from melo_tui.widgets.conversation.message_view import MessageView
 from melo_tui.widgets.members import MemberPanel
-from tests.kit.e2ekit import close_all, device
-from tests.kit.livekit import Live
-from tests.tui.tuikit import SIZE, login, make_app, unique, wait_for
+from tests.tui.fake_backend import FakeServer
+from tests.tui.tuikit import SIZE, fake_app, login, wait_for
 
 
-async def test_keys_reach_the_chat_list_first_and_tab_goes_round_the_panes(live: Live, tmp_path: Path) -> None:
-    app = make_app(tmp_path / "home", live.server.url)
-    alice = unique("alice")
-    bob = await device(live, tmp_path / "bob-home", unique("bob"), "bob", register=True)
+async def test_keys_reach_the_chat_list_first_and_tab_goes_round_the_panes(tmp_path: Path) -> None:
+    world = FakeServer()
+    world.user("bob")
+    app = fake_app(tmp_path / "home", world)
+    alice = "alice"
     try:
         async with app.run_test(size=SIZE) as pilot:
             await login(pilot, alice, register=True)
             screen = app.screen
             assert isinstance(screen, ChatScreen)
             for title in ("one", "two", "three"):
-                await bob.client.create_chat("group", title, [alice])
+                world.create_chat("bob", "group", title, [alice])
             chats = screen.query_one(ChatList)
             await wait_for(pilot, lambda: len(chats.list_view.children) == 3, what="three chats listed")
             chat_filter = chats.query_one("#chat-filter", Input)
@@ -98,4 +98,3 @@ async def test_keys_reach_the_chat_list_first_and_tab_goes_round_the_panes(live:
             await j_and_k_move_in_the_list()
     finally:
         await app.backend.close()
-        await close_all(bob)

@@ -1,4 +1,4 @@
-"""Older history on scroll-up against a live server, and how each message state is shown."""
+"""Older history on scroll-up (on a fake server), and how each message state is shown."""
 
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,33 +10,39 @@ from melo_protocol.client.events import Message
 from melo_tui.formatting import FIXED
 from melo_tui.screens.chat import HISTORY_PAGE, ChatScreen
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
-from tests.kit.e2ekit import close_all, device
-from tests.kit.livekit import Live
-from tests.tui.tuikit import SIZE, login, make_app, message_texts, unique, wait_for
+from tests.tui.fake_backend import FakeServer
+from tests.tui.tuikit import SIZE, fake_app, login, message_texts, wait_for
 
 
-async def test_older_history_loads_on_scroll_up_and_key_warnings_show(live: Live, tmp_path: Path) -> None:
-    me, peer = unique("reader"), unique("writer")
-    app = make_app(tmp_path / "home", live.server.url)
-    writer = await device(live, tmp_path / "w-home", peer, "w", register=True)
+async def test_older_history_loads_on_scroll_up_and_key_warnings_show(tmp_path: Path) -> None:
+    me, peer = "reader", "writer"
+    world = FakeServer()
+    world.user(peer)
+    app = fake_app(tmp_path / "home", world)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await login(pilot, me, register=True)
-            group = await writer.client.create_chat("group", "long story", [me])
+            group = world.create_chat(peer, "group", "long story", [me])
             total = HISTORY_PAGE + 15
             for i in range(total):
-                await writer.send_text(group.id, f"line {i}")
+                world.send(peer, group.id, f"line {i}")
             screen = app.screen
             assert isinstance(screen, ChatScreen)
-            await wait_for(pilot, lambda: group.id in screen.query_one("#chat-list").entries,  # type: ignore[attr-defined]
-                           what="the group")
+            await wait_for(
+                pilot,
+                lambda: group.id in screen.query_one("#chat-list").entries,  # type: ignore[attr-defined]
+                what="the group",
+            )
             screen.open_chat(group.id)
             view = screen.query_one(MessageView)
             await wait_for(pilot, lambda: len(view.query(MessageItem)) == HISTORY_PAGE, what="the first page")
             assert message_texts(app)[-1].endswith("line 64  unverified") or "line 64" in message_texts(app)[-1]
             await wait_for(pilot, lambda: screen.query_one("#composer").has_focus, what="composer focused")
-            await wait_for(pilot, lambda: view.max_scroll_y > 0 and view.scroll_y == view.max_scroll_y,
-                           what="the newest message at the bottom")
+            await wait_for(
+                pilot,
+                lambda: view.max_scroll_y > 0 and view.scroll_y == view.max_scroll_y,
+                what="the newest message at the bottom",
+            )
             view.focus()
             await pilot.press("home")  # to the top of what is loaded: older history follows
             await wait_for(pilot, lambda: len(view.query(MessageItem)) == total, what="older history")
@@ -53,7 +59,6 @@ async def test_older_history_loads_on_scroll_up_and_key_warnings_show(live: Live
             assert any("security key changed" in str(n.message) for n in app._notifications)
     finally:
         await app.backend.close()
-        await close_all(writer)
 
 
 class ViewApp(App[None]):
@@ -62,8 +67,16 @@ class ViewApp(App[None]):
 
 
 def msg(i: int, **kw: object) -> Message:
-    base = {"id": i, "chat_id": 1, "seq": i, "sender": "bob", "sender_device": "D", "text": f"text {i}",
-            "status": "ok", "created_at": datetime(2024, 1, 1, 12, 0, tzinfo=UTC)}
+    base = {
+        "id": i,
+        "chat_id": 1,
+        "seq": i,
+        "sender": "bob",
+        "sender_device": "D",
+        "text": f"text {i}",
+        "status": "ok",
+        "created_at": datetime(2024, 1, 1, 12, 0, tzinfo=UTC),
+    }
     base.update(kw)
     return Message(**base)  # type: ignore[arg-type]
 
@@ -72,15 +85,19 @@ async def test_message_states_are_shown() -> None:
     app = ViewApp()
     async with app.run_test(size=SIZE) as pilot:
         view = app.query_one(MessageView)
-        await view.show_chat(1, [
-            msg(1, text="original"),
-            msg(2, status="waiting_for_key", text=None),
-            msg(3, status="undecryptable", text=None),
-            msg(4, status="deleted", text=None),
-            msg(5, text="answer", reply_to=1, sender="me", edited_at=datetime(2024, 1, 1, tzinfo=UTC)),
-            msg(6, text="waves", kind="emote"),
-            msg(7, text="pinned one", pinned=True, reactions={"👍": ["a", "b"]}),
-        ], complete=True)
+        await view.show_chat(
+            1,
+            [
+                msg(1, text="original"),
+                msg(2, status="waiting_for_key", text=None),
+                msg(3, status="undecryptable", text=None),
+                msg(4, status="deleted", text=None),
+                msg(5, text="answer", reply_to=1, sender="me", edited_at=datetime(2024, 1, 1, tzinfo=UTC)),
+                msg(6, text="waves", kind="emote"),
+                msg(7, text="pinned one", pinned=True, reactions={"👍": ["a", "b"]}),
+            ],
+            complete=True,
+        )
         await pilot.pause()
         texts = [i.rendered.plain for i in view.query(MessageItem)]
         assert "waiting for the key" in texts[1]
@@ -106,8 +123,9 @@ async def test_mentions_are_highlighted_and_j_k_move_in_the_chat_list() -> None:
     app = ViewApp()
     async with app.run_test(size=SIZE) as pilot:
         view = app.query_one(MessageView)
-        await view.show_chat(1, [msg(1, text="hey @me look"), msg(2, text="[@me] is not a mention of @mex")],
-                             complete=True)
+        await view.show_chat(
+            1, [msg(1, text="hey @me look"), msg(2, text="[@me] is not a mention of @mex")], complete=True
+        )
         first, second = (view.items[1].rendered, view.items[2].rendered)
         assert any(span.style == "bold reverse yellow" for span in first.spans)
         assert "[@me]" in second.plain  # literal, never markup
@@ -117,8 +135,10 @@ async def test_mentions_are_highlighted_and_j_k_move_in_the_chat_list() -> None:
             yield ChatList()
 
     now = datetime(2024, 1, 1, tzinfo=UTC)
-    chats = [ChatOut(id=i, kind="group", title=f"g{i}", e2e=True, created_at=now, member_count=2, last_seq=0)
-             for i in (1, 2, 3)]
+    chats = [
+        ChatOut(id=i, kind="group", title=f"g{i}", e2e=True, created_at=now, member_count=2, last_seq=0)
+        for i in (1, 2, 3)
+    ]
     list_app = ListApp()
     async with list_app.run_test(size=SIZE) as pilot:
         chat_list = list_app.query_one(ChatList)

@@ -1,7 +1,9 @@
-"""The member panel (F2) and the chat info screen (F3), under Pilot against a live server.
+"""The member panel (F2) and the chat info screen (F3), under Pilot.
 
-The TUI user is alice; the other members are SDK clients. Presence comes from the peer's SDK stream
-connecting and closing; every management action is checked against the server through the SDK.
+The TUI user is alice. In the first test the other members are SDK clients of a live server: presence
+comes from the peer's SDK stream connecting and closing, and every management action is checked against
+the server through the SDK. The others run on a fake server, whose rules (who may manage) are the real
+server's.
 """
 
 from collections.abc import AsyncIterator
@@ -22,7 +24,8 @@ from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.members import MemberPanel
 from tests.kit.e2ekit import PASSWORD
 from tests.kit.livekit import Live
-from tests.tui.tuikit import SIZE, login, make_app, prompt_ready, type_text, unique, wait_for
+from tests.tui.fake_backend import FakeClient, FakeServer
+from tests.tui.tuikit import SIZE, fake_app, login, make_app, prompt_ready, type_text, unique, wait_for
 
 
 async def _registered(live: Live, home: Path, username: str) -> MeloClient:
@@ -72,7 +75,8 @@ async def _answer_prompt(pilot: Any, *answers: str) -> None:
 
 
 async def test_member_panel_shows_roles_and_live_presence_and_owner_manages_the_chat(
-        live: Live, tmp_path: Path) -> None:
+    live: Live, tmp_path: Path
+) -> None:
     alice, bob_name, carol_name = unique("alice"), unique("bob"), unique("carol")
     app = make_app(tmp_path / "alice-home", live.server.url)
     bob_client = await _registered(live, tmp_path / "bob-home", bob_name)
@@ -85,7 +89,8 @@ async def test_member_panel_shows_roles_and_live_presence_and_owner_manages_the_
             assert isinstance(screen, ChatScreen)
             await wait_for(pilot, lambda: screen.status == f"{alice} · connected", what="connected")
             group = await app.backend.messenger.client.create_chat(  # type: ignore[union-attr]
-                "group", "book club", [bob_name, carol_name])
+                "group", "book club", [bob_name, carol_name]
+            )
             await _open_chat(pilot, screen, group.id, "book")
 
             # F2 shows the panel: owner first, then members by name; the server says who is online now
@@ -111,22 +116,34 @@ async def test_member_panel_shows_roles_and_live_presence_and_owner_manages_the_
             assert isinstance(info, ChatInfoScreen)
             text = _info_text(app)
             assert "book club" in text and "group · end-to-end encrypted" in text
-            for label, value in (("Slow mode:", "off"), ("Disappearing messages:", "off"), ("Members:", "3"),
-                                 ("Your role:", "owner")):
+            for label, value in (
+                ("Slow mode:", "off"),
+                ("Disappearing messages:", "off"),
+                ("Members:", "3"),
+                ("Your role:", "owner"),
+            ):
                 assert any(line.startswith(label) and line.endswith(value) for line in text.splitlines()), label
 
             # s: slow mode 30 s → the server has it
             await pilot.press("s")
             await _answer_prompt(pilot, "30")
-            await wait_for(pilot, lambda: any(line.startswith("Slow mode:") and line.endswith("30 s")
-                                              for line in _info_text(app).splitlines()), what="slow mode shown")
+            await wait_for(
+                pilot,
+                lambda: any(
+                    line.startswith("Slow mode:") and line.endswith("30 s") for line in _info_text(app).splitlines()
+                ),
+                what="slow mode shown",
+            )
             assert (await bob_client.get_chat(group.id)).slow_mode_seconds == 30
 
             # e: title and description → the server has them
             await pilot.press("e")
             await _answer_prompt(pilot, "tea club", "Tuesdays at five")
-            await wait_for(pilot, lambda: "tea club" in _info_text(app) and "Tuesdays at five" in _info_text(app),
-                           what="new title shown")
+            await wait_for(
+                pilot,
+                lambda: "tea club" in _info_text(app) and "Tuesdays at five" in _info_text(app),
+                what="new title shown",
+            )
             chat = await bob_client.get_chat(group.id)
             assert (chat.title, chat.description) == ("tea club", "Tuesdays at five")
 
@@ -134,8 +151,11 @@ async def test_member_panel_shows_roles_and_live_presence_and_owner_manages_the_
             await pilot.press("down")
             assert info.selected_member() is not None and info.selected_member().user.username == bob_name
             await pilot.press("a")
-            await wait_for(pilot, lambda: any(m.user.username == bob_name and m.role == "admin"
-                                              for m in info.members), what="bob admin in chat info")
+            await wait_for(
+                pilot,
+                lambda: any(m.user.username == bob_name and m.role == "admin" for m in info.members),
+                what="bob admin in chat info",
+            )
             roles = {m.user.username: m.role for m in await bob_client.list_members(group.id)}
             assert roles == {alice: "owner", bob_name: "admin", carol_name: "member"}
             await wait_for(pilot, lambda: f"○ {bob_name}  admin" in panel.lines(), what="bob admin in the panel")
@@ -145,8 +165,11 @@ async def test_member_panel_shows_roles_and_live_presence_and_owner_manages_the_
             assert info.selected_member().user.username == carol_name  # type: ignore[union-attr]
             await pilot.press("x")
             await _answer_prompt(pilot, "yes")
-            await wait_for(pilot, lambda: [m.user.username for m in info.members] == [alice, bob_name],
-                           what="carol removed in chat info")
+            await wait_for(
+                pilot,
+                lambda: [m.user.username for m in info.members] == [alice, bob_name],
+                what="carol removed in chat info",
+            )
             assert {m.user.username for m in await bob_client.list_members(group.id)} == {alice, bob_name}
             await wait_for(pilot, lambda: len(panel.lines()) == 2, what="carol gone from the panel")
 
@@ -170,17 +193,19 @@ class InBobsGroup:
     pilot: Any
     screen: ChatScreen
     alice: str
-    bob: MeloClient
+    bob: FakeClient
     bob_name: str
     group: ChatOut
 
 
 @asynccontextmanager
-async def in_bobs_group(live: Live, tmp_path: Path, title: str | None) -> AsyncIterator[InBobsGroup]:
-    """alice in bob's group ``title`` (None: in bob's direct chat with her), open."""
-    alice, bob_name = unique("alice"), unique("bob")
-    app = make_app(tmp_path / "alice-home", live.server.url)
-    bob = await _registered(live, tmp_path / "bob-home", bob_name)
+async def in_bobs_group(tmp_path: Path, title: str | None) -> AsyncIterator[InBobsGroup]:
+    """alice in bob's group ``title`` (None: in bob's direct chat with her), open; on a fake server."""
+    alice, bob_name = "alice", "bob"
+    world = FakeServer()
+    world.user(bob_name)
+    app = fake_app(tmp_path / "alice-home", world)
+    bob = FakeClient(world, bob_name)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await login(pilot, alice, register=True)
@@ -194,11 +219,10 @@ async def in_bobs_group(live: Live, tmp_path: Path, title: str | None) -> AsyncI
             yield InBobsGroup(app, pilot, screen, alice, bob, bob_name, group)
     finally:
         await app.backend.close()
-        await bob.aclose()
 
 
-async def test_chat_info_refuses_management_politely_for_non_admins(live: Live, tmp_path: Path) -> None:
-    async with in_bobs_group(live, tmp_path, "bob's club") as g:
+async def test_chat_info_refuses_management_politely_for_non_admins(tmp_path: Path) -> None:
+    async with in_bobs_group(tmp_path, "bob's club") as g:
         app, pilot, screen, alice, bob, bob_name, group = g.app, g.pilot, g.screen, g.alice, g.bob, g.bob_name, g.group
 
         # the palette's "Chat info" opens it too
@@ -215,8 +239,9 @@ async def test_chat_info_refuses_management_politely_for_non_admins(live: Live, 
 
         # a plain member: every management key is refused with a notice, no prompt, nothing sent
         await pilot.press("s")
-        await wait_for(pilot, lambda: _notified(app, "Only owners and admins can set slow mode"),
-                       what="slow mode refused")
+        await wait_for(
+            pilot, lambda: _notified(app, "Only owners and admins can set slow mode"), what="slow mode refused"
+        )
         await pilot.press("e")
         await wait_for(pilot, lambda: _notified(app, "Only owners and admins can edit"), what="edit refused")
         await pilot.press("x")
@@ -224,8 +249,9 @@ async def test_chat_info_refuses_management_politely_for_non_admins(live: Live, 
         await pilot.press("a")
         await wait_for(pilot, lambda: _notified(app, "Only the owner can change roles"), what="role refused")
         await pilot.press("t")
-        await wait_for(pilot, lambda: _notified(app, "Only owners and admins can set disappearing messages"),
-                       what="timer refused")
+        await wait_for(
+            pilot, lambda: _notified(app, "Only owners and admins can set disappearing messages"), what="timer refused"
+        )
         assert app.screen is info
         chat = await bob.get_chat(group.id)
         assert chat.slow_mode_seconds == 0 and chat.title == "bob's club" and chat.message_ttl_seconds is None
@@ -257,8 +283,8 @@ async def test_chat_info_refuses_management_politely_for_non_admins(live: Live, 
         assert {m.user.username for m in await bob.list_members(group.id)} == {bob_name}
 
 
-async def test_chat_info_follows_a_removal_from_the_chat(live: Live, tmp_path: Path) -> None:
-    async with in_bobs_group(live, tmp_path, "a short stay") as g:
+async def test_chat_info_follows_a_removal_from_the_chat(tmp_path: Path) -> None:
+    async with in_bobs_group(tmp_path, "a short stay") as g:
         app, pilot, screen = g.app, g.pilot, g.screen
         await pilot.press("f3")
         await wait_for(pilot, lambda: "Your role:" in _info_text(app), what="chat info")
@@ -267,36 +293,55 @@ async def test_chat_info_follows_a_removal_from_the_chat(live: Live, tmp_path: P
         assert _notified(app, "You are no longer a member of this chat.")
 
 
-async def test_chat_info_of_a_direct_chat_sets_its_disappearing_messages(live: Live, tmp_path: Path) -> None:
+async def test_chat_info_of_a_direct_chat_sets_its_disappearing_messages(tmp_path: Path) -> None:
     """A DM has one setting, the timer, which either person sets: chat info shows it and sets it."""
-    async with in_bobs_group(live, tmp_path, None) as g:
+    async with in_bobs_group(tmp_path, None) as g:
         app, pilot, bob, dm = g.app, g.pilot, g.bob, g.group
         await pilot.press("f3")
         await wait_for(pilot, lambda: "Your role:" in _info_text(app), what="chat info")
         info = app.screen
         assert isinstance(info, ChatInfoScreen)
         assert "direct message" in _info_text(app)
-        assert any(line.startswith("Disappearing messages:") and line.endswith("off")
-                   for line in _info_text(app).splitlines())
+        assert any(
+            line.startswith("Disappearing messages:") and line.endswith("off") for line in _info_text(app).splitlines()
+        )
         hints = info.query_one("#chat-info-keys").render()
         hints_text = str(getattr(hints, "plain", hints))
         assert "t disappearing messages" in hints_text and "no settings" not in hints_text
 
         await pilot.press("t")
         await _answer_prompt(pilot, "1h")
-        await wait_for(pilot, lambda: any(line.startswith("Disappearing messages:") and line.endswith("1 h")
-                                          for line in _info_text(app).splitlines()), what="1 h shown")
+        await wait_for(
+            pilot,
+            lambda: any(
+                line.startswith("Disappearing messages:") and line.endswith("1 h")
+                for line in _info_text(app).splitlines()
+            ),
+            what="1 h shown",
+        )
         assert (await bob.get_chat(dm.id)).message_ttl_seconds == 3600
         await pilot.press("t")
         await _answer_prompt(pilot, "soon")  # not a duration: a notice, nothing sent
-        await wait_for(pilot, lambda: any(n.severity == "warning" and "soon" in str(n.message)
-                                          for n in app._notifications), what="bad duration refused")
+        await wait_for(
+            pilot,
+            lambda: any(n.severity == "warning" and "soon" in str(n.message) for n in app._notifications),
+            what="bad duration refused",
+        )
         assert (await bob.get_chat(dm.id)).message_ttl_seconds == 3600
         await pilot.press("t")
         await _answer_prompt(pilot, "off")
-        await wait_for(pilot, lambda: any(line.startswith("Disappearing messages:") and line.endswith("off")
-                                          for line in _info_text(app).splitlines()), what="off shown")
+        await wait_for(
+            pilot,
+            lambda: any(
+                line.startswith("Disappearing messages:") and line.endswith("off")
+                for line in _info_text(app).splitlines()
+            ),
+            what="off shown",
+        )
         assert (await bob.get_chat(dm.id)).message_ttl_seconds is None
         await pilot.press("s")  # the settings a DM does not have are refused politely
-        await wait_for(pilot, lambda: _notified(app, "A direct chat has no roles, title or slow mode"),
-                       what="slow mode refused in a DM")
+        await wait_for(
+            pilot,
+            lambda: _notified(app, "A direct chat has no roles, title or slow mode"),
+            what="slow mode refused in a DM",
+        )

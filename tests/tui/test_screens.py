@@ -1,4 +1,5 @@
-"""Sessions, verify, help, the command palette and the offline outbox, against a live server."""
+"""Sessions, verify, help and the command palette (on a fake server), and the offline outbox (against a live
+server: it checks the SDK's transaction ids too)."""
 
 import asyncio
 from pathlib import Path
@@ -6,7 +7,6 @@ from typing import Any
 
 from textual.widgets import DataTable
 
-from melo_protocol.client import CredentialStore, MeloClient
 from melo_protocol.client import events as ev
 from melo_protocol.client.errors import ServerUnreachable
 from melo_tui.screens.chat import ChatScreen
@@ -14,10 +14,12 @@ from melo_tui.screens.help import HelpScreen
 from melo_tui.screens.sessions import SessionsScreen
 from melo_tui.screens.verify import VerifyScreen
 from melo_tui.widgets.conversation.message_view import PendingItem
-from tests.kit.e2ekit import PASSWORD, close_all, device, next_of
+from tests.kit.e2ekit import close_all, device, next_of
 from tests.kit.livekit import Live
+from tests.tui.fake_backend import FakeMessenger, FakeServer
 from tests.tui.tuikit import (
     SIZE,
+    fake_app,
     info_shown,
     login,
     make_app,
@@ -30,16 +32,14 @@ from tests.tui.tuikit import (
 )
 
 
-async def test_sessions_screen_lists_and_revokes(live: Live, tmp_path: Path) -> None:
-    app = make_app(tmp_path / "home", live.server.url)
-    others = []
+async def test_sessions_screen_lists_and_revokes(tmp_path: Path) -> None:
+    world = FakeServer()
+    app = fake_app(tmp_path / "home", world)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await login(pilot, erin := unique("erin"), register=True)
+            await login(pilot, erin := "erin", register=True)
             for i in range(2):  # two more sessions of erin elsewhere
-                other = MeloClient(live.server.url, store=CredentialStore(tmp_path / f"o{i}", "o"))
-                await other.login(erin, PASSWORD, device_name=f"laptop{i}")
-                others.append(other)
+                world.add_session(erin, f"laptop{i}")
             await pilot.press("ctrl+s")
             screen = app.screen
             assert isinstance(screen, SessionsScreen)
@@ -59,14 +59,14 @@ async def test_sessions_screen_lists_and_revokes(live: Live, tmp_path: Path) -> 
             assert isinstance(app.screen, ChatScreen)
     finally:
         await app.backend.close()
-        for other in others:
-            await other.aclose()
 
 
-async def test_verify_help_and_palette(live: Live, tmp_path: Path) -> None:
-    app = make_app(tmp_path / "home", live.server.url)
-    alice, bob_name = unique("alice"), unique("bob")
-    bob = await device(live, tmp_path / "bob-home", bob_name, "bob", register=True)
+async def test_verify_help_and_palette(tmp_path: Path) -> None:
+    world = FakeServer()
+    app = fake_app(tmp_path / "home", world)
+    alice, bob_name = "alice", "bob"
+    world.user(bob_name)
+    bob = FakeMessenger(world, bob_name)
     try:
         async with app.run_test(size=SIZE) as pilot:
             await login(pilot, alice, register=True)
@@ -163,7 +163,6 @@ async def test_verify_help_and_palette(live: Live, tmp_path: Path) -> None:
             assert app.return_code is None
     finally:
         await app.backend.close()
-        await close_all(bob)
 
 
 def _palette_actions(app: Any) -> list[Any]:

@@ -1,29 +1,26 @@
 """Snapshot tests (pytest-textual-snapshot) of login, chat list with a conversation, sessions, verify, help,
 chat info, the call bar and emoji (SAS) verification.
 
-Deterministic: fixed usernames on this run's own ``melo-server`` process, the fixed clock of
-``formatting.FIXED``, a fixed server URL on the login form, safety numbers from fixed keys, and nothing
-random (ids, ports) on screen. Update with ``pytest tests/tui/test_snapshots.py --snapshot-update``.
+Deterministic and without a server: the chats, sessions and messages of a ``FakeServer``
+(``tests/tui/fake_backend.py``) with fixed usernames, the fixed clock of ``formatting.FIXED``, a fixed server
+URL on the login form, safety numbers from fixed keys, and nothing random (ids, ports) on screen.
+Update with ``pytest tests/tui/test_snapshots.py --snapshot-update``.
 """
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 import melo_tui
-from melo_protocol.client import CredentialStore, MeloClient
-from melo_protocol.client import events as ev
 from melo_protocol.client.call_state import CallQuality, CallState
-from melo_protocol.client.messenger import Messenger
 from melo_protocol.crypto import PartyIdentity, safety_number, safety_qr
 from melo_protocol.crypto.sas import EMOJI
 from melo_tui.app import MeloApp
 from melo_tui.formatting import FIXED
+from melo_tui.media import quiet_media
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.screens.chat_info import ChatInfoScreen
 from melo_tui.screens.sas import SasScreen
@@ -32,8 +29,7 @@ from melo_tui.screens.verify import VerifyScreen
 from melo_tui.widgets.call_bar import CallBar
 from melo_tui.widgets.chats.chat_list import ChatList
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
-from tests.kit.e2ekit import PASSWORD, next_of
-from tests.live import LiveServer
+from tests.tui.fake_backend import FakeServer, fake_backends
 from tests.tui.tuikit import SIZE, make_app, wait_for
 
 ALICE, BOB = "alice", "bob"
@@ -41,50 +37,22 @@ FIXED_ME = PartyIdentity.of(1, "A" * 43)
 FIXED_THEM = PartyIdentity.of(2, "B" * 43)
 
 
-async def _messenger(url: str, home: Path, profile: str, username: str, *, register: bool,
-                     device_name: str) -> Messenger:
-    store = CredentialStore(home, profile)
-    client = MeloClient(url, store=store)
-    if register:
-        await client.register(username, PASSWORD, device_name=device_name)
-    else:
-        await client.login(username, PASSWORD, device_name=device_name)
-    m = Messenger.open(client, store)
-    await m.start()
-    return m
-
-
-async def _setup(url: str, home: Path) -> None:
+def snapshot_world() -> FakeServer:
     """alice (the profile the app opens) and bob talk; a second alice session exists elsewhere."""
-    alice = await _messenger(url, home, "alice", ALICE, register=True, device_name="melo-tui")
-    bob = await _messenger(url, home, "bob", BOB, register=True, device_name="phone")
-    try:
-        async with MeloClient(url, store=CredentialStore(home, "laptop")) as laptop:
-            await laptop.login(ALICE, PASSWORD, device_name="laptop")
-        chat = await bob.client.create_direct(ALICE)
-        got = asyncio.create_task(next_of(alice, ev.MessageReceived, lambda e: e.message.text == "welcome",
-                                          timeout=30))
-        await bob.send_text(chat.id, "Hi Alice! This is [bold]not bold[/] and stays literal.")
-        await bob.send_text(chat.id, "welcome")
-        await got  # alice's device holds the room key before the app opens it
-        await alice.send_text(chat.id, "Hello Bob 👋")
-        await bob.client.create_chat("group", "Melo team", [ALICE])
-    finally:
-        for m in (alice, bob):
-            await m.close()
-            await m.client.aclose()
+    world = FakeServer()
+    world.user(ALICE, devices=("melo-tui", "laptop"))
+    world.user(BOB, devices=("phone",))
+    dm = world.create_chat(BOB, "direct", None, [ALICE])
+    world.send(BOB, dm.id, "Hi Alice! This is [bold]not bold[/] and stays literal.")
+    world.send(BOB, dm.id, "welcome")
+    world.send(ALICE, dm.id, "Hello Bob 👋")
+    world.create_chat(BOB, "group", "Melo team", [ALICE])
+    return world
 
 
-@pytest.fixture(scope="module")
-def snapshot_home(tui_server: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    home = tmp_path_factory.mktemp("snapshots")
-    asyncio.run(_setup(tui_server.url, home))
-    return tui_server.url, home
-
-
-def alice_app(snapshot_home: tuple[str, Path]) -> MeloApp:
-    url, home = snapshot_home
-    return make_app(home, url, profile="alice", formatting=FIXED)
+def alice_app(tmp_path: Path) -> MeloApp:
+    backends = fake_backends(snapshot_world(), tmp_path, {"alice": ALICE})
+    return MeloApp(backends, "alice", formatting=FIXED, call_media=quiet_media)
 
 
 async def _conversation_open(pilot: Pilot[Any]) -> ChatScreen:
@@ -92,8 +60,11 @@ async def _conversation_open(pilot: Pilot[Any]) -> ChatScreen:
     await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="auto-login")
     screen = app.screen
     assert isinstance(screen, ChatScreen)
-    await wait_for(pilot, lambda: screen.status == f"{ALICE} · connected" and len(screen.query("ChatRow")) == 2,
-                   what="connected with chats")
+    await wait_for(
+        pilot,
+        lambda: screen.status == f"{ALICE} · connected" and len(screen.query("ChatRow")) == 2,
+        what="connected with chats",
+    )
     await pilot.press("down", "down")  # to the DM: the newest chat (the group) is first
     await pilot.press("enter")
     view = screen.query_one(MessageView)
@@ -112,8 +83,8 @@ def test_help_screen(snap_compare: Any) -> None:
     assert snap_compare(app, terminal_size=SIZE, press=["f1"])
 
 
-def test_chat_list_with_conversation(snap_compare: Any, snapshot_home: tuple[str, Path]) -> None:
-    app = alice_app(snapshot_home)
+def test_chat_list_with_conversation(snap_compare: Any, tmp_path: Path) -> None:
+    app = alice_app(tmp_path)
     texts: list[str] = []
 
     async def run_before(pilot: Pilot[Any]) -> None:
@@ -125,8 +96,8 @@ def test_chat_list_with_conversation(snap_compare: Any, snapshot_home: tuple[str
     assert any("Hello Bob 👋" in t for t in texts)
 
 
-def test_sessions_screen(snap_compare: Any, snapshot_home: tuple[str, Path]) -> None:
-    app = alice_app(snapshot_home)
+def test_sessions_screen(snap_compare: Any, tmp_path: Path) -> None:
+    app = alice_app(tmp_path)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="auto-login")
@@ -136,15 +107,18 @@ def test_sessions_screen(snap_compare: Any, snapshot_home: tuple[str, Path]) -> 
         await wait_for(pilot, lambda: len(screen.sessions) == 2, what="two sessions")
         table = screen.query_one(DataTable)
         # the table sizes its columns to new rows on idle; the picture waits for that, or it is truncated
-        await wait_for(pilot, lambda: table.ordered_columns[0].content_width >= len("● this device"),
-                       what="columns sized to the rows")
+        await wait_for(
+            pilot,
+            lambda: table.ordered_columns[0].content_width >= len("● this device"),
+            what="columns sized to the rows",
+        )
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_verify_screen(snap_compare: Any, snapshot_home: tuple[str, Path]) -> None:
-    app = alice_app(snapshot_home)
+def test_verify_screen(snap_compare: Any, tmp_path: Path) -> None:
+    app = alice_app(tmp_path)
 
     async def fixed_safety_number(username: str) -> tuple[str, str]:
         # real keys are new every run: the same functions over fixed keys keep the picture stable
@@ -160,24 +134,31 @@ def test_verify_screen(snap_compare: Any, snapshot_home: tuple[str, Path]) -> No
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_chat_info_screen(snap_compare: Any, snapshot_home: tuple[str, Path]) -> None:
-    app = alice_app(snapshot_home)
+def test_chat_info_screen(snap_compare: Any, tmp_path: Path) -> None:
+    app = alice_app(tmp_path)
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen), what="auto-login")
         screen = app.screen
         assert isinstance(screen, ChatScreen)
-        await wait_for(pilot, lambda: screen.status == f"{ALICE} · connected" and len(screen.query("ChatRow")) == 2,
-                       what="connected with chats")
+        await wait_for(
+            pilot,
+            lambda: screen.status == f"{ALICE} · connected" and len(screen.query("ChatRow")) == 2,
+            what="connected with chats",
+        )
         # the group "Melo team" (bob owns it, alice is a member), by the filter: list order and focus vary
         await pilot.click("#chat-filter")
         await pilot.press(*"melo", "enter")
         group = next(e.chat.id for e in screen.query_one(ChatList).entries.values() if e.title == "Melo team")
-        await wait_for(pilot, lambda: screen.chat_id == group and screen.query_one("#composer").has_focus,
-                       what="the group open")
+        await wait_for(
+            pilot, lambda: screen.chat_id == group and screen.query_one("#composer").has_focus, what="the group open"
+        )
         await pilot.press("f3")
-        await wait_for(pilot, lambda: isinstance(app.screen, ChatInfoScreen) and len(app.screen.members) == 2,
-                       what="chat info with its members")
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, ChatInfoScreen) and len(app.screen.members) == 2,
+            what="chat info with its members",
+        )
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
@@ -224,8 +205,9 @@ class SasApp(App[None]):
 
     def on_mount(self) -> None:
         screen = SasScreen("bob", "PHONE", "t1", lambda _match: None)
-        screen.show("keys_exchanged", emoji=[EMOJI[i] for i in (0, 11, 22, 33, 44, 55, 63)],
-                    decimals=(1234, 5678, 4321))
+        screen.show(
+            "keys_exchanged", emoji=[EMOJI[i] for i in (0, 11, 22, 33, 44, 55, 63)], decimals=(1234, 5678, 4321)
+        )
         self.push_screen(screen)
 
 

@@ -1,27 +1,48 @@
-"""Helpers for TUI tests: an app on a temporary home, waiting on conditions, reading what is on screen."""
+"""Helpers for TUI tests: an app on a temporary home (on a live server, or on a ``FakeServer``), waiting on
+conditions, reading what is on screen."""
 
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from textual.pilot import Pilot
 
 from melo_protocol.client import CredentialStore
+from melo_tui.actions.base import BackendFactory
 from melo_tui.app import MeloApp
 from melo_tui.backend import Backend
 from melo_tui.formatting import Formatting
 from melo_tui.media import quiet_media
 from melo_tui.screens.chat import ChatScreen
 from melo_tui.widgets.conversation.message_view import MessageItem, MessageView
+from tests.tui.fake_backend import FakeServer, fake_backends
 
 PASSWORD = "correct horse battery"
 SIZE = (120, 40)
 
 
+def home_backends(home: Path, server_url: str | None = None) -> BackendFactory:
+    """The backends of the profiles of ``home`` (as ``melo-tui`` makes them), on ``server_url``."""
+
+    def make(profile: str) -> Backend:
+        return Backend(CredentialStore(home, profile), server_url=server_url)
+
+    return make
+
+
 def make_app(home: Path, server_url: str | None, profile: str = "tui", formatting: Formatting | None = None) -> MeloApp:
     return MeloApp(
-        Backend(CredentialStore(home, profile), server_url=server_url), formatting=formatting, call_media=quiet_media
+        home_backends(home, server_url), profile, formatting=formatting, call_media=quiet_media
     )  # no audio devices in tests
+
+
+def fake_app(
+    home: Path, world: FakeServer, profile: str = "tui", *, logged_in_as: str | None = None, **options: Any
+) -> MeloApp:
+    """The app on a ``FakeServer`` (no network): logged in as ``logged_in_as``, or at the login screen."""
+    backends = fake_backends(world, home, {profile: logged_in_as} if logged_in_as else None)
+    return MeloApp(backends, profile, call_media=quiet_media, **options)
 
 
 async def wait_for(

@@ -81,22 +81,16 @@ class ChatList(Vertical):
     def shown_entries(self) -> list[ChatEntry]:
         needle = self.query_one("#chat-filter", Input).value.strip().lower()
         entries = [e for e in self.entries.values() if needle in e.title.lower()]
-        return sorted(
-            entries, key=lambda e: (e.last_at is None, -(e.last_at.timestamp() if e.last_at else 0), e.chat.id)
-        )
+        return sorted(entries, key=lambda e: (e.last_at is None, -(e.last_at.timestamp() if e.last_at else 0),
+                                              e.chat.id))
 
     async def set_chats(self, chats: list[ChatOut], previews: dict[int, str]) -> None:
         self.entries = {}
         for c in chats:
             last = c.last_message
-            self.entries[c.id] = ChatEntry(
-                c,
-                chat_title(c),
-                c.unread_count,
-                previews.get(c.id, ""),
-                last.created_at if last else c.created_at,
-                c.peer.online if c.peer is not None else None,
-            )
+            self.entries[c.id] = ChatEntry(c, chat_title(c), c.unread_count, previews.get(c.id, ""),
+                                           last.created_at if last else c.created_at,
+                                           c.peer.online if c.peer is not None else None)
         await self.redraw()
 
     async def redraw(self) -> None:

@@ -142,22 +142,11 @@ class MessageView(VerticalScroll, can_focus=True):
     def _rendering(self, message: Message, previous: Message | None) -> Rendering:
         f = self.formatting
         new_day = previous is None or f.day_key(previous.created_at) != f.day_key(message.created_at)
-        header = (
-            new_day
-            or previous is None
-            or previous.sender != message.sender
-            or message.kind == "emote"
-            or message.created_at - previous.created_at > GROUP_GAP
-        )
+        header = (new_day or previous is None or previous.sender != message.sender or message.kind == "emote"
+                  or message.created_at - previous.created_at > GROUP_GAP)
         quoted = self.by_id.get(message.reply_to) if message.reply_to is not None else None
-        return Rendering(
-            self.own_name,
-            f,
-            header,
-            quoted,
-            message.seq <= self.read_seq,
-            message.seq <= max(self.delivered_seq, self.read_seq),
-        )
+        return Rendering(self.own_name, f, header, quoted, message.seq <= self.read_seq,
+                         message.seq <= max(self.delivered_seq, self.read_seq))
 
     def _widgets_for(self, messages: list[Message], previous: Message | None) -> list[Static]:
         out: list[Static] = []
@@ -174,7 +163,7 @@ class MessageView(VerticalScroll, can_focus=True):
     async def _rebuild(self) -> None:
         self.items.clear()
         await self.remove_children()
-        shown = self.messages[self.shown_from : self.shown_to]
+        shown = self.messages[self.shown_from:self.shown_to]
         widgets: list[Static] = []
         if self.history_complete and self.shown_from == 0:
             widgets.append(self._beginning())
@@ -218,7 +207,7 @@ class MessageView(VerticalScroll, can_focus=True):
             if self.history_complete and self.shown_from == 0 and not self.query("#beginning"):
                 await self.mount(self._beginning(), before=0)
             return
-        fresh = self.messages[new_from : self.shown_from]
+        fresh = self.messages[new_from:self.shown_from]
         old_first = self.messages[self.shown_from]
         anchor = self.items.get(old_first.id)
         widgets: list[Static] = []
@@ -226,11 +215,8 @@ class MessageView(VerticalScroll, can_focus=True):
             widgets.append(self._beginning())
         widgets.extend(self._widgets_for(fresh, None))
         f = self.formatting
-        if (
-            f.day_key(fresh[-1].created_at) == f.day_key(old_first.created_at)
-            and self.children
-            and "day" in self.children[0].classes
-        ):
+        if f.day_key(fresh[-1].created_at) == f.day_key(old_first.created_at) and self.children \
+                and "day" in self.children[0].classes:
             await self.children[0].remove()  # the day already has its separator above
         if anchor is not None:
             anchor.rerender(show_header=self._rendering(old_first, fresh[-1]).show_header)
@@ -249,7 +235,7 @@ class MessageView(VerticalScroll, can_focus=True):
         if self.shown_to - self.shown_from <= MAX_MOUNTED:
             return
         new_to = self.shown_from + MAX_MOUNTED
-        await self._unmount(self.messages[new_to : self.shown_to])
+        await self._unmount(self.messages[new_to:self.shown_to])
         self.shown_to = new_to
         trailing = []
         for child in reversed(self.children):
@@ -266,7 +252,7 @@ class MessageView(VerticalScroll, can_focus=True):
             return
         new_to = min(len(self.messages), self.shown_to + MORE)
         previous = self.messages[self.shown_to - 1] if self.shown_to else None
-        fresh = self.messages[self.shown_to : new_to]
+        fresh = self.messages[self.shown_to:new_to]
         last_item = self.items.get(previous.id) if previous else None
         widgets = self._widgets_for(fresh, previous)
         if last_item is not None:
@@ -276,7 +262,7 @@ class MessageView(VerticalScroll, can_focus=True):
         self.shown_to = new_to
         if self.shown_to - self.shown_from > MAX_MOUNTED:
             new_from = self.shown_to - MAX_MOUNTED
-            await self._unmount(self.messages[self.shown_from : new_from])
+            await self._unmount(self.messages[self.shown_from:new_from])
             self.shown_from = new_from
             leading = []
             for child in self.children:
