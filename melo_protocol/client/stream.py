@@ -22,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
 from melo_protocol.client.errors import (
+    BadRequest,
     MeloError,
     NotAuthenticated,
     ServerUnreachable,
@@ -31,6 +32,7 @@ from melo_protocol.client.errors import (
 )
 from melo_protocol.client.rest import MeloClient
 from melo_protocol.client.resume import ResumeState
+from melo_protocol.client.validation import describe_errors
 from melo_protocol.wire.bounds import Id, Seq
 from melo_protocol.wire.realtime import (
     AckFrame,
@@ -40,10 +42,24 @@ from melo_protocol.wire.realtime import (
     PongFrame,
     ReadyFrame,
     UnknownFrame,
+    client_command_adapter,
     parse_server_frame,
 )
 
 log = logging.getLogger("melo.sdk.stream")
+
+
+def encode_command(op: str, **fields: Any) -> str:
+    """A command as the JSON of its ``melo_protocol.wire.realtime`` model (the one the server parses it
+    with), carrying exactly the fields given. A value the model refuses is ``BadRequest`` here, in the
+    user's words, before anything is sent; details name the fields, never their values."""
+    try:
+        cmd = client_command_adapter.validate_python({"op": op, **fields})
+    except ValidationError as exc:
+        errors = exc.errors()
+        names = sorted({".".join(str(p) for p in e["loc"][1:]) or "command" for e in errors})
+        raise BadRequest(422, "validation_error", describe_errors(errors), {"fields": names}) from None
+    return str(cmd.model_dump_json(exclude_unset=True))
 
 RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 30.0
@@ -190,7 +206,7 @@ class LiveStream:
         the same request: sends carry a txn_id, so a repeat never duplicates a message.
         """
         req_id = uuid.uuid4().hex[:16]
-        payload = json.dumps({"op": op, "id": req_id, **fields}, ensure_ascii=False)
+        payload = encode_command(op, id=req_id, **fields)
         async with asyncio.timeout(timeout):
             while True:
                 await self._connected.wait()
@@ -218,7 +234,7 @@ class LiveStream:
                 async with websockets.connect(self.client.ws_url, max_size=4 * 1024 * 1024,
                                               open_timeout=15, ping_interval=None) as ws:
                     self._ws = ws
-                    await ws.send(json.dumps({"op": "auth", "token": token, "cursor": self._resume.connecting()}))
+                    await ws.send(encode_command("auth", token=token, cursor=self._resume.connecting()))
                     await self._session(ws)
                     attempt = 0
             except ConnectionClosed as exc:
@@ -314,7 +330,7 @@ class LiveStream:
         while True:
             await asyncio.sleep(every)  # a heartbeat period, not synchronisation
             with contextlib.suppress(ConnectionClosed):
-                await ws.send(json.dumps({"op": "ping"}))
+                await ws.send(encode_command("ping"))
 
 
 class _Reconnecting(Exception):
