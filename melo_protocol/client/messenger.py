@@ -49,6 +49,8 @@ from melo_protocol.wire.jobs import ScheduledOut
 if TYPE_CHECKING:  # the stream (websockets) is imported by start(live=True): a one-shot send needs none of it
     from melo_protocol.client.stream import LiveStream
 
+KEY_REQUESTS_FLUSH_S = 3.0  # how long close() waits for key requests still going out
+
 
 class Messenger:
     def __init__(self, client: MeloClient, data_dir: Path, store_key: bytes) -> None:
@@ -64,6 +66,7 @@ class Messenger:
         self.send_delivered = True
         self._delivered: dict[int, int] = {}
         self._delivering: asyncio.Task[None] | None = None
+        self._key_requests: set[asyncio.Task[None]] = set()  # in flight; close() lets them finish first
         self.cache: MessageCache | None = None
         self._directory = DeviceDirectory(
             client, self.me, crypto=lambda: self.crypto, cache=lambda: self.cache, events=self._pending_events
@@ -149,6 +152,13 @@ class Messenger:
         return self.cache is not None
 
     async def close(self) -> None:
+        if self._key_requests:  # let the key requests go out (briefly): a short CLI run is when they matter
+            pending = set(self._key_requests)
+            _, late = await asyncio.wait(pending, timeout=KEY_REQUESTS_FLUSH_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)  # retrieved: no task outlives the client
+            self._key_requests.clear()
         if self._delivering is not None:
             self._delivering.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -426,7 +436,9 @@ class Messenger:
     def _missing_key(self, out: MessageOut, exc: MissingSessionKey) -> None:
         """``out`` waits for its room key: it is read again when the key arrives, which is asked for now."""
         self._translator.wait_for_key(exc.session_id, out)
-        asyncio.get_running_loop().create_task(self._directory.request_key(out, exc))
+        task = asyncio.get_running_loop().create_task(self._directory.request_key(out, exc))
+        self._key_requests.add(task)
+        task.add_done_callback(self._key_requests.discard)
 
     # -- devices and verification ------------------------------------------------------------------------
     async def devices(self, username: str) -> list[dict[str, Any]]:
