@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import vodozemac
 
 from .account import DeviceAccount
-from .errors import StoreError
+from .cached_store import CachedStore
 from .megolm import InboundGroupSession, OutboundGroupSession
 from .store import DeviceRecord, OlmSessionEntry
 
@@ -58,7 +56,7 @@ class MemoryRows:
         )
 
 
-class MemoryCryptoStore:
+class MemoryCryptoStore(CachedStore):
     """A `CryptoStore` in memory (see the module's first lines)."""
 
     def __init__(self, rows: MemoryRows | None = None) -> None:
@@ -70,49 +68,22 @@ class MemoryCryptoStore:
         self._closed = False
         self._reset_caches()
 
-    def _reset_caches(self) -> None:
-        self._account: DeviceAccount | None = None
-        self._olm: dict[str, list[OlmSessionEntry]] = {}
-        self._inbound: dict[tuple[str, str], InboundGroupSession | None] = {}
-        self._outbound: dict[int, OutboundGroupSession | None] = {}
-        self._devices: dict[tuple[int, str], DeviceRecord | None] = {}
-        self._leased: set[int] = set()
+    def _begin(self) -> None:
+        self._before = self.rows.snapshot()
 
-    def flush(self) -> None:
-        with self.transaction():
-            for chat_id in sorted(self._leased):
-                session = self._outbound.get(chat_id)
-                if session is not None:
-                    self._write_outbound(session, leased=False)
-        self._leased.clear()
+    def _commit(self) -> None:
+        self._before = None
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        if self._depth:
-            raise StoreError("close() inside a transaction")
-        self.flush()
-        self._closed = True
-        self._reset_caches()
+    def _rollback(self) -> None:
+        assert self._before is not None
+        self.rows.restore(self._before)
+        self._before = None
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._depth == 0:
-            self._before = self.rows.snapshot()
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            if self._depth == 0:
-                assert self._before is not None
-                self.rows.restore(self._before)
-                self._before = None
-                self._reset_caches()
-            raise
-        self._depth -= 1
-        if self._depth == 0:
-            self._before = None
+    def _release(self) -> None:
+        pass  # nothing held open
+
+    def _flush_pending(self) -> None:
+        pass  # seen indices are kept at once
 
     # account --------------------------------------------------------------------------------------------------
     def load_account(self) -> DeviceAccount | None:
@@ -149,21 +120,8 @@ class MemoryCryptoStore:
         entries.sort(key=lambda e: e.last_used, reverse=True)
         return entries
 
-    def save_olm_session(self, peer_curve25519: str, session: vodozemac.Session) -> OlmSessionEntry:
-        entries = self.olm_sessions(peer_curve25519)
-        self._clock += 1
-        last_used = self._clock
-        with self.transaction():
-            self.rows.olm[session.session_id] = (peer_curve25519, session.pickle(self._key), last_used)
-        for entry in entries:
-            if entry.session_id == session.session_id:
-                entry.inner, entry.last_used = session, last_used
-                break
-        else:
-            entry = OlmSessionEntry(session.session_id, peer_curve25519, session, last_used)
-            entries.append(entry)
-        entries.sort(key=lambda e: e.last_used, reverse=True)
-        return entry
+    def _write_olm(self, peer_curve25519: str, session: vodozemac.Session, last_used: int) -> None:
+        self.rows.olm[session.session_id] = (peer_curve25519, session.pickle(self._key), last_used)
 
     # Megolm sessions ------------------------------------------------------------------------------------------
     def inbound_group_session(self, sender_key: str, session_id: str) -> InboundGroupSession | None:
@@ -199,24 +157,12 @@ class MemoryCryptoStore:
             self._outbound[chat_id] = record
         return self._outbound[chat_id]
 
-    def save_outbound_group_session(self, session: OutboundGroupSession) -> None:
-        with self.transaction():
-            self._write_outbound(session, leased=True)
-        self._outbound[session.chat_id] = session
-        self._leased.add(session.chat_id)
-
-    def holds_lease(self, chat_id: int) -> bool:
-        return chat_id in self._leased
-
     def _write_outbound(self, session: OutboundGroupSession, *, leased: bool) -> None:
         pickle = session.inner.pickle(self._key)
         self.rows.outbound[session.chat_id] = (pickle, session.created_at, frozenset(session.shared_with), leased)
 
-    def discard_outbound_group_session(self, chat_id: int) -> None:
-        with self.transaction():
-            self.rows.outbound.pop(chat_id, None)
-        self._outbound[chat_id] = None
-        self._leased.discard(chat_id)
+    def _delete_outbound(self, chat_id: int) -> None:
+        self.rows.outbound.pop(chat_id, None)
 
     def record_megolm_index(self, sender_key: str, session_id: str, message_index: int, message_id: str) -> str:
         seen = self.rows.seen.setdefault((sender_key, session_id), {})

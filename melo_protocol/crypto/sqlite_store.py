@@ -27,8 +27,6 @@ import json
 import os
 import sqlite3
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -39,6 +37,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .account import DeviceAccount
+from .cached_store import CachedStore
 from .errors import StoreError, StoreKeyError, StoreLocked
 from .megolm import InboundGroupSession, OutboundGroupSession
 from .store import DeviceRecord, OlmSessionEntry, TrustState
@@ -91,7 +90,7 @@ def _derive(key: bytes, purpose: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"melo-crypto-store/" + purpose).derive(key)
 
 
-class SqliteCryptoStore:
+class SqliteCryptoStore(CachedStore):
     """The `CryptoStore` of a device: SQLite-backed, pickle-encrypted, with in-memory caches of the live
     vodozemac objects."""
 
@@ -128,13 +127,8 @@ class SqliteCryptoStore:
         self._clock = int(row[0])
 
     def _reset_caches(self) -> None:
-        self._account: DeviceAccount | None = None
-        self._olm: dict[str, list[OlmSessionEntry]] = {}
-        self._inbound: dict[tuple[str, str], InboundGroupSession | None] = {}
-        self._outbound: dict[int, OutboundGroupSession | None] = {}
-        self._devices: dict[tuple[int, str], DeviceRecord | None] = {}
+        super()._reset_caches()
         self._curve_index: dict[str, tuple[int, str] | None] = {}
-        self._leased: set[int] = set()  # chats whose outbound session this store object holds the lease of
 
     def _check_or_set_verifier(self) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE name = 'verifier'").fetchone()
@@ -157,26 +151,12 @@ class SqliteCryptoStore:
         if schema is None or int(schema[0]) > SCHEMA_VERSION:
             raise StoreError(f"the crypto store at {self.path} has an unknown schema version")
 
-    def flush(self) -> None:
-        """Write pending seen indices and hand back the leased outbound sessions (ratchets moved in memory)."""
+    def _flush_pending(self) -> None:
         self._flush_seen()
-        with self.transaction():
-            for chat_id in sorted(self._leased):
-                session = self._outbound.get(chat_id)
-                if session is not None:
-                    self._write_outbound(session, leased=False)
-        self._leased.clear()
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        if self._depth:
-            raise StoreError("close() inside a transaction")
-        self.flush()
+    def _release(self) -> None:
         self._db.close()
         self._lock.close()  # closing the descriptor releases the lock
-        self._closed = True
-        self._reset_caches()
 
     def __enter__(self) -> SqliteCryptoStore:
         return self
@@ -184,33 +164,14 @@ class SqliteCryptoStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Group writes so they commit together (e.g. the account that spent a one-time key + the new session).
+    def _begin(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
 
-        Nested uses join the outermost transaction. On an exception everything is rolled back and the
-        in-memory caches are dropped, so callers reload the last committed state (e.g. the one-time key
-        is still in the account).
-        """
-        if self._depth == 0:
-            self._db.execute("BEGIN IMMEDIATE")
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
-            self._depth -= 1
-            if self._depth == 0:
-                self._db.execute("ROLLBACK")
-                self._reset_caches()  # also forgets leases: a rolled-back outbound session is never continued
-            raise
-        self._depth -= 1
-        if self._depth == 0:
-            self._db.execute("COMMIT")
+    def _commit(self) -> None:
+        self._db.execute("COMMIT")
 
-    def tick(self) -> int:
-        """A monotonic counter used to order Olm sessions by last use (deterministic, no wall clock)."""
-        self._clock += 1
-        return self._clock
+    def _rollback(self) -> None:
+        self._db.execute("ROLLBACK")
 
     # account ------------------------------------------------------------------------------------------
     def load_account(self) -> DeviceAccount | None:
@@ -253,25 +214,12 @@ class SqliteCryptoStore:
         entries.sort(key=lambda e: e.last_used, reverse=True)
         return entries
 
-    def save_olm_session(self, peer_curve25519: str, session: vodozemac.Session) -> OlmSessionEntry:
-        """Insert or update a session and mark it as the most recently used one for this peer."""
-        entries = self.olm_sessions(peer_curve25519)
-        last_used = self.tick()
-        with self.transaction():
-            self._db.execute(
-                "INSERT INTO olm_sessions (session_id, peer_curve25519, pickle, last_used) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (session_id) DO UPDATE SET pickle = excluded.pickle, last_used = excluded.last_used",
-                (session.session_id, peer_curve25519, session.pickle(self._pickle_key), last_used),
-            )
-        for entry in entries:
-            if entry.session_id == session.session_id:
-                entry.inner, entry.last_used = session, last_used
-                break
-        else:
-            entry = OlmSessionEntry(session.session_id, peer_curve25519, session, last_used)
-            entries.append(entry)
-        entries.sort(key=lambda e: e.last_used, reverse=True)
-        return entry
+    def _write_olm(self, peer_curve25519: str, session: vodozemac.Session, last_used: int) -> None:
+        self._db.execute(
+            "INSERT INTO olm_sessions (session_id, peer_curve25519, pickle, last_used) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (session_id) DO UPDATE SET pickle = excluded.pickle, last_used = excluded.last_used",
+            (session.session_id, peer_curve25519, session.pickle(self._pickle_key), last_used),
+        )
 
     def _unpickle_session(self, pickle: str) -> vodozemac.Session:
         try:
@@ -334,16 +282,6 @@ class SqliteCryptoStore:
             self._outbound[chat_id] = record
         return self._outbound[chat_id]
 
-    def save_outbound_group_session(self, session: OutboundGroupSession) -> None:
-        """Store the session leased: call before encrypting with a new session or after sharing it further."""
-        with self.transaction():
-            self._write_outbound(session, leased=True)
-        self._outbound[session.chat_id] = session
-        self._leased.add(session.chat_id)
-
-    def holds_lease(self, chat_id: int) -> bool:
-        return chat_id in self._leased
-
     def lease_outbound_group_session(self, session: OutboundGroupSession) -> None:
         """Take the lease before the first encryption by this store object (a no-op afterwards)."""
         if session.chat_id not in self._leased:
@@ -362,11 +300,8 @@ class SqliteCryptoStore:
             ),
         )
 
-    def discard_outbound_group_session(self, chat_id: int) -> None:
-        with self.transaction():
-            self._db.execute("DELETE FROM outbound_group_sessions WHERE chat_id = ?", (chat_id,))
-        self._outbound[chat_id] = None
-        self._leased.discard(chat_id)
+    def _delete_outbound(self, chat_id: int) -> None:
+        self._db.execute("DELETE FROM outbound_group_sessions WHERE chat_id = ?", (chat_id,))
 
     def record_megolm_index(self, sender_key: str, session_id: str, message_index: int, message_id: str) -> str:
         """Remember that this index was used by `message_id`; return the message id that first used it."""
